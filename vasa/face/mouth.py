@@ -1,0 +1,149 @@
+"""A synthesised mouth interior for lips that part wider than in the portrait.
+
+Warping alone stretches the thin seam between closed lips into a smear. Where the target's
+inner-lip polygon is larger than the source's, the interior is painted instead: a dark cavity
+shaded toward its middle, upper teeth hanging from the upper lip and a lower row rising from
+the lower lip, both tapering toward the mouth corners, with faint gaps between teeth. Colours
+come from the portrait (lip colour for the cavity, visible teeth when its mouth is open).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from vasa.face.model import INNER_LIPS_LOWER, INNER_LIPS_UPPER, OUTER_LIPS
+
+DEFAULT_TEETH_RGB = np.array([222.0, 214.0, 198.0])
+CAVITY_DARKNESS = 0.3  # cavity colour = lip colour times this
+TONGUE_SHADE = 0.55  # tongue colour = lip colour times this
+UPPER_TEETH_PER_WIDTH = 0.15  # visible upper-incisor height per mouth width
+LOWER_TEETH_PER_WIDTH = 0.045
+TOOTH_WIDTH_PER_MOUTH = 0.13
+FEATHER_PX_PER_512 = 1.2
+TEETH_OVER_SKIN = 1.3  # teeth luma at most this times the median face luma
+
+
+@dataclass(frozen=True)
+class MouthStyle:
+    lip_rgb: np.ndarray  # (3,)
+    teeth_rgb: np.ndarray  # (3,)
+    source_area: float  # inner-lip polygon area of the portrait, crop units²
+
+
+def inner_lip_polygon(points_2d: np.ndarray) -> np.ndarray:
+    """(22, 2) closed inner-lip contour: upper lip left to right, lower lip right to left."""
+    return np.concatenate([points_2d[list(INNER_LIPS_UPPER)], points_2d[list(INNER_LIPS_LOWER[1:-1])]])
+
+
+def polygon_area(polygon: np.ndarray) -> float:
+    x, y = polygon[:, 0], polygon[:, 1]
+    return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2)
+
+
+def mouth_style(image: np.ndarray, points_2d: np.ndarray) -> MouthStyle:
+    """Sample lip and teeth colours from the portrait; points in crop units."""
+    size = image.shape[0]
+    inner = inner_lip_polygon(points_2d)
+    outer_mask = np.zeros(image.shape[:2], np.uint8)
+    lips = points_2d[list(OUTER_LIPS)]
+    cv2.fillPoly(outer_mask, [np.round(lips * size).astype(np.int32)], 1)
+    inner_mask = np.zeros_like(outer_mask)
+    cv2.fillPoly(inner_mask, [np.round(inner * size).astype(np.int32)], 1)
+    lip_pixels = image[(outer_mask > 0) & (inner_mask == 0)]
+    lip_rgb = lip_pixels.mean(axis=0) if len(lip_pixels) else np.array([150.0, 80.0, 80.0])
+    teeth_rgb = DEFAULT_TEETH_RGB
+    interior = image[inner_mask > 0].astype(np.float64)
+    if len(interior) > 30:
+        brightness = interior.mean(axis=1)
+        bright = interior[brightness >= np.percentile(brightness, 85)]
+        if bright.mean() > 140 and bright.std(axis=0).mean() < 40:  # looks like teeth, not tongue
+            teeth_rgb = 0.5 * bright.mean(axis=0) + 0.5 * DEFAULT_TEETH_RGB
+    # Match the portrait: no brighter than its skin allows, gray in a gray picture.
+    face = image[int(points_2d[:, 1].min() * size): int(points_2d[:, 1].max() * size),
+                 int(points_2d[:, 0].min() * size): int(points_2d[:, 0].max() * size)].reshape(-1, 3)
+    skin = np.median(face, axis=0) if len(face) else np.full(3, 180.0)
+    teeth_rgb = teeth_rgb * min(1.0, TEETH_OVER_SKIN * skin.mean() / teeth_rgb.mean())
+    colourfulness = float(np.clip(np.ptp(skin) / 60.0, 0.0, 1.0))
+    teeth_rgb = teeth_rgb.mean() + colourfulness * (teeth_rgb - teeth_rgb.mean())
+    lip_rgb = lip_rgb.mean() + colourfulness * (lip_rgb - lip_rgb.mean())
+    return MouthStyle(lip_rgb.astype(np.float64), teeth_rgb, polygon_area(inner))
+
+
+def open_strength(style: MouthStyle, target_area: float) -> float:
+    """0 when the target mouth is no more open than the source, ~1 when it is much wider."""
+    return float(np.clip((target_area - 1.05 * style.source_area) / (0.25 * target_area + 1e-9), 0.0, 1.0))
+
+
+def paint_interior(frame: np.ndarray, points_2d: np.ndarray, style: MouthStyle) -> np.ndarray:
+    """Paint the interior inside the target inner-lip polygon of `frame` (in place and returned)."""
+    size = frame.shape[0]
+    polygon = inner_lip_polygon(points_2d) * size
+    strength = open_strength(style, polygon_area(polygon / size))
+    if strength <= 0.0:
+        return frame
+    pad = 3
+    x0, y0 = np.floor(polygon.min(axis=0)).astype(int) - pad
+    x1, y1 = np.ceil(polygon.max(axis=0)).astype(int) + pad
+    x0, y0 = max(x0, 0), max(y0, 0)
+    x1, y1 = min(x1, size), min(y1, size)
+    if x1 - x0 < 3 or y1 - y0 < 2:
+        return frame
+    local = polygon - [x0, y0]
+    mask = np.zeros((y1 - y0, x1 - x0), np.float32)
+    cv2.fillPoly(mask, [np.round(local * 16).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=4)
+    feather = FEATHER_PX_PER_512 * size / 512
+    mask = cv2.GaussianBlur(mask, (0, 0), feather)
+    interior = _interior_colours(local, mask.shape, style, size)
+    alpha = (mask * strength)[:, :, None]
+    patch = frame[y0:y1, x0:x1].astype(np.float32)
+    frame[y0:y1, x0:x1] = np.clip(patch + alpha * (interior - patch), 0, 255).round().astype(np.uint8)
+    return frame
+
+
+def _lip_curves(local: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Upper and lower inner-lip y at every column of the patch (linear between landmarks)."""
+    n_upper = len(INNER_LIPS_UPPER)
+    upper = local[:n_upper]
+    lower = np.concatenate([local[n_upper - 1: n_upper], local[n_upper:], local[:1]])
+    xs = np.arange(width) + 0.5
+    upper = upper[np.argsort(upper[:, 0])]
+    lower = lower[np.argsort(lower[:, 0])]
+    return np.interp(xs, upper[:, 0], upper[:, 1]), np.interp(xs, lower[:, 0], lower[:, 1])
+
+
+def _interior_colours(local: np.ndarray, shape: tuple[int, int], style: MouthStyle, size: int) -> np.ndarray:
+    h, w = shape
+    y_up, y_lo = _lip_curves(local, w)
+    left, right = local[:, 0].min(), local[:, 0].max()
+    mouth_width = max(right - left, 1.0)
+    centre = (left + right) / 2
+    xs = np.arange(w) + 0.5
+    ys = (np.arange(h) + 0.5)[:, None]
+    across = np.clip(np.abs(xs - centre) / (mouth_width / 2), 0, 1)  # 0 middle .. 1 corners
+    taper = np.sqrt(np.clip(1 - across**2, 0, 1))
+    gap = np.maximum(y_lo - y_up, 1e-3)
+    depth = np.clip((ys - y_up) / gap, 0, 1)  # 0 at the upper lip .. 1 at the lower lip
+    # Cavity: dark and reddish, darkest in the middle of the opening and toward the corners,
+    # with the tongue's lighter red rising from the lower lip.
+    cavity = style.lip_rgb * CAVITY_DARKNESS * (1 - 0.4 * across)[None, :, None]
+    tongue = np.clip((depth - 0.55) / 0.45, 0, 1)[:, :, None] * taper[None, :, None]
+    out = cavity * (1 - 0.35 * np.sin(np.pi * depth)[:, :, None]) + tongue * (style.lip_rgb * TONGUE_SHADE - cavity)
+    # Teeth: heights taper to the corners and never fill more than part of the opening.
+    upper_height = np.minimum(UPPER_TEETH_PER_WIDTH * mouth_width, 0.45 * gap) * taper
+    lower_height = np.minimum(LOWER_TEETH_PER_WIDTH * mouth_width, 0.18 * gap) * taper
+    tooth = TOOTH_WIDTH_PER_MOUTH * mouth_width
+    phase = np.abs(((xs - centre) / tooth + 0.5) % 1.0 - 0.5)  # distance to a tooth gap, tooth units
+    gaps = 1 - 0.06 * np.exp(-((phase * tooth) ** 2) / (2 * (0.7 * size / 512) ** 2 + 1e-9)) * (across < 0.3)
+    soft = 0.8 * size / 512 + 0.3
+    upper_alpha = np.clip((y_up + upper_height - ys) / soft, 0, 1) * (upper_height > 0.5)
+    lower_alpha = np.clip((ys - (y_lo - lower_height)) / soft, 0, 1) * (lower_height > 0.5)
+    # Shade the teeth: darker toward the corners, in the lip's shadow at the top, lit at the edge.
+    into_teeth = np.clip((ys - y_up) / np.maximum(upper_height, 1.0), 0, 1)
+    upper_shade = (0.58 + 0.42 * taper) * gaps * (0.82 + 0.18 * np.clip(into_teeth * 2.5, 0, 1))
+    lower_shade = (0.45 + 0.25 * taper) * gaps * np.ones((h, 1))
+    out = out + upper_alpha[:, :, None] * (style.teeth_rgb * upper_shade[:, :, None] - out)
+    out = out + lower_alpha[:, :, None] * (style.teeth_rgb * lower_shade[:, :, None] - out)
+    return out.astype(np.float32)

@@ -1,0 +1,121 @@
+"""Dense backward warping driven by sparse vertex motion.
+
+The warp mesh is a Delaunay triangulation of the source vertices (face landmarks, anchor rings
+that carry hair and neck, and points on the image border that never move). Each frame the mesh
+is rasterised at its target positions on a coarse grid, nearest triangle on top, giving for each
+grid cell the source position it shows (an exact backward map, folds and collapsing eyelids
+included); the map's offset is smoothed off the face, upsampled, and one `cv2.remap` renders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+from scipy.spatial import Delaunay
+
+BORDER_POINTS_PER_SIDE = 9
+SUBPIXEL_BITS = 4  # fixed-point fraction bits for cv2's polygon filling
+
+
+@dataclass(frozen=True)
+class WarpMesh:
+    vertices: np.ndarray  # (V, 2) source positions, crop units
+    triangles: np.ndarray  # (F, 3)
+    grid: int  # field resolution G
+    smooth_mask: np.ndarray  # (G, G, 1) float32: 1 where the map is low-pass filtered (off the face)
+
+
+def border_points(count: int = BORDER_POINTS_PER_SIDE) -> np.ndarray:
+    """Points on the crop's border (crop units), corners included."""
+    t = np.linspace(0.0, 1.0, count)
+    inner = t[1:-1]
+    ring = np.concatenate([np.stack([t, np.zeros_like(t)], 1), np.stack([t, np.ones_like(t)], 1),
+                           np.stack([np.zeros_like(inner), inner], 1), np.stack([np.ones_like(inner), inner], 1)])
+    return ring
+
+
+def build_warp_mesh(vertices: np.ndarray, grid: int, face_polygon: np.ndarray) -> WarpMesh:
+    """Triangulate the source vertices (crop units, border points included)."""
+    triangulation = Delaunay(vertices)
+    mask = np.zeros((grid, grid), np.uint8)
+    cv2.fillPoly(mask, [np.round(face_polygon * grid - 0.5).astype(np.int32)], 1)
+    soft = cv2.GaussianBlur(1.0 - mask.astype(np.float32), (0, 0), grid / 64)
+    return WarpMesh(vertices, triangulation.simplices, grid, soft[:, :, None])
+
+
+def rasterize(mesh: WarpMesh, target: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    """Backward map on the G grid: for each cell centre, the source position it shows.
+
+    target (V, 2) crop units, depth (V,) (larger = farther). Triangles are painted far to near
+    into an id buffer (`cv2.fillConvexPoly`, sub-cell precision), so where they overlap (a turned
+    head folds the cheek behind the nose) the nearest wins; each cell then goes through its
+    triangle's affine map target -> source. Returns (G*G, 2), crop units.
+    """
+    g = mesh.grid
+    triangles_target = target[mesh.triangles]  # (F, 3, 2)
+    a, b, c = triangles_target[:, 0], triangles_target[:, 1], triangles_target[:, 2]
+    area = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+    drawn = np.abs(area) * g * g > 1e-4  # collapsed triangles (a closed eyelid) show nothing
+    order = np.argsort(-depth[mesh.triangles].mean(axis=1), kind="stable")
+    order = order[drawn[order]]
+    fixed = np.round((triangles_target * g - 0.5) * (1 << SUBPIXEL_BITS)).astype(np.int32)
+    ids = np.full((g, g), len(area), np.int32)  # index F = "no triangle": identity map
+    for face in order.tolist():
+        cv2.fillConvexPoly(ids, fixed[face], face, lineType=cv2.LINE_8, shift=SUBPIXEL_BITS)
+    affine = _affine_maps(triangles_target, mesh.vertices[mesh.triangles], drawn)  # (F + 1, 2, 3)
+    per_cell = affine[ids.ravel()]  # (G*G, 2, 3)
+    cells = grid_centres(g)
+    return (per_cell[:, :, 0] * cells[:, :1] + per_cell[:, :, 1] * cells[:, 1:]
+            + per_cell[:, :, 2]).astype(np.float32)
+
+
+def _affine_maps(target: np.ndarray, source: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Per triangle the affine (2, 3) taking its target corners to its source corners; one
+    identity map appended for cells no triangle covers. target, source: (F, 3, 2)."""
+    edges_t = np.stack([target[:, 1] - target[:, 0], target[:, 2] - target[:, 0]], axis=2)  # (F, 2, 2) columns
+    edges_s = np.stack([source[:, 1] - source[:, 0], source[:, 2] - source[:, 0]], axis=2)
+    det = edges_t[:, 0, 0] * edges_t[:, 1, 1] - edges_t[:, 0, 1] * edges_t[:, 1, 0]
+    det = np.where(valid, det, 1.0)
+    inverse = np.stack([np.stack([edges_t[:, 1, 1], -edges_t[:, 0, 1]], 1),
+                        np.stack([-edges_t[:, 1, 0], edges_t[:, 0, 0]], 1)], 1) / det[:, None, None]
+    linear = edges_s @ inverse  # (F, 2, 2)
+    shift = source[:, 0] - np.einsum("fij,fj->fi", linear, target[:, 0])
+    maps = np.concatenate([linear, shift[:, :, None]], axis=2)
+    maps[~valid] = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
+    identity = np.array([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])
+    return np.concatenate([maps, identity]).astype(np.float32)
+
+
+@lru_cache(maxsize=8)
+def grid_centres(grid: int) -> np.ndarray:
+    """(G*G, 2) pixel-centre positions (x, y) of a G x G grid, crop units, row-major. Read-only."""
+    c = (np.arange(grid) + 0.5) / grid
+    x, y = np.meshgrid(c, c)
+    centres = np.stack([x.ravel(), y.ravel()], axis=1)
+    centres.flags.writeable = False
+    return centres
+
+
+def backward_map(mesh: WarpMesh, target: np.ndarray, depth: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Target vertex positions (V, 2) crop units -> remap tables (map_x, map_y) at `size` pixels."""
+    g = mesh.grid
+    offset = (rasterize(mesh, target, depth) - grid_centres(g)).reshape(g, g, 2)
+    offset = offset.astype(np.float32)
+    # Smooth over hair and background (piecewise-linear kinks would bend straight lines there);
+    # blurring a quarter-resolution copy is as good and ~10x cheaper than at full grid size.
+    small = cv2.resize(offset, (g // 4, g // 4), interpolation=cv2.INTER_AREA)
+    blurred = cv2.resize(cv2.GaussianBlur(small, (0, 0), g / 96), (g, g), interpolation=cv2.INTER_LINEAR)
+    offset += mesh.smooth_mask * (blurred - offset)
+    # Resize the offset, not the positions: a linear resize clamps at the border, where the
+    # offset is zero (border points are fixed), so the identity map stays exact.
+    offset_x = cv2.resize(offset[:, :, 0] * size, (size, size), interpolation=cv2.INTER_LINEAR)
+    offset_y = cv2.resize(offset[:, :, 1] * size, (size, size), interpolation=cv2.INTER_LINEAR)
+    identity = np.arange(size, dtype=np.float32)
+    return offset_x + identity[None, :], offset_y + identity[:, None]
+
+
+def remap(image: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> np.ndarray:
+    return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

@@ -1,0 +1,80 @@
+"""The contract between stages: `Appearance` (per portrait) and `Motion` (per frame).
+
+Every face backend encodes an image into both and decodes (Appearance, Motion) back to an image;
+the motion generator only ever sees `Motion`. Paper symbols: Motion.pose is z_pose,
+Motion.dynamics is z_dyn, Appearance.identity is z_id and Appearance.texture stands for V_app.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Motion:
+    """Head pose and facial dynamics of one frame (pose (6,), dynamics (K,)) or of a batch.
+
+    pose = (yaw, pitch, roll) in degrees, (tx, ty) in crop units (0..1 across the crop) and the
+    face scale in crop units per canonical unit (canonical unit = outer-eye-corner distance).
+    dynamics = coefficients of the face backend's dynamics basis.
+    """
+
+    pose: np.ndarray  # (..., 6)
+    dynamics: np.ndarray  # (..., K)
+
+    def __post_init__(self):
+        object.__setattr__(self, "pose", np.asarray(self.pose, dtype=np.float64))
+        object.__setattr__(self, "dynamics", np.asarray(self.dynamics, dtype=np.float64))
+        if self.pose.shape[:-1] != self.dynamics.shape[:-1] or self.pose.shape[-1:] != (6,):
+            raise ValueError(f"pose {self.pose.shape} and dynamics {self.dynamics.shape} do not match")
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        return self.pose.shape[:-1]
+
+    def __len__(self) -> int:
+        if not self.batch_shape:
+            raise TypeError("a single frame's Motion has no length")
+        return self.batch_shape[0]
+
+    def __getitem__(self, index) -> "Motion":
+        return Motion(self.pose[index], self.dynamics[index])
+
+    def replace(self, pose: np.ndarray | None = None, dynamics: np.ndarray | None = None) -> "Motion":
+        return Motion(self.pose if pose is None else pose, self.dynamics if dynamics is None else dynamics)
+
+    def as_array(self) -> np.ndarray:
+        """[pose, dynamics] concatenated on the last axis: the motion generator's x."""
+        return np.concatenate([self.pose, self.dynamics], axis=-1)
+
+    @staticmethod
+    def from_array(array: np.ndarray) -> "Motion":
+        array = np.asarray(array)
+        return Motion(array[..., :6], array[..., 6:])
+
+    @staticmethod
+    def stack(frames: Sequence["Motion"]) -> "Motion":
+        return Motion(np.stack([m.pose for m in frames]), np.stack([m.dynamics for m in frames]))
+
+
+@dataclass(frozen=True)
+class Appearance:
+    """What stays fixed for one portrait.
+
+    image: the aligned square crop (RGB uint8), identity: the face's canonical 3D shape (z_id),
+    source: the portrait's own Motion, texture: the backend's prepared render structure
+    (the mesh backend's warp mesh; a neural backend's appearance volume V_app).
+    """
+
+    image: np.ndarray  # (S, S, 3) uint8
+    identity: np.ndarray
+    source: Motion
+    crop: Any  # vasa.face.landmarks.FaceCrop: where the crop sits in the user's image
+    texture: Any
+
+    @property
+    def size(self) -> int:
+        return int(self.image.shape[0])

@@ -1,0 +1,275 @@
+"""Reading images, video and audio, and writing mp4 (H.264 + AAC) atomically.
+
+Everything a user passes in goes through here, so every way an input can be bad ends in a
+`VasaError` with one line that says what is wrong, never a decoder's stack trace.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import av
+import cv2
+import numpy as np
+
+from vasa.errors import VasaError
+
+DEFAULT_FPS = 25.0
+RGBA_BACKGROUND = 255  # transparent pixels become white: portraits cut out on white look natural
+
+
+def _check_input_file(path: str | os.PathLike, what: str) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise VasaError(f"{what} not found: {path}")
+    if path.is_dir():
+        raise VasaError(f"{what} is a folder, not a file: {path}")
+    if path.stat().st_size == 0:
+        raise VasaError(f"{what} is empty (0 bytes): {path}")
+    return path
+
+
+def to_rgb8(image: np.ndarray) -> np.ndarray:
+    """Any decoded image (gray, RGB, RGBA; uint8, uint16 or float in [0, 1]) -> RGB uint8 (H, W, 3).
+
+    Channel order is taken as RGB(A); `read_image` converts OpenCV's BGR before calling this.
+    """
+    image = np.asarray(image)
+    if image.size == 0 or image.ndim not in (2, 3) or min(image.shape[:2]) < 2:
+        raise VasaError(f"image has no pixels to work with (shape {image.shape})")
+    if image.dtype == np.uint16:
+        image = (image.astype(np.float32) / 257.0).round().astype(np.uint8)
+    elif image.dtype.kind == "f":
+        image = (np.clip(image, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise VasaError(f"unsupported image dtype {image.dtype}")
+    if image.ndim == 2:
+        image = image[:, :, None]
+    channels = image.shape[2]
+    if channels == 1:
+        return np.repeat(image, 3, axis=2)
+    if channels == 4:
+        alpha = image[:, :, 3:4].astype(np.float32) / 255.0
+        rgb = image[:, :, :3].astype(np.float32) * alpha + RGBA_BACKGROUND * (1.0 - alpha)
+        return rgb.round().astype(np.uint8)
+    if channels == 3:
+        return np.ascontiguousarray(image)
+    raise VasaError(f"unsupported number of image channels: {channels}")
+
+
+def read_image(source: str | os.PathLike | np.ndarray) -> np.ndarray:
+    """A path or an array -> RGB uint8 (H, W, 3). Arrays are taken as RGB(A)."""
+    if isinstance(source, np.ndarray):
+        return to_rgb8(source)
+    path = _check_input_file(source, "image")
+    data = np.fromfile(path, dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise VasaError(f"cannot read image {path}: not an image format OpenCV can decode")
+    if image.ndim == 3 and image.shape[2] == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    elif image.ndim == 3 and image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
+    return to_rgb8(image)
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    fps: float  # the rate frames are delivered at (after resampling)
+    native_fps: float  # average rate of the file
+    width: int
+    height: int
+    duration_s: float
+    has_audio: bool
+
+
+@contextmanager
+def _open_container(path: Path, what: str):
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, UnicodeDecodeError) as error:
+        raise VasaError(f"cannot read {what} {path}: {error}") from None
+    try:
+        yield container
+    finally:
+        container.close()
+
+
+def probe_video(path: str | os.PathLike, fps: float = DEFAULT_FPS) -> VideoInfo:
+    path = _check_input_file(path, "video")
+    with _open_container(path, "video") as container:
+        if not container.streams.video:
+            raise VasaError(f"{path} has no video stream")
+        stream = container.streams.video[0]
+        duration = None
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / av.time_base
+        rate = float(stream.average_rate) if stream.average_rate else fps
+        return VideoInfo(
+            fps=fps,
+            native_fps=rate,
+            width=stream.codec_context.width,
+            height=stream.codec_context.height,
+            duration_s=duration or 0.0,
+            has_audio=bool(container.streams.audio),
+        )
+
+
+def iter_video_frames(path: str | os.PathLike, fps: float = DEFAULT_FPS) -> Iterator[np.ndarray]:
+    """Decode a video as RGB uint8 frames resampled to a constant `fps`.
+
+    Output frame k shows the source frame on screen at time k / fps (the latest frame whose
+    timestamp is not after it), so variable-frame-rate files come out evenly timed. Frames are
+    decoded one at a time: memory stays flat for any length.
+    """
+    path = _check_input_file(path, "video")
+    with _open_container(path, "video") as container:
+        if not container.streams.video:
+            raise VasaError(f"{path} has no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        native_step = 1.0 / float(stream.average_rate) if stream.average_rate else 1.0 / fps
+        start = None
+        previous = None
+        previous_time = 0.0
+        k = 0
+        try:
+            for frame in container.decode(stream):
+                time = float(frame.time) if frame.time is not None else (k / fps)
+                if start is None:
+                    start = time
+                time -= start
+                if previous is not None:
+                    while k / fps < time - 1e-6:
+                        yield previous
+                        k += 1
+                previous = frame.to_ndarray(format="rgb24")
+                previous_time = time
+        except av.error.FFmpegError as error:
+            raise VasaError(f"cannot decode video {path}: {error}") from None
+        if previous is None:
+            raise VasaError(f"video {path} has no frames")
+        end_time = previous_time + native_step
+        while k / fps < end_time - 1e-6:
+            yield previous
+            k += 1
+
+
+def read_audio(
+    path: str | os.PathLike, sample_rate: int | None = None, mono: bool = True
+) -> tuple[np.ndarray, int] | None:
+    """The first audio stream of a file as float32 (channels, samples), or None when it has none.
+
+    `sample_rate=None` keeps the file's rate; `mono` averages the channels.
+    """
+    path = _check_input_file(path, "audio")
+    with _open_container(path, "audio") as container:
+        if not container.streams.audio:
+            return None
+        stream = container.streams.audio[0]
+        rate = sample_rate or stream.codec_context.sample_rate or stream.rate
+        layout = "mono" if mono else None
+        resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+        chunks = []
+        try:
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray())
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray())
+        except av.error.FFmpegError as error:
+            raise VasaError(f"cannot decode audio of {path}: {error}") from None
+    if not chunks:
+        return None
+    return np.concatenate(chunks, axis=1).astype(np.float32), int(rate)
+
+
+def check_output_path(path: str | os.PathLike) -> Path:
+    """Fail before any work when the output cannot be written."""
+    path = Path(path)
+    if path.is_dir():
+        raise VasaError(f"output path is a folder: {path}")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise VasaError(f"output folder does not exist: {folder}")
+    if not os.access(folder, os.W_OK):
+        raise VasaError(f"output folder is not writable: {folder}")
+    if path.suffix.lower() not in (".mp4", ".mov", ".mkv"):
+        raise VasaError(f"output must be a video file (.mp4, .mov or .mkv), got {path.name}")
+    return path
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike):
+    """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds."""
+    path = check_output_path(path)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(handle)
+    try:
+        yield Path(temporary)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it private; outputs are ordinary files
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+AAC_FRAME_SAMPLES = 1024
+
+
+def write_video(
+    path: str | os.PathLike,
+    frames: Iterable[np.ndarray],
+    fps: float = DEFAULT_FPS,
+    audio: tuple[np.ndarray, int] | None = None,
+    crf: int = 18,
+) -> int:
+    """Encode RGB uint8 frames (and optional (channels, samples) float audio) as H.264 + AAC.
+
+    The file appears at `path` only when encoding finished; returns the number of frames written.
+    Audio longer than the video is cut to the video's length.
+    """
+    count = 0
+    with atomic_output(path) as temporary:
+        with av.open(str(temporary), mode="w") as container:
+            video = container.add_stream("libx264", rate=round(fps) if float(fps).is_integer() else fps)
+            video.pix_fmt = "yuv420p"
+            video.options = {"crf": str(crf), "preset": "veryfast"}
+            audio_stream = None
+            if audio is not None:
+                samples, rate = audio
+                audio_stream = container.add_stream("aac", rate=rate)
+                audio_stream.layout = "mono" if samples.shape[0] == 1 else "stereo"
+            for frame in frames:
+                if count == 0:
+                    video.height, video.width = frame.shape[:2]
+                av_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+                container.mux(video.encode(av_frame))
+                count += 1
+            if count == 0:
+                raise VasaError("no frames to write")
+            container.mux(video.encode(None))
+            if audio_stream is not None:
+                _mux_audio(container, audio_stream, audio[0], audio[1], count / fps)
+    return count
+
+
+def _mux_audio(container, stream, samples: np.ndarray, rate: int, duration_s: float) -> None:
+    samples = np.ascontiguousarray(samples[:2, : int(round(duration_s * rate))], dtype=np.float32)
+    layout = "mono" if samples.shape[0] == 1 else "stereo"
+    for start in range(0, samples.shape[1], AAC_FRAME_SAMPLES):
+        chunk = samples[:, start : start + AAC_FRAME_SAMPLES]
+        frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=layout)
+        frame.sample_rate = rate
+        frame.pts = start
+        container.mux(stream.encode(frame))
+    container.mux(stream.encode(None))
