@@ -17,6 +17,16 @@ def _positive_size(text: str) -> int:
     return value
 
 
+def _positive_fps(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value <= 240:
+        raise argparse.ArgumentTypeError("frame rate must be above 0 and at most 240")
+    return value
+
+
 def _add_reenact(commands) -> None:
     p = commands.add_parser("reenact", help="animate a portrait with the motion of a talking video",
                             description="Apply the head pose and facial dynamics of a talking video "
@@ -27,7 +37,10 @@ def _add_reenact(commands) -> None:
     p.add_argument("--only", choices=["pose", "dynamics"], help="transfer only head pose or only facial dynamics")
     p.add_argument("--size", type=_positive_size, default=512, help="output side in pixels (default 512)")
     p.add_argument("--audio", type=Path, help="soundtrack to use instead of the video's own")
-    p.add_argument("--fps", type=float, default=25.0, help="output frame rate (default 25)")
+    p.add_argument("--fps", type=_positive_fps, default=25.0, help="output frame rate (default 25)")
+    p.add_argument("--reference", choices=["neutral", "first"], default="neutral",
+                   help="expressions move relative to the driver's neutral closed-mouth face (default) "
+                        "or to its first frame; head pose is always relative to the first frame")
     p.set_defaults(run=_run_reenact)
 
 
@@ -35,7 +48,7 @@ def _run_reenact(args) -> None:
     from vasa.reenact import reenact
 
     frames = reenact(args.image, args.video, args.out, only=args.only, size=args.size,
-                     audio=args.audio, fps=args.fps)
+                     audio=args.audio, fps=args.fps, reference=args.reference)
     print(f"wrote {args.out} ({frames} frames at {args.fps:g} fps)")
 
 

@@ -6,10 +6,12 @@ Everything a user passes in goes through here, so every way an input can be bad 
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -75,7 +77,26 @@ def read_image(source: str | os.PathLike | np.ndarray) -> np.ndarray:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     elif image.ndim == 3 and image.shape[2] == 4:
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
-    return to_rgb8(image)
+    return to_rgb8(_apply_exif_orientation(image, path))
+
+
+# EXIF orientation tag value -> (counter-clockwise quarter turns, then mirror left-right)
+_EXIF_ORIENTATIONS = {2: (0, True), 3: (2, False), 4: (2, True), 5: (3, True), 6: (3, False),
+                      7: (1, True), 8: (1, False)}
+
+
+def _apply_exif_orientation(image: np.ndarray, path: Path) -> np.ndarray:
+    """Turn the pixels the way the camera's EXIF orientation tag says (phones store them sideways)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as picture:
+            orientation = picture.getexif().get(0x0112, 1)
+    except (UnidentifiedImageError, OSError):
+        return image
+    turns, mirror = _EXIF_ORIENTATIONS.get(orientation, (0, False))
+    image = np.rot90(image, turns) if turns else image
+    return np.ascontiguousarray(image[:, ::-1] if mirror else image)
 
 
 @dataclass(frozen=True)
@@ -100,7 +121,19 @@ def _open_container(path: Path, what: str):
         container.close()
 
 
+def _check_fps(fps: float) -> float:
+    if not np.isfinite(fps) or fps <= 0:
+        raise VasaError(f"frame rate must be a positive number, got {fps}")
+    return float(fps)
+
+
+def expected_frames(info: VideoInfo) -> int:
+    """How many frames `iter_video_frames` delivers for a video (for progress bars)."""
+    return max(1, math.ceil(info.duration_s * info.fps - 1e-6))
+
+
 def probe_video(path: str | os.PathLike, fps: float = DEFAULT_FPS) -> VideoInfo:
+    fps = _check_fps(fps)
     path = _check_input_file(path, "video")
     with _open_container(path, "video") as container:
         if not container.streams.video:
@@ -112,11 +145,14 @@ def probe_video(path: str | os.PathLike, fps: float = DEFAULT_FPS) -> VideoInfo:
         elif container.duration is not None:
             duration = container.duration / av.time_base
         rate = float(stream.average_rate) if stream.average_rate else fps
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if _first_frame_rotation(container, stream) % 180:
+            width, height = height, width
         return VideoInfo(
             fps=fps,
             native_fps=rate,
-            width=stream.codec_context.width,
-            height=stream.codec_context.height,
+            width=width,
+            height=height,
             duration_s=duration or 0.0,
             has_audio=bool(container.streams.audio),
         )
@@ -129,12 +165,14 @@ def iter_video_frames(path: str | os.PathLike, fps: float = DEFAULT_FPS) -> Iter
     timestamp is not after it), so variable-frame-rate files come out evenly timed. Frames are
     decoded one at a time: memory stays flat for any length.
     """
+    fps = _check_fps(fps)
     path = _check_input_file(path, "video")
     with _open_container(path, "video") as container:
         if not container.streams.video:
             raise VasaError(f"{path} has no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        turns = None
         native_step = 1.0 / float(stream.average_rate) if stream.average_rate else 1.0 / fps
         start = None
         previous = None
@@ -150,7 +188,10 @@ def iter_video_frames(path: str | os.PathLike, fps: float = DEFAULT_FPS) -> Iter
                     while k / fps < time - 1e-6:
                         yield previous
                         k += 1
-                previous = frame.to_ndarray(format="rgb24")
+                if turns is None:  # display rotation that phones write, counter-clockwise degrees
+                    turns = int(round((getattr(frame, "rotation", 0) or 0) / 90)) % 4
+                pixels = frame.to_ndarray(format="rgb24")
+                previous = np.ascontiguousarray(np.rot90(pixels, turns)) if turns else pixels
                 previous_time = time
         except av.error.FFmpegError as error:
             raise VasaError(f"cannot decode video {path}: {error}") from None
@@ -160,6 +201,15 @@ def iter_video_frames(path: str | os.PathLike, fps: float = DEFAULT_FPS) -> Iter
         while k / fps < end_time - 1e-6:
             yield previous
             k += 1
+
+
+def _first_frame_rotation(container, stream) -> int:
+    """Display rotation in degrees, read off the first frame (0 when the file has none)."""
+    try:
+        frame = next(container.decode(stream), None)
+    except av.error.FFmpegError:
+        return 0
+    return int(round(getattr(frame, "rotation", 0) or 0)) if frame is not None else 0
 
 
 def read_audio(
@@ -238,10 +288,11 @@ def write_video(
     The file appears at `path` only when encoding finished; returns the number of frames written.
     Audio longer than the video is cut to the video's length.
     """
+    fps = _check_fps(fps)
     count = 0
     with atomic_output(path) as temporary:
         with av.open(str(temporary), mode="w") as container:
-            video = container.add_stream("libx264", rate=round(fps) if float(fps).is_integer() else fps)
+            video = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
             video.pix_fmt = "yuv420p"
             video.options = {"crf": str(crf), "preset": "veryfast"}
             audio_stream = None
@@ -251,6 +302,8 @@ def write_video(
                 audio_stream.layout = "mono" if samples.shape[0] == 1 else "stereo"
             for frame in frames:
                 if count == 0:
+                    if frame.shape[0] % 2 or frame.shape[1] % 2:
+                        raise VasaError(f"H.264 needs even frame sides, got {frame.shape[1]}x{frame.shape[0]}")
                     video.height, video.width = frame.shape[:2]
                 av_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
                 container.mux(video.encode(av_frame))

@@ -1,8 +1,10 @@
 """Reenactment: the motion of a real talking video applied to a portrait (the paper's Fig. 4/5).
 
-The driver's motion is taken relative to its first frame with a face: the portrait keeps its own
-pose and expression and moves the way the driver moves from there. ``only="pose"`` transfers head
-motion alone, ``only="dynamics"`` facial dynamics alone (the disentanglement check).
+The driver's motion is applied relative to a reference: the portrait keeps its own pose and
+expression and moves the way the driver moves from there. Head pose is relative to the driver's
+first frame with a face; expressions by default relative to the driver's neutral (closed-mouth)
+face, or to its first frame. ``only="pose"`` transfers head motion alone, ``only="dynamics"``
+facial dynamics alone (the disentanglement check).
 """
 
 from __future__ import annotations
@@ -14,15 +16,18 @@ import numpy as np
 from tqdm import tqdm
 
 from vasa.errors import VasaError
+from vasa.face.edits import keep_physical
 from vasa.face.geometry import compose_relative_pose
 from vasa.face.landmarks import VideoTracker
 from vasa.face.mesh import MeshFace
 from vasa.latents import Appearance, Motion
 from vasa.media import (
-    DEFAULT_FPS, check_output_path, iter_video_frames, probe_video, read_audio, write_video,
+    DEFAULT_FPS, check_output_path, expected_frames, iter_video_frames, probe_video, read_audio, write_video,
 )
 
 Only = Literal["pose", "dynamics"] | None
+Reference = Literal["neutral", "first"]
+NEUTRAL_MOUTH_PERCENTILE = 10  # driver frames this closed (or more) define its neutral expression
 
 
 def retarget(source: Motion, driver: Motion, reference: Motion, only: Only = None) -> Motion:
@@ -34,54 +39,73 @@ def retarget(source: Motion, driver: Motion, reference: Motion, only: Only = Non
     return Motion(pose, dynamics)
 
 
-def driver_motions(face: MeshFace, frames, progress=None) -> Iterator[tuple[Motion | None, bool]]:
-    """(motion, found) per frame; frames before the first face give (None, False)."""
-    last = None
+def track_driver(face: MeshFace, frames, progress=None) -> tuple[Motion, np.ndarray]:
+    """Motion of every frame (T,) and where a face was found (T,). Frames without a face repeat
+    the nearest earlier motion (the first face's motion before it)."""
+    motions: list[Motion | None] = []
     with VideoTracker(face.size) as tracker:
         for frame in frames:
             points = tracker(frame)
-            if points is not None:
-                last = face.motion_from_landmarks(points)
+            motions.append(face.motion_from_landmarks(points) if points is not None else None)
             if progress is not None:
                 progress.update(1)
-            yield last, points is not None
+    found = np.array([m is not None for m in motions], dtype=bool)
+    if not found.any():
+        raise VasaError("no face found in any frame of the driving video")
+    last = motions[int(np.argmax(found))]
+    filled = []
+    for m in motions:
+        last = m if m is not None else last
+        filled.append(last)
+    return Motion.stack(filled), found
+
+
+def driver_reference(face: MeshFace, motion: Motion, found: np.ndarray, reference: Reference) -> Motion:
+    """Pose of the first frame with a face; dynamics of that frame (``"first"``) or of the
+    driver's neutral face (``"neutral"``: the median over its most closed-mouth frames), so a
+    driver that starts mid-word does not leave the portrait's mouth shut."""
+    if reference not in ("neutral", "first"):
+        raise VasaError(f"reference must be 'neutral' or 'first', got {reference!r}")
+    first = motion[int(np.argmax(found))]
+    if reference == "first":
+        return first
+    dynamics = motion.dynamics[found]
+    shapes = face.model.mean_shape + face.model.decode_dynamics(dynamics)
+    opening = face.model.mouth_opening(shapes)
+    closed = opening <= np.percentile(opening, NEUTRAL_MOUTH_PERCENTILE)
+    return first.replace(dynamics=np.median(dynamics[closed], axis=0))
 
 
 def reenact(
     image, video: str | os.PathLike, out: str | os.PathLike, only: Only = None, size: int = 512,
-    audio: str | os.PathLike | None = None, fps: float = DEFAULT_FPS, progress: bool = True,
-    face: MeshFace | None = None,
+    audio: str | os.PathLike | None = None, fps: float = DEFAULT_FPS, reference: Reference = "neutral",
+    progress: bool = True, face: MeshFace | None = None,
 ) -> int:
-    """Animate `image` with the motion of `video`; write an mp4 with the driver's audio.
+    """Animate `image` with the motion of `video`; write an mp4 with the driver's (or `audio`'s) sound.
 
-    `audio` overrides the soundtrack (e.g. a separate .wav). Returns the number of frames written.
-    Nothing is written when anything fails.
+    Head pose moves relative to the driver's first frame with a face; expressions relative to
+    `reference` (see `driver_reference`). Returns the number of frames written; nothing is
+    written when anything fails.
     """
     check_output_path(out)
     face = face or MeshFace(size=size)
     appearance, source = face.encode(image)
     info = probe_video(video, fps)
     soundtrack = read_audio(audio if audio is not None else video)
-    total = max(1, round(info.duration_s * fps))
-    bar = tqdm(total=total, desc="reenact", unit="frame", disable=not progress)
-    frames = _render(face, appearance, source, iter_video_frames(video, fps), only, bar)
-    try:
+    with tqdm(total=expected_frames(info), desc="track", unit="frame", disable=not progress) as bar:
+        driver, found = track_driver(face, iter_video_frames(video, fps), bar)
+    base = driver_reference(face, driver, found, reference)
+    if not found.all():
+        tqdm.write(f"note: no face in {int((~found).sum())} of {len(found)} driver frames; "
+                   "the nearest earlier motion was held there")
+    with tqdm(total=len(driver), desc="render", unit="frame", disable=not progress) as bar:
+        frames = _render(face, appearance, source, driver, base, only, bar)
         return write_video(out, frames, fps, soundtrack)
-    finally:
-        bar.close()
 
 
-def _render(face: MeshFace, appearance: Appearance, source: Motion, frames, only: Only, bar) -> Iterator[np.ndarray]:
-    reference = None
-    lost = 0
-    for motion, found in driver_motions(face, frames, bar):
-        lost += not found
-        if motion is None:
-            yield appearance.image  # no face yet: hold the portrait still
-            continue
-        reference = motion if reference is None else reference
-        yield face.decode(appearance, retarget(source, motion, reference, only))
-    if reference is None:
-        raise VasaError("no face found in any frame of the driving video")
-    if lost:
-        bar.write(f"note: no face in {lost} driver frame(s); the previous motion was held there")
+def _render(face: MeshFace, appearance: Appearance, source: Motion, driver: Motion, base: Motion,
+            only: Only, bar) -> Iterator[np.ndarray]:
+    for i in range(len(driver)):
+        motion = keep_physical(face, appearance, retarget(source, driver[i], base, only))
+        yield face.decode(appearance, motion)
+        bar.update(1)

@@ -62,10 +62,32 @@ def blink(face, appearance: Appearance, motion: Motion, closure: float = 1.0) ->
 
 
 def look(face, appearance: Appearance, motion: Motion, theta: float, phi: float) -> Motion:
-    """Turn the eyes to (θ, φ) degrees in the head frame (θ > 0 image right, φ > 0 up)."""
-    target = face.model.neutral_gaze + EYEBALL_RADIUS * np.array([np.sin(np.radians(theta)),
-                                                                    -np.sin(np.radians(phi))])
-    motion = _adjust(face, appearance, motion, face.model.directions["gaze_x"],
-                     lambda c: float(face.model.iris_offset(c)[0]), target[0])
-    return _adjust(face, appearance, motion, face.model.directions["gaze_y"],
-                   lambda c: float(face.model.iris_offset(c)[1]), target[1])
+    """Turn the eyes to (θ, φ) degrees in the head frame (θ > 0 image right, φ > 0 up).
+
+    The iris offset is linear in z, so both angles are solved together (a 2x2 system along the
+    gaze_x / gaze_y directions) rather than one after the other."""
+    model = face.model
+    target = model.neutral_gaze + EYEBALL_RADIUS * np.array([np.sin(np.radians(theta)),
+                                                               -np.sin(np.radians(phi))])
+    directions = np.stack([model.directions["gaze_x"], model.directions["gaze_y"]])  # (2, K)
+    offset = lambda z: model.iris_offset(_canonical(face, appearance, z))  # noqa: E731
+    current = offset(motion.dynamics)
+    jacobian = np.stack([offset(motion.dynamics + d) - current for d in directions], axis=1)  # (2, 2)
+    amounts = np.linalg.solve(jacobian, target - current)
+    return motion.replace(dynamics=motion.dynamics + amounts @ directions)
+
+
+def keep_physical(face, appearance: Appearance, motion: Motion) -> Motion:
+    """Undo what no face can do: lips pushed past closed, eyelids past shut.
+
+    Relative motion transfer can ask for it (a driver that starts mid-word, then closes its
+    mouth); the crossed lips would render as a dark smear."""
+    canonical = _canonical(face, appearance, motion.dynamics)
+    if face.model.mouth_opening(canonical) < 0:
+        motion = open_mouth(face, appearance, motion, 0.0)
+    opening = face.model.eye_opening(_canonical(face, appearance, motion.dynamics))
+    for eye, name in enumerate(("eye_open_right", "eye_open_left")):
+        if opening[eye] < 0:
+            motion = _adjust(face, appearance, motion, face.model.directions[name],
+                             lambda c, eye=eye: float(face.model.eye_opening(c)[eye]), 0.0)
+    return motion

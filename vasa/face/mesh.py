@@ -52,8 +52,8 @@ class MeshFace:
     name = "mesh"
 
     def __init__(self, model: FaceModel | None = None, size: int = DEFAULT_SIZE, grid: int = FIELD_GRID):
-        if size < 64:
-            raise VasaError(f"output size must be at least 64 pixels, got {size}")
+        if size < 64 or size % 2:
+            raise VasaError(f"output size must be an even number of pixels, at least 64; got {size}")
         self.model = model or FaceModel.load()
         self.size = size
         self.grid = grid

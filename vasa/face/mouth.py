@@ -39,8 +39,13 @@ def inner_lip_polygon(points_2d: np.ndarray) -> np.ndarray:
 
 
 def polygon_area(polygon: np.ndarray) -> float:
+    """Signed area (shoelace) of the inner-lip contour, positive while the lips are apart.
+
+    The contour runs along the upper lip left to right, then back along the lower lip; with y
+    pointing down that winding is positive when the lower lip is below the upper one, and it
+    turns negative when they cross (a closed mouth pushed past closed)."""
     x, y = polygon[:, 0], polygon[:, 1]
-    return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2)
+    return float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2
 
 
 def mouth_style(image: np.ndarray, points_2d: np.ndarray) -> MouthStyle:
@@ -69,11 +74,13 @@ def mouth_style(image: np.ndarray, points_2d: np.ndarray) -> MouthStyle:
     colourfulness = float(np.clip(np.ptp(skin) / 60.0, 0.0, 1.0))
     teeth_rgb = teeth_rgb.mean() + colourfulness * (teeth_rgb - teeth_rgb.mean())
     lip_rgb = lip_rgb.mean() + colourfulness * (lip_rgb - lip_rgb.mean())
-    return MouthStyle(lip_rgb.astype(np.float64), teeth_rgb, polygon_area(inner))
+    return MouthStyle(lip_rgb.astype(np.float64), teeth_rgb, max(polygon_area(inner), 0.0))
 
 
 def open_strength(style: MouthStyle, target_area: float) -> float:
     """0 when the target mouth is no more open than the source, ~1 when it is much wider."""
+    if target_area <= 0:
+        return 0.0
     return float(np.clip((target_area - 1.05 * style.source_area) / (0.25 * target_area + 1e-9), 0.0, 1.0))
 
 

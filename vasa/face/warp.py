@@ -17,6 +17,7 @@ import numpy as np
 from scipy.spatial import Delaunay
 
 BORDER_POINTS_PER_SIDE = 9
+BORDER_RAMP = 0.03  # share of the crop over which motion fades to zero at its border
 SUBPIXEL_BITS = 4  # fixed-point fraction bits for cv2's polygon filling
 
 
@@ -109,12 +110,22 @@ def backward_map(mesh: WarpMesh, target: np.ndarray, depth: np.ndarray, size: in
     small = cv2.resize(offset, (g // 4, g // 4), interpolation=cv2.INTER_AREA)
     blurred = cv2.resize(cv2.GaussianBlur(small, (0, 0), g / 96), (g, g), interpolation=cv2.INTER_LINEAR)
     offset += mesh.smooth_mask * (blurred - offset)
+    offset *= _border_hold(g)  # the blur spreads motion onto the border; the border must not move
     # Resize the offset, not the positions: a linear resize clamps at the border, where the
     # offset is zero (border points are fixed), so the identity map stays exact.
     offset_x = cv2.resize(offset[:, :, 0] * size, (size, size), interpolation=cv2.INTER_LINEAR)
     offset_y = cv2.resize(offset[:, :, 1] * size, (size, size), interpolation=cv2.INTER_LINEAR)
     identity = np.arange(size, dtype=np.float32)
     return offset_x + identity[None, :], offset_y + identity[:, None]
+
+
+@lru_cache(maxsize=8)
+def _border_hold(grid: int) -> np.ndarray:
+    """(G, G, 1) weight: 0 on the outermost cells, rising to 1 over BORDER_RAMP of the crop."""
+    ramp = max(2, int(round(BORDER_RAMP * grid)))
+    edge = np.minimum(np.arange(grid), np.arange(grid)[::-1]).astype(np.float32)
+    weight = np.clip(edge / ramp, 0.0, 1.0)
+    return np.minimum(weight[:, None], weight[None, :])[:, :, None]
 
 
 def remap(image: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> np.ndarray:
