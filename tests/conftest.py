@@ -1,0 +1,94 @@
+"""Shared fixtures: public-domain test media that ship with installed packages, and one encoded
+astronaut reused by every test that only decodes (encode once, decode many)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+from skimage import data
+
+from vasa.face import edits
+from vasa.face.landmarks import LandmarkDetector
+from vasa.face.mesh import MeshFace
+from vasa.media import write_video
+
+torch.set_num_threads(1)
+np.random.seed(0)
+
+SIZE = 256  # working crop for tests: landmarks stay reliable, decode stays cheap
+SHARED_MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    return data.astronaut()  # (512, 512, 3) uint8 RGB
+
+
+@pytest.fixture(scope="session")
+def grace_hopper() -> Path:
+    return Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+
+
+@pytest.fixture(scope="session")
+def face() -> MeshFace:
+    return MeshFace(size=SIZE)
+
+
+@pytest.fixture(scope="session")
+def encoded(face, astronaut):
+    """(Appearance, Motion) of the astronaut at the test size."""
+    return face.encode(astronaut)
+
+
+@pytest.fixture(scope="session")
+def detector():
+    with LandmarkDetector(tracking=False) as detector:
+        yield detector
+
+
+@pytest.fixture(scope="session")
+def remeasure(face, detector):
+    """Landmark a rendered crop again -> (canonical shape (478, 3), pose (6,), points (478, 3))."""
+
+    def measure(frame: np.ndarray):
+        points = detector.landmarks(frame)
+        assert points is not None, "no face found in a rendered frame"
+        canonical, pose, _ = face.model.canonicalize(points)
+        return canonical, pose, points
+
+    return measure
+
+
+def sine(frequency_hz: float, seconds: float, sample_rate: int = 16000) -> tuple[np.ndarray, int]:
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    return (0.5 * np.sin(2 * np.pi * frequency_hz * t))[None].astype(np.float32), sample_rate
+
+
+DRIVER_FRAMES = 12
+
+
+@pytest.fixture(scope="session")
+def driver_motions(face, encoded):
+    """A short talking-and-turning motion of the astronaut: yaw swings, mouth opens and closes."""
+    appearance, source = encoded
+    motions = []
+    for i in range(DRIVER_FRAMES):
+        phase = np.sin(2 * np.pi * i / DRIVER_FRAMES)
+        motion = edits.turn(source, yaw=15 * phase, pitch=5 * phase)
+        opening = 0.05 + 0.15 * abs(np.sin(np.pi * i / 4))
+        motions.append(edits.open_mouth(face, appearance, motion, opening))
+    return motions
+
+
+@pytest.fixture(scope="session")
+def driver_clip(tmp_path_factory, face, encoded, driver_motions) -> Path:
+    """12 frames at 25 fps, 256 px, with a 440 Hz soundtrack."""
+    appearance, _ = encoded
+    path = tmp_path_factory.mktemp("driver") / "driver.mp4"
+    frames = [face.decode(appearance, m) for m in driver_motions]
+    write_video(path, frames, 25.0, sine(440.0, DRIVER_FRAMES / 25.0))
+    return path
