@@ -15,6 +15,6 @@ python=$(command -v python3.11 || command -v python3)
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
 "${pip[@]}" -c constraints.txt torch==2.13.0 "numpy<2"
-"${pip[@]}" --no-deps mediapipe==0.10.21
 "${pip[@]}" -c constraints.txt -e ".$extras"
+"${pip[@]}" --no-deps mediapipe==0.10.21  # last: pip then has no dependency list to complain about
 echo "vasa installed in $venv (run: $venv/bin/vasa --help)"
