@@ -62,8 +62,9 @@ def track_driver(face: MeshFace, frames, progress=None) -> tuple[Motion, np.ndar
 
 def driver_reference(face: MeshFace, motion: Motion, found: np.ndarray, reference: Reference) -> Motion:
     """Pose of the first frame with a face; dynamics of that frame (``"first"``) or of the
-    driver's neutral face (``"neutral"``: the median over its most closed-mouth frames), so a
-    driver that starts mid-word does not leave the portrait's mouth shut."""
+    driver's neutral face (``"neutral"``): mouth coefficients are the median over its most
+    closed-mouth frames (so a driver that starts mid-word does not leave the portrait's mouth
+    shut), the rest the median over all frames (so blinks do not count as neutral eyes)."""
     if reference not in ("neutral", "first"):
         raise VasaError(f"reference must be 'neutral' or 'first', got {reference!r}")
     first = motion[int(np.argmax(found))]
@@ -73,7 +74,9 @@ def driver_reference(face: MeshFace, motion: Motion, found: np.ndarray, referenc
     shapes = face.model.mean_shape + face.model.decode_dynamics(dynamics)
     opening = face.model.mouth_opening(shapes)
     closed = opening <= np.percentile(opening, NEUTRAL_MOUTH_PERCENTILE)
-    return first.replace(dynamics=np.median(dynamics[closed], axis=0))
+    mouth = face.model.group_mask("mouth")
+    neutral = np.where(mouth, np.median(dynamics[closed], axis=0), np.median(dynamics, axis=0))
+    return first.replace(dynamics=neutral)
 
 
 def reenact(

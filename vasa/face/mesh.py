@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
+import cv2
 import numpy as np
 
 from vasa.errors import VasaError
@@ -27,8 +28,10 @@ NUM_MESH = 468
 WARP_LANDMARKS = np.arange(NUM_MESH)  # irises are not warped: `eyes.paint_irises` moves them rigidly
 FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
              152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
-# Anchor rings around the face oval: (scale from the face centre, weight above the mouth, below it).
-# Inner ring moves with the head (hair, ears); outer ring partly (hair ends, neck, shoulders).
+# Anchor rings: the face outline as the camera sees it, scaled about its centre (scale, weight
+# above the mouth, weight below it). The inner ring moves with the outline (hair, ears), the outer
+# one partly (hair ends, neck, shoulders). Built in 2D from the projected outline, a ring can never
+# be overtaken by the outline it follows, so turned heads do not tear at the silhouette.
 ANCHOR_RINGS = ((1.25, 1.0, 0.85), (1.7, 0.55, 0.2))
 CROP_MARGIN = 0.01
 BACKGROUND_DEPTH = 10.0  # anchors and border lie behind every face vertex
@@ -39,9 +42,11 @@ class MeshTexture:
     """The mesh backend's per-portrait render structure (its stand-in for V_app)."""
 
     warp: warp.WarpMesh
-    source_points: np.ndarray  # (478, 2) crop units
-    anchors: np.ndarray  # (A, 3) canonical positions of the anchor points kept
-    anchor_weights: np.ndarray  # (A,)
+    source_points: np.ndarray  # (478, 2) the portrait's landmarks, crop units
+    mesh_points: np.ndarray  # (478, 2) the same with the outline on the silhouette (`_on_silhouette`)
+    anchor_outline: np.ndarray  # (A,) which FACE_OVAL point each kept anchor follows
+    anchor_scales: np.ndarray  # (A,) its distance from the outline centre, in outline radii
+    anchor_weights: np.ndarray  # (A,) how much of the outline's motion it takes
     mouth: mouth.MouthStyle
     irises: eyes.IrisTexture
 
@@ -83,34 +88,22 @@ class MeshFace:
     def appearance_from_landmarks(self, cropped: np.ndarray, points: np.ndarray, crop: FaceCrop) -> Appearance:
         canonical, pose, _ = self.model.canonicalize(points)
         source = Motion(pose, self.model.encode_dynamics(canonical))
-        anchors, weights = self._anchors(canonical, pose)
-        vertices = np.concatenate([points[WARP_LANDMARKS, :2], geometry.project(anchors, pose)[:, :2],
-                                   warp.border_points()])
+        mesh_points = _on_silhouette(points)[:, :2]
+        outline, scales, weights = _anchors(mesh_points, canonical)
+        anchors = _ring(mesh_points, outline, scales)
+        vertices = np.concatenate([mesh_points[WARP_LANDMARKS], anchors, warp.border_points()])
         oval = points[list(FACE_OVAL), :2]
         texture = MeshTexture(
             warp=warp.build_warp_mesh(vertices, self.grid, oval),
             source_points=points[:, :2].copy(),
-            anchors=anchors,
+            mesh_points=mesh_points,
+            anchor_outline=outline,
+            anchor_scales=scales,
             anchor_weights=weights,
             mouth=mouth.mouth_style(cropped, points[:, :2]),
             irises=eyes.iris_texture(cropped, points[:, :2]),
         )
         return Appearance(cropped, canonical, source, crop, texture)
-
-    def _anchors(self, canonical: np.ndarray, pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        oval = canonical[list(FACE_OVAL)]
-        centre = oval.mean(axis=0)
-        mouth_y = canonical[[13, 14], 1].mean()
-        points, weights = [], []
-        for scale, above, below in ANCHOR_RINGS:
-            ring = centre + (oval - centre) * np.array([scale, scale, 1.0])
-            ring[:, 2] += 0.1 * (scale - 1)  # a little behind the face outline
-            points.append(ring)
-            weights.append(np.where(ring[:, 1] < mouth_y, above, below))
-        points, weights = np.concatenate(points), np.concatenate(weights)
-        xy = geometry.project(points, pose)[:, :2]
-        inside = np.all((xy > CROP_MARGIN) & (xy < 1 - CROP_MARGIN), axis=1)
-        return points[inside], weights[inside]
 
     def track(self, frames: Iterable[np.ndarray], progress=None) -> tuple[TrackedVideo, Motion]:
         """Track a video's face (one fixed crop) -> (tracked landmarks, Motion (T,))."""
@@ -125,6 +118,11 @@ class MeshFace:
         canonical = appearance.identity + self.model.decode_dynamics(delta)
         return geometry.project(canonical, motion.pose)
 
+    def _warp_targets(self, appearance: Appearance, motion: Motion) -> np.ndarray:
+        """Where the renderer moves the landmarks (478, 3): `target_points` with the face outline
+        put on the silhouette (`_on_silhouette`), as it is in the warp mesh's source."""
+        return _on_silhouette(self.target_points(appearance, motion))
+
     def decode(self, appearance: Appearance, motion: Motion) -> np.ndarray:
         """Render (S, S, 3) uint8 for one Motion, or (N, S, S, 3) for a batch of N."""
         if motion.batch_shape:
@@ -133,17 +131,76 @@ class MeshFace:
             raise VasaError(f"motion has {motion.dynamics.shape[-1]} dynamics coefficients, "
                             f"the face model {self.model.dim}")
         texture: MeshTexture = appearance.texture
-        target = self.target_points(appearance, motion)
+        target = self._warp_targets(appearance, motion)
         face = target[WARP_LANDMARKS]
-        source_anchors = geometry.project(texture.anchors, appearance.source.pose)
-        moved_anchors = geometry.project(texture.anchors, motion.pose)
-        weights = texture.anchor_weights[:, None]
-        anchors = source_anchors + weights * (moved_anchors - source_anchors)
+        source_anchors = _ring(texture.mesh_points, texture.anchor_outline, texture.anchor_scales)
+        moved_anchors = _ring(target[:, :2], texture.anchor_outline, texture.anchor_scales)
+        anchors = source_anchors + texture.anchor_weights[:, None] * (moved_anchors - source_anchors)
         border = warp.border_points()
-        positions = np.concatenate([face[:, :2], anchors[:, :2], border])
+        positions = np.concatenate([face[:, :2], anchors, border])
         depth = np.concatenate([face[:, 2], np.full(len(anchors) + len(border), BACKGROUND_DEPTH)])
         map_x, map_y = warp.backward_map(texture.warp, positions, depth, appearance.size)
         frame = warp.remap(appearance.image, map_x, map_y)
         scale_ratio = motion.pose[5] / appearance.source.pose[5]
         eyes.paint_irises(frame, map_x, map_y, texture.irises, texture.source_points, target[:, :2], scale_ratio)
         return mouth.paint_interior(frame, target[:, :2], texture.mouth)
+
+
+def _anchors(points: np.ndarray, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Anchor ring layout for a portrait: (outline index, scale, weight) of every anchor kept
+    (anchors that fall outside the crop are dropped; the crop border holds that region)."""
+    mouth_y = canonical[[13, 14], 1].mean()
+    below = canonical[list(FACE_OVAL), 1] > mouth_y
+    outline, scales, weights = [], [], []
+    for scale, above_weight, below_weight in ANCHOR_RINGS:
+        outline.append(np.arange(len(FACE_OVAL)))
+        scales.append(np.full(len(FACE_OVAL), scale))
+        weights.append(np.where(below, below_weight, above_weight))
+    outline, scales, weights = (np.concatenate(v) for v in (outline, scales, weights))
+    xy = _ring(points, outline, scales)
+    inside = np.all((xy > CROP_MARGIN) & (xy < 1 - CROP_MARGIN), axis=1)
+    return outline[inside], scales[inside], weights[inside]
+
+
+def _ring(points: np.ndarray, outline: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """Anchor positions (A, 2): face-outline points pushed out from the outline's centre."""
+    oval = points[list(FACE_OVAL), :2]
+    centre = oval.mean(axis=0)
+    return centre + (oval[outline] - centre) * scales[:, None]
+
+
+def _on_silhouette(points: np.ndarray) -> np.ndarray:
+    """Landmarks (478, 3) with the face-outline points moved out onto the silhouette.
+
+    In a turned head the far outline lies behind the cheek (inside the face's 2D hull). The warp
+    mesh must be built on what the camera sees, or turning the head back would open the fold
+    and show background through a saw-tooth edge: so in the source and in every target the
+    outline points that fall inside the hull of the face are pushed out to it."""
+    points = np.array(points, dtype=np.float64)
+    oval = np.asarray(FACE_OVAL)
+    points[oval, :2] = _onto_silhouette(points[:NUM_MESH, :2], oval)
+    return points
+
+
+def _onto_silhouette(points: np.ndarray, outline: np.ndarray) -> np.ndarray:
+    """Outline points (of `points` (N, 2)) that lie inside the convex hull of all points, moved
+    along the ray from the outline's centre out to the hull. Returns the new outline (O, 2)."""
+    hull = cv2.convexHull(points.astype(np.float32)).reshape(-1, 2).astype(np.float64)
+    centre = points[outline].mean(axis=0)
+    starts, ends = hull, np.roll(hull, -1, axis=0)
+    result = points[outline].copy()
+    for k, point in enumerate(points[outline]):
+        if cv2.pointPolygonTest(hull.astype(np.float32), (float(point[0]), float(point[1])), True) <= 1e-4:
+            continue  # already on the silhouette
+        direction = point - centre
+        edge = ends - starts
+        # Solve centre + t * direction = start + u * edge for every hull edge.
+        det = direction[0] * edge[:, 1] - direction[1] * edge[:, 0]
+        offset = starts - centre
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = (offset[:, 0] * edge[:, 1] - offset[:, 1] * edge[:, 0]) / det
+            u = (offset[:, 0] * direction[1] - offset[:, 1] * direction[0]) / det
+        hits = t[(np.abs(det) > 1e-12) & (u >= -1e-9) & (u <= 1 + 1e-9) & (t > 0)]
+        if len(hits):
+            result[k] = centre + hits.min() * direction
+    return result

@@ -27,6 +27,7 @@ class WarpMesh:
     triangles: np.ndarray  # (F, 3)
     grid: int  # field resolution G
     smooth_mask: np.ndarray  # (G, G, 1) float32: 1 where the map is low-pass filtered (off the face)
+    source_winding: np.ndarray  # (F,) +1 / -1: sign of each triangle's area in the source
 
 
 def border_points(count: int = BORDER_POINTS_PER_SIDE) -> np.ndarray:
@@ -44,7 +45,10 @@ def build_warp_mesh(vertices: np.ndarray, grid: int, face_polygon: np.ndarray) -
     mask = np.zeros((grid, grid), np.uint8)
     cv2.fillPoly(mask, [np.round(face_polygon * grid - 0.5).astype(np.int32)], 1)
     soft = cv2.GaussianBlur(1.0 - mask.astype(np.float32), (0, 0), grid / 64)
-    return WarpMesh(vertices, triangulation.simplices, grid, soft[:, :, None])
+    corners = vertices[triangulation.simplices]
+    a, b, c = corners[:, 0], corners[:, 1], corners[:, 2]
+    winding = np.sign((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0]))
+    return WarpMesh(vertices, triangulation.simplices, grid, soft[:, :, None], winding)
 
 
 def rasterize(mesh: WarpMesh, target: np.ndarray, depth: np.ndarray) -> np.ndarray:
@@ -59,18 +63,41 @@ def rasterize(mesh: WarpMesh, target: np.ndarray, depth: np.ndarray) -> np.ndarr
     triangles_target = target[mesh.triangles]  # (F, 3, 2)
     a, b, c = triangles_target[:, 0], triangles_target[:, 1], triangles_target[:, 2]
     area = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
-    drawn = np.abs(area) * g * g > 1e-4  # collapsed triangles (a closed eyelid) show nothing
+    # Collapsed triangles (a closed eyelid) show nothing, nor do mirrored ones: a triangle whose
+    # corners changed winding is the back of a fold, hidden behind the part that folded over it.
+    drawn = (area * mesh.source_winding) * g * g > 1e-4
     order = np.argsort(-depth[mesh.triangles].mean(axis=1), kind="stable")
     order = order[drawn[order]]
     fixed = np.round((triangles_target * g - 0.5) * (1 << SUBPIXEL_BITS)).astype(np.int32)
-    ids = np.full((g, g), len(area), np.int32)  # index F = "no triangle": identity map
+    ids = np.full((g, g), len(area), np.int32)  # index F = "no triangle"
     for face in order.tolist():
         cv2.fillConvexPoly(ids, fixed[face], face, lineType=cv2.LINE_8, shift=SUBPIXEL_BITS)
     affine = _affine_maps(triangles_target, mesh.vertices[mesh.triangles], drawn)  # (F + 1, 2, 3)
     per_cell = affine[ids.ravel()]  # (G*G, 2, 3)
     cells = grid_centres(g)
-    return (per_cell[:, :, 0] * cells[:, :1] + per_cell[:, :, 1] * cells[:, 1:]
-            + per_cell[:, :, 2]).astype(np.float32)
+    positions = (per_cell[:, :, 0] * cells[:, :1] + per_cell[:, :, 1] * cells[:, 1:]
+                 + per_cell[:, :, 2]).astype(np.float32)
+    holes = ids.ravel() == len(area)
+    if holes.any():  # left by culled folds: fill from the surrounding map, not the identity
+        positions = _fill_holes((positions - cells).reshape(g, g, 2), holes.reshape(g, g)).reshape(-1, 2) + cells
+    return positions
+
+
+def _fill_holes(offset: np.ndarray, holes: np.ndarray) -> np.ndarray:
+    """Normalised convolution: hole cells take the Gaussian-weighted mean of the offsets around
+    them (widening until every hole has neighbours), so a fold renders as a smooth squeeze."""
+    valid = (~holes).astype(np.float32)
+    filled = offset * valid[:, :, None]
+    for sigma in (1.5, 4.0, 12.0):
+        weight = cv2.GaussianBlur(valid, (0, 0), sigma)
+        mean = cv2.GaussianBlur(filled, (0, 0), sigma) / np.maximum(weight, 1e-6)[:, :, None]
+        reached = holes & (weight > 1e-3)
+        offset[reached] = mean[reached]
+        holes = holes & ~reached
+        if not holes.any():
+            break
+    offset[holes] = 0.0
+    return offset
 
 
 def _affine_maps(target: np.ndarray, source: np.ndarray, valid: np.ndarray) -> np.ndarray:
