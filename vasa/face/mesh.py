@@ -94,7 +94,7 @@ class MeshFace:
         vertices = np.concatenate([mesh_points[WARP_LANDMARKS], anchors, warp.border_points()])
         oval = points[list(FACE_OVAL), :2]
         texture = MeshTexture(
-            warp=warp.build_warp_mesh(vertices, self.grid, oval),
+            warp=warp.build_warp_mesh(vertices, self.grid, oval, np.asarray(FACE_OVAL)),
             source_points=points[:, :2].copy(),
             mesh_points=mesh_points,
             anchor_outline=outline,

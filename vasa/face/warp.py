@@ -18,7 +18,8 @@ from scipy.spatial import Delaunay
 
 BORDER_POINTS_PER_SIDE = 9
 BORDER_RAMP = 0.03  # share of the crop over which motion fades to zero at its border
-SUBPIXEL_BITS = 4  # fixed-point fraction bits for cv2's polygon filling
+SUBPIXEL_BITS = 4
+SILHOUETTE_STRETCH = 1.8  # outline triangles grown past this area ratio get a smoothed map  # fixed-point fraction bits for cv2's polygon filling
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class WarpMesh:
     grid: int  # field resolution G
     smooth_mask: np.ndarray  # (G, G, 1) float32: 1 where the map is low-pass filtered (off the face)
     source_winding: np.ndarray  # (F,) +1 / -1: sign of each triangle's area in the source
+    source_area: np.ndarray  # (F,) |area| of each triangle in the source, crop units²
+    silhouette: np.ndarray  # (F,) bool: triangles touching the face outline
 
 
 def border_points(count: int = BORDER_POINTS_PER_SIDE) -> np.ndarray:
@@ -39,25 +42,31 @@ def border_points(count: int = BORDER_POINTS_PER_SIDE) -> np.ndarray:
     return ring
 
 
-def build_warp_mesh(vertices: np.ndarray, grid: int, face_polygon: np.ndarray) -> WarpMesh:
-    """Triangulate the source vertices (crop units, border points included)."""
+def build_warp_mesh(vertices: np.ndarray, grid: int, face_polygon: np.ndarray,
+                    outline_vertices: np.ndarray) -> WarpMesh:
+    """Triangulate the source vertices (crop units, border points included); `outline_vertices`
+    are the indices of the face-outline vertices (their triangles get `SILHOUETTE_STRETCH` care)."""
     triangulation = Delaunay(vertices)
     mask = np.zeros((grid, grid), np.uint8)
     cv2.fillPoly(mask, [np.round(face_polygon * grid - 0.5).astype(np.int32)], 1)
     soft = cv2.GaussianBlur(1.0 - mask.astype(np.float32), (0, 0), grid / 64)
     corners = vertices[triangulation.simplices]
     a, b, c = corners[:, 0], corners[:, 1], corners[:, 2]
-    winding = np.sign((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0]))
-    return WarpMesh(vertices, triangulation.simplices, grid, soft[:, :, None], winding)
+    signed = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+    silhouette = np.isin(triangulation.simplices, outline_vertices).any(axis=1)
+    return WarpMesh(vertices, triangulation.simplices, grid, soft[:, :, None], np.sign(signed),
+                    np.abs(signed) / 2, silhouette)
 
 
-def rasterize(mesh: WarpMesh, target: np.ndarray, depth: np.ndarray) -> np.ndarray:
+def rasterize(mesh: WarpMesh, target: np.ndarray, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Backward map on the G grid: for each cell centre, the source position it shows.
 
     target (V, 2) crop units, depth (V,) (larger = farther). Triangles are painted far to near
     into an id buffer (`cv2.fillConvexPoly`, sub-cell precision), so where they overlap (a turned
     head folds the cheek behind the nose) the nearest wins; each cell then goes through its
-    triangle's affine map target -> source. Returns (G*G, 2), crop units.
+    triangle's affine map target -> source. Returns the source positions (G*G, 2), crop units,
+    and a (G, G) bool mask of cells drawn by an outline triangle stretched past
+    SILHOUETTE_STRETCH (a turned-away cheek unfolding from a thin strip of the portrait).
     """
     g = mesh.grid
     triangles_target = target[mesh.triangles]  # (F, 3, 2)
@@ -80,7 +89,8 @@ def rasterize(mesh: WarpMesh, target: np.ndarray, depth: np.ndarray) -> np.ndarr
     holes = ids.ravel() == len(area)
     if holes.any():  # left by culled folds: fill from the surrounding map, not the identity
         positions = _fill_holes((positions - cells).reshape(g, g, 2), holes.reshape(g, g)).reshape(-1, 2) + cells
-    return positions
+    stretched = mesh.silhouette & (np.abs(area) / 2 > SILHOUETTE_STRETCH * mesh.source_area)
+    return positions, np.append(stretched, False)[ids]
 
 
 def _fill_holes(offset: np.ndarray, holes: np.ndarray) -> np.ndarray:
@@ -130,8 +140,13 @@ def grid_centres(grid: int) -> np.ndarray:
 def backward_map(mesh: WarpMesh, target: np.ndarray, depth: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Target vertex positions (V, 2) crop units -> remap tables (map_x, map_y) at `size` pixels."""
     g = mesh.grid
-    offset = (rasterize(mesh, target, depth) - grid_centres(g)).reshape(g, g, 2)
-    offset = offset.astype(np.float32)
+    positions, stretched = rasterize(mesh, target, depth)
+    offset = (positions - grid_centres(g)).reshape(g, g, 2).astype(np.float32)
+    if stretched.any():
+        # An unfolding silhouette stretches a thin strip of the portrait, face edge and hair
+        # together, triangle by triangle: smooth the map there so the edge comes out straight.
+        weight = cv2.GaussianBlur(stretched.astype(np.float32), (0, 0), g / 96)[:, :, None]
+        offset += np.clip(3 * weight, 0, 1) * (cv2.GaussianBlur(offset, (0, 0), g / 64) - offset)
     # Smooth over hair and background (piecewise-linear kinks would bend straight lines there);
     # blurring a quarter-resolution copy is as good and ~10x cheaper than at full grid size.
     small = cv2.resize(offset, (g // 4, g // 4), interpolation=cv2.INTER_AREA)
