@@ -132,13 +132,19 @@ def expected_frames(info: VideoInfo) -> int:
     return max(1, math.ceil(info.duration_s * info.fps - 1e-6))
 
 
-def probe_video(path: str | os.PathLike, fps: float = DEFAULT_FPS) -> VideoInfo:
-    fps = _check_fps(fps)
+@contextmanager
+def _video_stream(path: str | os.PathLike):
+    """(container, first video stream) of a video file, or a `VasaError` saying why not."""
     path = _check_input_file(path, "video")
     with _open_container(path, "video") as container:
         if not container.streams.video:
             raise VasaError(f"{path} has no video stream")
-        stream = container.streams.video[0]
+        yield container, container.streams.video[0]
+
+
+def probe_video(path: str | os.PathLike, fps: float = DEFAULT_FPS) -> VideoInfo:
+    fps = _check_fps(fps)
+    with _video_stream(path) as (container, stream):
         duration = None
         if stream.duration is not None and stream.time_base is not None:
             duration = float(stream.duration * stream.time_base)
@@ -166,11 +172,7 @@ def iter_video_frames(path: str | os.PathLike, fps: float = DEFAULT_FPS) -> Iter
     decoded one at a time: memory stays flat for any length.
     """
     fps = _check_fps(fps)
-    path = _check_input_file(path, "video")
-    with _open_container(path, "video") as container:
-        if not container.streams.video:
-            raise VasaError(f"{path} has no video stream")
-        stream = container.streams.video[0]
+    with _video_stream(path) as (container, stream):
         stream.thread_type = "AUTO"
         turns = None
         native_step = 1.0 / float(stream.average_rate) if stream.average_rate else 1.0 / fps
