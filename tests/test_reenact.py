@@ -163,3 +163,22 @@ def test_retarget_only_selects_what_moves():
 def test_bad_output_path_fails_before_any_work(tmp_path, driver_clip):
     with pytest.raises(VasaError, match="does not exist"):
         reenact("no-such-portrait.png", driver_clip, tmp_path / "missing" / "out.mp4", progress=False)
+
+
+def test_pasting_the_unmoved_crop_back_restores_the_photo(grace_hopper, hopper_face):
+    photo = media.read_image(grace_hopper)
+    appearance, motion = hopper_face.encode(photo)
+    pasted = appearance.crop.paste(hopper_face.decode(appearance, motion), photo)
+    assert pasted.shape == photo.shape
+    corner = (slice(0, 20), slice(0, 20))  # far outside the face crop
+    np.testing.assert_array_equal(pasted[corner], photo[corner])
+    # Inside, only the crop's resampling there and back differs.
+    assert np.abs(pasted.astype(float) - photo).mean() < 3.0
+
+
+def test_paste_back_writes_the_whole_photo(tmp_path, grace_hopper, driver_clip, hopper_face):
+    out = tmp_path / "whole.mp4"
+    reenact(grace_hopper, driver_clip, out, paste_back=True, progress=False, face=hopper_face)
+    photo = media.read_image(grace_hopper)
+    first = next(media.iter_video_frames(out))
+    assert first.shape == (photo.shape[0] // 2 * 2, photo.shape[1] // 2 * 2, 3)

@@ -41,6 +41,8 @@ def _add_reenact(commands) -> None:
     p.add_argument("--reference", choices=["neutral", "first"], default="neutral",
                    help="expressions move relative to the driver's neutral closed-mouth face (default) "
                         "or to its first frame; head pose is always relative to the first frame")
+    p.add_argument("--paste-back", action="store_true",
+                   help="put the animated face back into the whole photo instead of writing the square crop")
     p.set_defaults(run=_run_reenact)
 
 
@@ -48,7 +50,8 @@ def _run_reenact(args) -> None:
     from vasa.reenact import reenact
 
     frames = reenact(args.image, args.video, args.out, only=args.only, size=args.size,
-                     audio=args.audio, fps=args.fps, reference=args.reference)
+                     audio=args.audio, fps=args.fps, reference=args.reference,
+                     paste_back=args.paste_back)
     print(f"wrote {args.out} ({frames} frames at {args.fps:g} fps)")
 
 

@@ -12,17 +12,19 @@ from __future__ import annotations
 import os
 from typing import Iterator, Literal
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
 from vasa.errors import VasaError
 from vasa.face.edits import keep_physical
 from vasa.face.geometry import compose_relative_pose
-from vasa.face.landmarks import VideoTracker
+from vasa.face.landmarks import FaceCrop, VideoTracker
 from vasa.face.mesh import MeshFace
 from vasa.latents import Appearance, Motion
 from vasa.media import (
-    DEFAULT_FPS, check_output_path, expected_frames, iter_video_frames, probe_video, read_audio, write_video,
+    DEFAULT_FPS, check_output_path, expected_frames, iter_video_frames, probe_video, read_audio, read_image,
+    write_video,
 )
 
 Only = Literal["pose", "dynamics"] | None
@@ -82,17 +84,20 @@ def driver_reference(face: MeshFace, motion: Motion, found: np.ndarray, referenc
 def reenact(
     image, video: str | os.PathLike, out: str | os.PathLike, only: Only = None, size: int = 512,
     audio: str | os.PathLike | None = None, fps: float = DEFAULT_FPS, reference: Reference = "neutral",
-    progress: bool = True, face: MeshFace | None = None,
+    paste_back: bool = False, progress: bool = True, face: MeshFace | None = None,
 ) -> int:
     """Animate `image` with the motion of `video`; write an mp4 with the driver's (or `audio`'s) sound.
 
     Head pose moves relative to the driver's first frame with a face; expressions relative to
-    `reference` (see `driver_reference`). Returns the number of frames written; nothing is
-    written when anything fails.
+    `reference` (see `driver_reference`). With `paste_back` the animated crop goes back into
+    the whole photo (at most PASTE_MAX_SIDE pixels on its longer side). Returns the number of
+    frames written; nothing is written when anything fails.
     """
     check_output_path(out)
     face = face or MeshFace(size=size)
-    appearance, source = face.encode(image)
+    photo = read_image(image)
+    appearance, source = face.encode(photo)
+    canvas = _paste_canvas(photo, appearance) if paste_back else None
     info = probe_video(video, fps)
     soundtrack = read_audio(audio if audio is not None else video)
     with tqdm(total=expected_frames(info), desc="track", unit="frame", disable=not progress) as bar:
@@ -103,7 +108,24 @@ def reenact(
                    "the nearest earlier motion was held there")
     with tqdm(total=len(driver), desc="render", unit="frame", disable=not progress) as bar:
         frames = _render(face, appearance, source, driver, base, only, bar)
+        if canvas is not None:
+            background, crop = canvas
+            frames = (crop.paste(frame, background) for frame in frames)
         return write_video(out, frames, fps, soundtrack)
+
+
+PASTE_MAX_SIDE = 1920
+
+
+def _paste_canvas(photo: np.ndarray, appearance: Appearance) -> tuple[np.ndarray, FaceCrop]:
+    """The photo to paste into (shrunk to PASTE_MAX_SIDE, cut to even sides for H.264) and the
+    crop's place in it."""
+    factor = min(1.0, PASTE_MAX_SIDE / max(photo.shape[:2]))
+    if factor < 1.0:
+        photo = cv2.resize(photo, (round(photo.shape[1] * factor), round(photo.shape[0] * factor)),
+                           interpolation=cv2.INTER_AREA)
+    height, width = photo.shape[0] // 2 * 2, photo.shape[1] // 2 * 2
+    return np.ascontiguousarray(photo[:height, :width]), appearance.crop.scaled(factor)
 
 
 def _render(face: MeshFace, appearance: Appearance, source: Motion, driver: Motion, base: Motion,

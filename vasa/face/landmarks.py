@@ -12,6 +12,7 @@ import os
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -58,6 +59,37 @@ class FaceCrop:
 
     def with_size(self, size: int) -> "FaceCrop":
         return FaceCrop(self.center, self.side, size)
+
+    def scaled(self, factor: float) -> "FaceCrop":
+        """The same crop in an image resized by `factor`."""
+        return FaceCrop((self.center[0] * factor, self.center[1] * factor), self.side * factor, self.size)
+
+    def paste(self, frame: np.ndarray, image: np.ndarray) -> np.ndarray:
+        """Put a rendered crop (size, size, 3) back into the full `image` it was cut from.
+
+        The crop's edge is feathered over PASTE_FEATHER of its side; the warp holds the crop
+        border still, so the seam falls where the picture did not move."""
+        height, width = image.shape[:2]
+        inverse = cv2.invertAffineTransform(self.matrix)
+        back = cv2.warpAffine(frame, inverse, (width, height), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REPLICATE)
+        alpha = cv2.warpAffine(_feather_mask(self.size), inverse, (width, height), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=0)[:, :, None]
+        blended = image.astype(np.float32) + alpha * (back.astype(np.float32) - image)
+        return np.clip(blended, 0, 255).round().astype(np.uint8)
+
+
+PASTE_FEATHER = 0.04
+
+
+@lru_cache(maxsize=4)
+def _feather_mask(size: int) -> np.ndarray:
+    ramp = max(1.0, PASTE_FEATHER * size)
+    edge = np.minimum(np.arange(size), np.arange(size)[::-1]).astype(np.float32)
+    weight = np.clip(edge / ramp, 0.0, 1.0)
+    mask = np.minimum(weight[:, None], weight[None, :])
+    mask.flags.writeable = False
+    return mask
 
 
 def crop_from_landmarks(points_px: np.ndarray, size: int, image_shape: tuple[int, ...] | None = None) -> FaceCrop:

@@ -69,7 +69,9 @@ class MeshFace:
 
     # --- encoding --------------------------------------------------------------------------
     def encode(self, image) -> tuple[Appearance, Motion]:
-        """A portrait (path or RGB array, any size) -> (Appearance, its Motion)."""
+        """A portrait (path or RGB array, any size) -> (Appearance, its Motion).
+
+        `appearance.crop` says where the aligned crop sits in the image (`FaceCrop.paste`)."""
         rgb = read_image(image)
         with LandmarkDetector(tracking=False) as detector:
             crop, _ = locate_face(rgb, self.size, detector)
