@@ -23,6 +23,7 @@ UPPER_TEETH_PER_WIDTH = 0.15  # visible upper-incisor height per mouth width
 LOWER_TEETH_PER_WIDTH = 0.045
 TOOTH_WIDTH_PER_MOUTH = 0.13
 FEATHER_PX_PER_512 = 1.2
+OPEN_MOUTH_AREA = 0.002  # inner-lip area (crop units²) above which the portrait's mouth counts as open
 TEETH_OVER_SKIN = 1.3  # teeth luma at most this times the median face luma
 
 
@@ -59,18 +60,18 @@ def mouth_style(image: np.ndarray, points_2d: np.ndarray) -> MouthStyle:
     cv2.fillPoly(inner_mask, [np.round(inner * size).astype(np.int32)], 1)
     lip_pixels = image[(outer_mask > 0) & (inner_mask == 0)]
     lip_rgb = lip_pixels.mean(axis=0) if len(lip_pixels) else np.array([150.0, 80.0, 80.0])
-    teeth_rgb = DEFAULT_TEETH_RGB
-    interior = image[inner_mask > 0].astype(np.float64)
-    if len(interior) > 30:
-        brightness = interior.mean(axis=1)
-        bright = interior[brightness >= np.percentile(brightness, 85)]
-        if bright.mean() > 140 and bright.std(axis=0).mean() < 40:  # looks like teeth, not tongue
-            teeth_rgb = 0.5 * bright.mean(axis=0) + 0.5 * DEFAULT_TEETH_RGB
-    # Match the portrait: no brighter than its skin allows, gray in a gray picture.
     face = image[int(points_2d[:, 1].min() * size): int(points_2d[:, 1].max() * size),
                  int(points_2d[:, 0].min() * size): int(points_2d[:, 0].max() * size)].reshape(-1, 3)
     skin = np.median(face, axis=0) if len(face) else np.full(3, 180.0)
-    teeth_rgb = teeth_rgb * min(1.0, TEETH_OVER_SKIN * skin.mean() / teeth_rgb.mean())
+    # Teeth the portrait shows (an open mouth, bright, unsaturated pixels brighter than its skin)
+    # give the colour; otherwise the default, no brighter than the skin allows.
+    teeth_rgb = DEFAULT_TEETH_RGB * min(1.0, TEETH_OVER_SKIN * skin.mean() / DEFAULT_TEETH_RGB.mean())
+    interior = image[inner_mask > 0].astype(np.float64)
+    if len(interior) > 30 and polygon_area(inner) > OPEN_MOUTH_AREA:
+        brightness = interior.mean(axis=1)
+        bright = interior[brightness >= np.percentile(brightness, 85)]
+        if bright.mean() > max(100.0, skin.mean()) and bright.std(axis=0).mean() < 40:
+            teeth_rgb = bright.mean(axis=0)
     colourfulness = float(np.clip(np.ptp(skin) / 60.0, 0.0, 1.0))
     teeth_rgb = teeth_rgb.mean() + colourfulness * (teeth_rgb - teeth_rgb.mean())
     lip_rgb = lip_rgb.mean() + colourfulness * (lip_rgb - lip_rgb.mean())
