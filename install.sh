@@ -3,7 +3,8 @@
 #   ./install.sh          the package and its command `vasa`
 #   ./install.sh --dev    the same plus what the tests need
 # Pins: torch==2.13.0 (the CPU build), mediapipe==0.10.21 (the last release that ships the face
-# mesh) installed without its dependency list, which would pull jax and an opencv for numpy>=2.
+# mesh) installed without its dependency list, which would pull jax and an opencv for numpy>=2;
+# silero-vad likewise (vasa runs its ONNX file with onnxruntime; its list pulls torchaudio).
 set -euo pipefail
 cd "$(dirname "$0")"
 venv="${VASA_VENV:-.venv}"
@@ -17,4 +18,5 @@ pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
 "${pip[@]}" -c constraints.txt torch==2.13.0 "numpy<2"
 "${pip[@]}" -c constraints.txt -e ".$extras"
 "${pip[@]}" --no-deps mediapipe==0.10.21  # last: pip then has no dependency list to complain about
+"${pip[@]}" --no-deps silero-vad==6.2.3  # only its ONNX model is used; its list pulls torchaudio
 echo "vasa installed in $venv (run: $venv/bin/vasa --help)"
