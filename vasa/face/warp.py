@@ -144,9 +144,15 @@ def backward_map(mesh: WarpMesh, target: np.ndarray, depth: np.ndarray, size: in
     offset = (positions - grid_centres(g)).reshape(g, g, 2).astype(np.float32)
     if stretched.any():
         # An unfolding silhouette stretches a thin strip of the portrait, face edge and hair
-        # together, triangle by triangle: smooth the map there so the edge comes out straight.
-        weight = cv2.GaussianBlur(stretched.astype(np.float32), (0, 0), g / 96)[:, :, None]
-        offset += np.clip(3 * weight, 0, 1) * (cv2.GaussianBlur(offset, (0, 0), g / 64) - offset)
+        # together, triangle by triangle: smooth the map there so the edge comes out straight
+        # (blurred at half resolution: the same result at a quarter of the cost).
+        half = (g // 2, g // 2)
+        weight = cv2.resize(cv2.GaussianBlur(cv2.resize(stretched.astype(np.float32), half,
+                                                        interpolation=cv2.INTER_AREA), (0, 0), g / 192),
+                            (g, g), interpolation=cv2.INTER_LINEAR)[:, :, None]
+        smooth = cv2.resize(cv2.GaussianBlur(cv2.resize(offset, half, interpolation=cv2.INTER_AREA),
+                                             (0, 0), g / 128), (g, g), interpolation=cv2.INTER_LINEAR)
+        offset += np.clip(3 * weight, 0, 1) * (smooth - offset)
     # Smooth over hair and background (piecewise-linear kinks would bend straight lines there);
     # blurring a quarter-resolution copy is as good and ~10x cheaper than at full grid size.
     small = cv2.resize(offset, (g // 4, g // 4), interpolation=cv2.INTER_AREA)
