@@ -2,9 +2,9 @@
 
 encode: image -> aligned crop, 478 landmarks -> (canonical identity shape, pose, dynamics).
 decode: identity + dynamics basis * (z - z_source) -> canonical shape -> posed -> vertex motion
--> dense backward warp of the portrait (`vasa.face.warp`) -> mouth interior where the lips part
-wider than in the portrait (`vasa.face.mouth`). Eyelids close because the lid vertices meet;
-irises move because the iris-centre vertices move inside the fixed eye contour.
+-> dense backward warp of the portrait (`vasa.face.warp`) -> irises slid rigidly under the lids
+(`vasa.face.eyes`) -> mouth interior where the lips part wider than in the portrait
+(`vasa.face.mouth`). Eyelids close because the lid vertices meet.
 """
 
 from __future__ import annotations
