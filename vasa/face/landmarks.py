@@ -154,9 +154,10 @@ class LandmarkDetector:
         self._detectors = None
 
     def close(self) -> None:
-        self._mesh.close()
-        for detector in self._detectors or ():
-            detector.close()
+        with _native_logs_silenced():
+            self._mesh.close()
+            for detector in self._detectors or ():
+                detector.close()
 
     def __enter__(self) -> "LandmarkDetector":
         return self
