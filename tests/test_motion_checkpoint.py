@@ -39,3 +39,14 @@ def test_a_missing_key_or_config_is_a_clear_error(tmp_path):
         load_motion_model(broken)
     with pytest.raises(VasaError, match="no motion model"):
         load_motion_model(tmp_path / "absent.safetensors")
+
+
+def test_a_corrupt_file_is_a_clear_error_and_saving_leaves_no_temp_file(tmp_path):
+    from vasa.motion.dit import MotionDiT
+
+    path = tmp_path / "motion.safetensors"
+    save_motion_model(path, MotionDiT(TINY))
+    assert [p.name for p in tmp_path.iterdir()] == ["motion.safetensors"]
+    path.write_bytes(path.read_bytes()[:100])  # truncated, as by a full disk
+    with pytest.raises(VasaError, match="cannot read motion model"):
+        load_motion_model(path)

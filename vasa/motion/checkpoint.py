@@ -9,10 +9,11 @@ The normalisation statistics (`motion_mean`, `motion_std`) are buffers, so they 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from vasa.errors import VasaError
@@ -23,8 +24,16 @@ CONFIG_KEY = "vasa.motion.config"
 
 
 def save_motion_model(path: str | Path, model: MotionDiT) -> None:
+    """Write the weights and config; the file appears only when complete (temp file, then rename),
+    so a run killed mid-save leaves the previous checkpoint intact."""
+    path = Path(path)
     tensors = {name: t.detach().contiguous() for name, t in model.state_dict().items()}
-    save_file(tensors, str(path), metadata={CONFIG_KEY: json.dumps(asdict(model.config))})
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        save_file(tensors, str(temporary), metadata={CONFIG_KEY: json.dumps(asdict(model.config))})
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def load_motion_model(path: str | Path) -> MotionDiT:
@@ -32,8 +41,11 @@ def load_motion_model(path: str | Path) -> MotionDiT:
     path = Path(path)
     if not path.is_file():
         raise VasaError(f"no motion model at {path}")
-    with safe_open(str(path), framework="pt") as f:
-        metadata = f.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+    except (SafetensorError, OSError) as error:
+        raise VasaError(f"cannot read motion model {path}: {error}") from None
     if CONFIG_KEY not in metadata:
         raise VasaError(f"{path} has no {CONFIG_KEY} metadata: not a checkpoint written by save_motion_model")
     model = MotionDiT(MotionConfig(**json.loads(metadata[CONFIG_KEY])))
