@@ -23,29 +23,37 @@ from vasa.motion.dit import MotionDiT
 CONFIG_KEY = "vasa.motion.config"
 
 
-def save_motion_model(path: str | Path, model: MotionDiT) -> None:
+def save_motion_model(path: str | Path, model: MotionDiT, metadata: dict[str, str] | None = None) -> None:
     """Write the weights and config; the file appears only when complete (temp file, then rename),
-    so a run killed mid-save leaves the previous checkpoint intact."""
+    so a run killed mid-save leaves the previous checkpoint intact. `metadata` adds string entries
+    (e.g. "audio_encoder": "whisper", which `read_metadata` gives back)."""
     path = Path(path)
     tensors = {name: t.detach().contiguous() for name, t in model.state_dict().items()}
     temporary = path.with_name(f".{path.name}.tmp")
     try:
-        save_file(tensors, str(temporary), metadata={CONFIG_KEY: json.dumps(asdict(model.config))})
+        extra = {str(k): str(v) for k, v in (metadata or {}).items()}
+        save_file(tensors, str(temporary), metadata={**extra, CONFIG_KEY: json.dumps(asdict(model.config))})
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
 
 
-def load_motion_model(path: str | Path) -> MotionDiT:
-    """The model saved at `path`, in eval mode; a missing file, config or key is a VasaError."""
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata of a saved motion model (config included, under CONFIG_KEY)."""
     path = Path(path)
     if not path.is_file():
         raise VasaError(f"no motion model at {path}")
     try:
         with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
+            return dict(f.metadata() or {})
     except (SafetensorError, OSError) as error:
         raise VasaError(f"cannot read motion model {path}: {error}") from None
+
+
+def load_motion_model(path: str | Path) -> MotionDiT:
+    """The model saved at `path`, in eval mode; a missing file, config or key is a VasaError."""
+    path = Path(path)
+    metadata = read_metadata(path)
     if CONFIG_KEY not in metadata:
         raise VasaError(f"{path} has no {CONFIG_KEY} metadata: not a checkpoint written by save_motion_model")
     model = MotionDiT(MotionConfig(**json.loads(metadata[CONFIG_KEY])))

@@ -1,0 +1,135 @@
+"""`vasa prepare`: a tiny synthetic talking clip with a shot cut and a stretch without a face."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import sine
+from vasa import media
+from vasa.cli import main
+from vasa.data.prepare import PrepareConfig, is_cut, main_direction, parse_shard, prepare, record_name, thumbnail
+from vasa.data.records import read_record, record_files
+from vasa.errors import VasaError
+
+CONFIG = PrepareConfig(audio_encoder="mel", min_frames=5)
+
+
+@pytest.fixture(scope="module")
+def cut_clip(tmp_path_factory, face, encoded, driver_motions, grace_hopper):
+    """12 frames of the talking astronaut, 6 grey frames (no face), 8 frames of Grace Hopper: 26 frames."""
+    appearance, _ = encoded
+    astronaut = [face.decode(appearance, m) for m in driver_motions]
+    grey = [np.full_like(astronaut[0], 90)] * 6
+    hopper = face.decode(*MeshFaceOf(face, grace_hopper))
+    frames = astronaut + grey + [hopper] * 8
+    path = tmp_path_factory.mktemp("clips") / "talk.mp4"
+    media.write_video(path, frames, 25.0, sine(220.0, len(frames) / 25.0))
+    return path
+
+
+def MeshFaceOf(face, image):
+    appearance, motion = face.encode(image)
+    return appearance, motion
+
+
+@pytest.fixture(scope="module")
+def prepared(cut_clip, tmp_path_factory):
+    out = tmp_path_factory.mktemp("prepared")
+    report = prepare([cut_clip], out, CONFIG, progress=False)
+    return out, report
+
+
+def test_segments_split_at_the_cut_and_drop_the_faceless_stretch(prepared):
+    out, report = prepared
+    (path,) = record_files(out)
+    record = read_record(path)
+    assert [(s.start_frame, len(s)) for s in record.segments] == [(0, 12), (18, 8)]
+    assert any(d["reason"].startswith("no face") and d["frames"] == 6 for d in record.dropped)
+    assert report["segments"] == 2 and report["frames"] == 20
+
+
+def test_per_frame_arrays_are_filled(prepared, face):
+    out, _ = prepared
+    segment = read_record(record_files(out)[0]).segments[0]
+    assert segment.pose.shape == (12, 6) and segment.dynamics.shape == (12, face.model.dim)
+    assert segment.audio.shape == (12, 80) and segment.voice.shape == (12,)
+    assert np.allclose(segment.emotion.sum(axis=1), 1, atol=1e-3)
+    assert np.ptp(segment.pose[:, 0]) > 10  # the driver's yaw swing (15 degrees each way) is seen
+    assert np.all(np.abs(segment.main_gaze) < 30) and 0.5 < segment.mean_distance < 2
+
+
+def test_resume_skips_prepared_videos_and_settings_must_match(prepared, cut_clip):
+    out, _ = prepared
+    path = record_files(out)[0]
+    stamp = path.stat().st_mtime_ns
+    prepare([cut_clip], out, CONFIG, progress=False)
+    assert path.stat().st_mtime_ns == stamp
+    with pytest.raises(VasaError, match="other settings"):
+        prepare([cut_clip], out, PrepareConfig(audio_encoder="mel", min_frames=9), progress=False)
+
+
+def test_shards_split_the_videos(tmp_path, cut_clip):
+    videos = []
+    for k in range(3):
+        videos.append(tmp_path / f"v{k}.mp4")
+        os.link(cut_clip, videos[-1])
+    names = [{record_name(v) for v in sorted(videos)[i::2]} for i in range(2)]
+    assert names[0].isdisjoint(names[1]) and len(names[0] | names[1]) == 3
+    assert parse_shard("1/2") == (1, 2)
+    for bad in ("2/2", "x", "1-2"):
+        with pytest.raises(VasaError):
+            parse_shard(bad)
+
+
+def test_a_video_without_audio_is_reported_not_fatal(tmp_path, encoded, face):
+    appearance, source = encoded
+    silent = tmp_path / "silent.mp4"
+    media.write_video(silent, [face.decode(appearance, source)] * 8, 25.0)
+    report = prepare([silent], tmp_path / "out", CONFIG, progress=False)
+    (detail,) = report["videos_detail"]
+    assert detail["segments"] == 0 and "no audio" in detail["dropped"][0]["reason"]
+    assert json.loads((tmp_path / "out" / "report-0-of-1.json").read_text())["videos"] == 1
+
+
+def test_audio_beside_the_video_is_used(tmp_path, encoded, face):
+    import wave
+
+    appearance, source = encoded
+    video = tmp_path / "mute.mp4"
+    media.write_video(video, [face.decode(appearance, source)] * 10, 25.0)
+    samples, rate = sine(300.0, 0.4)
+    with wave.open(str(tmp_path / "mute.wav"), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(rate)
+        f.writeframes((samples[0] * 32767).astype(np.int16).tobytes())
+    report = prepare([video], tmp_path / "out", CONFIG, progress=False)
+    assert report["frames"] == 10
+
+
+def test_main_direction_is_the_histogram_mode():
+    rng = np.random.default_rng(0)
+    main = rng.normal([8.0, -3.0], 1.0, (300, 2))
+    glances = rng.normal([-20.0, 10.0], 1.0, (100, 2))
+    assert np.allclose(main_direction(np.concatenate([main, glances])), [8.0, -3.0], atol=0.5)
+
+
+def test_cut_detector(astronaut, grace_hopper):
+    from vasa.media import read_image
+
+    a, b = thumbnail(astronaut), thumbnail(read_image(grace_hopper))
+    assert is_cut(a, b) and not is_cut(a, a) and not is_cut(None, a)
+    brighter = np.clip(a.astype(int) + 8, 0, 255).astype(np.uint8)  # a lighting flicker is not a cut
+    assert not is_cut(a, brighter)
+
+
+def test_cli_prepare_reports_and_bad_input_is_one_line(tmp_path, cut_clip, capsys):
+    assert main(["prepare", str(cut_clip), str(tmp_path / "out"), "--audio-encoder", "mel", "--min-frames", "5"]) == 0
+    assert "2 segments" in capsys.readouterr().out
+    assert main(["prepare", str(tmp_path / "missing"), str(tmp_path / "out2")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().startswith("vasa: error:")

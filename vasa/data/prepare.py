@@ -1,0 +1,307 @@
+"""`vasa prepare VIDEOS OUT`: talking-face videos -> training records (`vasa.data.records`).
+
+Per video: frames resampled to 25 fps; split into shots at cuts (grey-level histogram change); in each
+shot one face tracked with a crop fixed on the shot's first face; frames dropped where the face is
+lost (no landmarks: turned away, covered or out of frame), jumps implausibly between frames (a
+tracking failure, often an occluding hand), leaves the crop, or where a second face of comparable
+size is in the picture (several people). The remaining runs of at least `min_frames` are segments.
+Per frame: pose and dynamics (mesh latent), eye-in-head gaze, head distance, emotion probabilities
+(the packaged FER model), speech features and voice activity at the same frames; per segment: the
+main gaze direction (mode of the gaze histogram, VASA-1 Sec. 3.2), mean distance, mean emotion.
+
+Audio comes from the video's own track or, when it has none, from a file beside it with the same
+name and an audio extension (.wav, .flac, .mp3, .m4a, .ogg).
+
+Runs are resumable (a video whose record exists is skipped) and split across machines with
+`shard=(i, n)`: video k (in sorted order) belongs to shard k mod n.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from vasa.data.records import Record, Segment, read_record, record_dict, summary, write_record
+from vasa.errors import VasaError
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".m4a", ".ogg")
+CUT_HISTOGRAM_CORRELATION = 0.6  # consecutive frames less alike than this (and visibly changed) are a cut
+CUT_MEAN_CHANGE = 25.0  # grey levels: mean absolute change of a 64x64 thumbnail that a cut also needs
+JUMP_LIMIT = 0.06  # crop units: mean landmark displacement between frames that tracking cannot explain
+OUTSIDE_LIMIT = 0.05  # fraction of landmarks outside the crop that drops a frame
+SECOND_FACE_RATIO = 0.35  # a second face with this share of the main face's area counts as another person
+PEOPLE_CHECK_EVERY = 5  # frames between face-detector checks for other people
+GAZE_BIN_DEG = 2.0
+GAZE_RADIUS_DEG = 5.0
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    fps: float = 25.0
+    size: int = 256  # tracking crop side in pixels
+    audio_encoder: str = "whisper"
+    audio_model: str | None = None  # a local folder for wav2vec2/HuBERT, or another CTranslate2 Whisper
+    min_frames: int = 25  # shortest segment kept (1 s)
+
+
+def find_videos(inputs: Iterable[str | os.PathLike]) -> list[Path]:
+    """Video files named directly or found (recursively) in the folders given, sorted."""
+    videos: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            videos += [p for p in path.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file()]
+        elif path.is_file():
+            videos.append(path)
+        else:
+            raise VasaError(f"no such video or folder: {path}")
+    if not videos:
+        raise VasaError("no videos found (looked for " + ", ".join(VIDEO_EXTENSIONS) + ")")
+    return sorted(set(videos))
+
+
+def record_name(video: Path) -> str:
+    """A record's file name: the video's stem plus a short hash of its path (stems may repeat)."""
+    digest = hashlib.sha1(str(video.resolve()).encode()).hexdigest()[:8]
+    return f"{video.stem}-{digest}.npz"
+
+
+def audio_source(video: Path) -> Path:
+    """The video itself when it has an audio track, else a same-named audio file beside it."""
+    from vasa.media import probe_video
+
+    if probe_video(video).has_audio:
+        return video
+    for extension in AUDIO_EXTENSIONS:
+        candidate = video.with_suffix(extension)
+        if candidate.is_file():
+            return candidate
+    raise VasaError(f"{video.name} has no audio track and no audio file beside it "
+                    f"({video.stem} + one of {', '.join(AUDIO_EXTENSIONS)})")
+
+
+def main_direction(gaze_deg: np.ndarray, bin_deg: float = GAZE_BIN_DEG, radius_deg: float = GAZE_RADIUS_DEG) -> np.ndarray:
+    """The main gaze direction of a clip: the mode of its 2D gaze histogram, refined to the mean of
+    the frames within `radius_deg` of it (VASA-1 takes the main direction by histogram clustering)."""
+    gaze = np.asarray(gaze_deg, dtype=np.float64)
+    low = np.floor(gaze.min(axis=0) / bin_deg) * bin_deg - bin_deg
+    bins = np.maximum(3, np.ceil((gaze.max(axis=0) - low) / bin_deg).astype(int) + 2)
+    index = np.floor((gaze - low) / bin_deg).astype(int)
+    counts = np.zeros(bins)
+    np.add.at(counts, (index[:, 0], index[:, 1]), 1.0)
+    counts = cv2.blur(counts, (3, 3), borderType=cv2.BORDER_CONSTANT)
+    peak = np.array(np.unravel_index(np.argmax(counts), counts.shape))
+    centre = low + (peak + 0.5) * bin_deg
+    near = np.linalg.norm(gaze - centre, axis=1) <= radius_deg
+    return gaze[near].mean(axis=0) if near.any() else centre
+
+
+def is_cut(previous: np.ndarray | None, current: np.ndarray) -> bool:
+    """Shot boundary between two grey 64x64 thumbnails."""
+    if previous is None:
+        return False
+    hist = [cv2.calcHist([t], [0], None, [64], [0, 256]) for t in (previous, current)]
+    correlation = cv2.compareHist(hist[0], hist[1], cv2.HISTCMP_CORREL)
+    change = float(np.abs(previous.astype(np.float32) - current).mean())
+    return correlation < CUT_HISTOGRAM_CORRELATION and change > CUT_MEAN_CHANGE
+
+
+def thumbnail(frame: np.ndarray) -> np.ndarray:
+    return cv2.resize(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), (64, 64), interpolation=cv2.INTER_AREA)
+
+
+@dataclass
+class _Frame:
+    shot: int
+    status: str  # "ok" or the reason the frame is dropped
+    points: np.ndarray | None  # (478, 3) crop units
+    emotion: np.ndarray | None  # (7,)
+
+
+class Preparer:
+    """Holds the models (face, emotion, audio) across videos; `prepare_video` makes one `Record`."""
+
+    def __init__(self, config: PrepareConfig = PrepareConfig()):
+        from vasa.audio import VoiceActivity, load_encoder
+        from vasa.face.emotion import EmotionClassifier
+        from vasa.face.mesh import MeshFace
+
+        self.config = config
+        self.face = MeshFace(size=config.size)
+        self.emotion = EmotionClassifier()
+        self.encoder = load_encoder(config.audio_encoder, fps=config.fps, model_path=config.audio_model)
+        self.vad = VoiceActivity()
+
+    def prepare_video(self, video: Path, progress: bool = True) -> Record:
+        from vasa.audio import load_audio
+        from vasa.media import expected_frames, iter_video_frames, probe_video
+
+        config = self.config
+        sound = audio_source(video)
+        waveform = load_audio(sound)
+        features = self.encoder.encode(waveform, vad=self.vad)
+        total = expected_frames(probe_video(video, config.fps))
+        with tqdm(total=total, desc=video.name[:24], unit="frame", leave=False, disable=not progress) as bar:
+            frames = self._track(iter_video_frames(video, config.fps), bar)
+        usable = min(len(frames), len(features))
+        dropped = []
+        if len(frames) > usable:
+            dropped.append({"start_frame": usable, "frames": len(frames) - usable, "reason": "no audio"})
+        segments, more = self._segments(frames[:usable], features.features[:usable], features.voice[:usable])
+        return Record(video.name, config.fps, config.audio_encoder, self.face.name, segments, dropped + more)
+
+    def _track(self, frames: Iterable[np.ndarray], bar) -> list[_Frame]:
+        from vasa.face.emotion import face_box_crop
+        from vasa.face.landmarks import LandmarkDetector, VideoTracker
+
+        out: list[_Frame] = []
+        shot, previous_thumb, previous_points = 0, None, None
+        tracker = VideoTracker(self.config.size)
+        people = LandmarkDetector(tracking=False)
+        several = False
+        try:
+            for k, frame in enumerate(frames):
+                thumb = thumbnail(frame)
+                if is_cut(previous_thumb, thumb):
+                    shot += 1
+                    tracker.close()
+                    tracker, previous_points = VideoTracker(self.config.size), None
+                previous_thumb = thumb
+                if k % PEOPLE_CHECK_EVERY == 0:
+                    several = _several_people(people.detect_faces(frame))
+                points = tracker(frame)
+                status = _frame_status(points, previous_points, several)
+                previous_points = points
+                emotion = None
+                if status == "ok":
+                    crop = tracker.crop.apply(frame)
+                    emotion = self.emotion.probabilities(face_box_crop(crop, points[:, :2] * self.config.size))[0]
+                out.append(_Frame(shot, status, points, emotion))
+                bar.update(1)
+        finally:
+            tracker.close()
+            people.close()
+        return out
+
+    def _segments(self, frames: list[_Frame], audio: np.ndarray, voice: np.ndarray) -> tuple[list[Segment], list[dict]]:
+        segments, dropped = [], []
+        for start, stop, status in _runs([(f.shot, f.status) for f in frames]):
+            length = stop - start
+            if status != "ok":
+                dropped.append({"start_frame": start, "frames": length, "reason": status})
+            elif length < self.config.min_frames:
+                dropped.append({"start_frame": start, "frames": length, "reason": "shorter than min_frames"})
+            else:
+                segments.append(self._segment(frames[start:stop], audio[start:stop], voice[start:stop], start))
+        return segments, dropped
+
+    def _segment(self, frames: list[_Frame], audio: np.ndarray, voice: np.ndarray, start: int) -> Segment:
+        model = self.face.model
+        poses, dynamics, gaze = [], [], []
+        for f in frames:
+            canonical, pose, _ = model.canonicalize(f.points)
+            poses.append(pose)
+            dynamics.append(model.encode_dynamics(canonical))
+            gaze.append(model.eye_gaze(canonical))
+        pose, gaze = np.array(poses), np.array(gaze)
+        distance = model.head_distance(pose)
+        emotion = np.array([f.emotion for f in frames])
+        return Segment(pose=pose, dynamics=np.array(dynamics), gaze=gaze, distance=distance, emotion=emotion,
+                       audio=audio, voice=voice, start_frame=start, main_gaze=main_direction(gaze),
+                       mean_distance=float(distance.mean()), mean_emotion=emotion.mean(axis=0))
+
+
+def _several_people(boxes: list[tuple[float, float, float, float]]) -> bool:
+    if len(boxes) < 2:
+        return False
+    areas = [(b[2] - b[0]) * (b[3] - b[1]) for b in boxes]
+    return areas[1] >= SECOND_FACE_RATIO * areas[0]
+
+
+def _frame_status(points: np.ndarray | None, previous: np.ndarray | None, several: bool) -> str:
+    if several:
+        return "several people"
+    if points is None:
+        return "no face (lost, turned away or occluded)"
+    outside = np.mean(np.any((points[:, :2] < 0) | (points[:, :2] > 1), axis=1))
+    if outside > OUTSIDE_LIMIT:
+        return "face leaves the crop"
+    if previous is not None and np.linalg.norm(points[:, :2] - previous[:, :2], axis=1).mean() > JUMP_LIMIT:
+        return "tracking jump (occlusion or failure)"
+    return "ok"
+
+
+def _runs(keys: list[tuple[int, str]]) -> list[tuple[int, int, str]]:
+    """Maximal runs of equal (shot, status): (start, stop, status)."""
+    runs, start = [], 0
+    for k in range(1, len(keys) + 1):
+        if k == len(keys) or keys[k] != keys[start]:
+            runs.append((start, k, keys[start][1]))
+            start = k
+    return runs
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'i/n' -> (i, n) with 0 <= i < n."""
+    try:
+        index, count = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise VasaError(f"shard must look like i/n (e.g. 0/4), got {text!r}") from None
+    if not 0 <= index < count:
+        raise VasaError(f"shard index must be in [0, {count}), got {index}")
+    return index, count
+
+
+def _check_settings(out: Path, config: PrepareConfig) -> None:
+    """OUT/prepare.json records the settings; a later run into the same OUT must use the same ones."""
+    settings = out / "prepare.json"
+    wanted = asdict(config)
+    if settings.exists():
+        existing = json.loads(settings.read_text())
+        if existing != wanted:
+            raise VasaError(f"{out} was prepared with other settings ({existing}); use a new folder or the same settings")
+        return
+    temporary = settings.with_name(f".prepare.{os.getpid()}.json")
+    temporary.write_text(json.dumps(wanted, indent=2) + "\n")
+    os.replace(temporary, settings)
+
+
+def prepare(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, config: PrepareConfig = PrepareConfig(),
+            shard: tuple[int, int] = (0, 1), overwrite: bool = False, progress: bool = True) -> dict:
+    """Prepare every video of this shard into OUT/records; returns a summary (also OUT/report-i-of-n.json)."""
+    out = Path(out)
+    videos = find_videos(inputs)
+    index, count = shard
+    mine = videos[index::count]
+    (out / "records").mkdir(parents=True, exist_ok=True)
+    _check_settings(out, config)
+    preparer = None
+    records = []
+    for video in tqdm(mine, desc="prepare", unit="video", disable=not progress):
+        path = out / "records" / record_name(video)
+        if path.exists() and not overwrite:
+            records.append(read_record(path))
+            continue
+        preparer = preparer or Preparer(config)
+        try:
+            record = preparer.prepare_video(video, progress)
+        except VasaError as error:  # a bad video is reported and skipped, the rest go on
+            record = Record(video.name, config.fps, config.audio_encoder, "mesh", [],
+                            [{"start_frame": 0, "frames": 0, "reason": f"unusable video: {error}"}])
+        write_record(path, record)
+        records.append(record)
+    report = {"shard": f"{index}/{count}", **summary(records), "videos_detail": [record_dict(r) for r in records]}
+    report_path = out / f"report-{index}-of-{count}.json"
+    temporary = report_path.with_name(f".{report_path.name}.tmp")
+    temporary.write_text(json.dumps(report, indent=2) + "\n")
+    os.replace(temporary, report_path)
+    return report

@@ -1,0 +1,158 @@
+"""Training records: what `vasa prepare` writes and `vasa train motion` reads.
+
+One record file per input video, `OUT/records/<name>.npz`, holding every kept segment of that video
+(a segment = a stretch of one shot with one tracked face). Record files are the shards: a job array
+writes them independently (`--shard i/n`), a multi-GPU trainer hands whole files to its ranks, and a
+run that is killed resumes by skipping the files that exist (each is written to a temporary file and
+renamed when complete). Per frame, at the video rate (25 fps):
+
+    pose        (N, 6)   yaw, pitch, roll (degrees), tx, ty (crop units), scale    [face backend]
+    dynamics    (N, K)   facial-dynamics coefficients                              [face backend]
+    gaze        (N, 2)   eye-in-head gaze (theta, phi), degrees
+    distance    (N,)     head distance (1 = the standard portrait framing)
+    emotion     (N, 7)   emotion probabilities in `EMOTION_NAMES` order
+    audio       (N, D)   speech features (float16 on disk)
+    voice       (N,)     speech probability
+
+Segments are consecutive slices of these arrays (`offsets`, S + 1 entries). Per segment the record
+also holds the clip-level conditions of VASA-1 Sec. 3.2: the main gaze direction (histogram mode),
+mean head distance and mean emotion. Videos or stretches that were dropped are listed with the
+reason in the metadata, so a prepare run can report them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vasa.errors import VasaError
+
+FORMAT_VERSION = 1
+EMOTION_NAMES = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger")
+FRAME_ARRAYS = ("pose", "dynamics", "gaze", "distance", "emotion", "audio", "voice")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One shot of one face: per-frame arrays (T, ...) and its clip-level conditions."""
+
+    pose: np.ndarray  # (T, 6)
+    dynamics: np.ndarray  # (T, K)
+    gaze: np.ndarray  # (T, 2) degrees, eye-in-head
+    distance: np.ndarray  # (T,)
+    emotion: np.ndarray  # (T, 7)
+    audio: np.ndarray  # (T, D)
+    voice: np.ndarray  # (T,)
+    start_frame: int = 0  # where the segment starts in its video, in frames at the record's fps
+    main_gaze: np.ndarray = field(default_factory=lambda: np.zeros(2))  # (2,) degrees
+    mean_distance: float = 1.0
+    mean_emotion: np.ndarray = field(default_factory=lambda: np.zeros(len(EMOTION_NAMES)))
+
+    def __post_init__(self):
+        frames = len(self.pose)
+        for name in FRAME_ARRAYS:
+            if len(getattr(self, name)) != frames:
+                raise ValueError(f"segment array {name} has {len(getattr(self, name))} frames, pose has {frames}")
+
+    def __len__(self) -> int:
+        return len(self.pose)
+
+
+@dataclass(frozen=True)
+class Record:
+    """All kept segments of one video, and what was dropped from it."""
+
+    source: str  # the input video's file name
+    fps: float
+    audio_encoder: str  # e.g. "whisper"
+    face_backend: str  # e.g. "mesh"
+    segments: list[Segment]
+    dropped: list[dict] = field(default_factory=list)  # {"start_frame", "frames", "reason"}
+
+    @property
+    def frames(self) -> int:
+        return sum(len(s) for s in self.segments)
+
+
+def write_record(path: str | os.PathLike, record: Record) -> None:
+    """Write `record` to `path` (.npz): complete or not at all (temporary file, then rename)."""
+    path = Path(path)
+    segments = record.segments
+    arrays: dict[str, np.ndarray] = {}
+    for name in FRAME_ARRAYS:
+        parts = [np.asarray(getattr(s, name)) for s in segments]
+        dtype = np.float16 if name == "audio" else np.float32
+        arrays[name] = np.concatenate(parts).astype(dtype) if parts else np.zeros((0,), dtype)
+    arrays["offsets"] = np.cumsum([0] + [len(s) for s in segments]).astype(np.int64)
+    meta = {
+        "format": FORMAT_VERSION, "source": record.source, "fps": record.fps,
+        "audio_encoder": record.audio_encoder, "face_backend": record.face_backend, "dropped": record.dropped,
+        "segments": [{"start_frame": int(s.start_frame), "main_gaze": [float(v) for v in s.main_gaze],
+                      "mean_distance": float(s.mean_distance),
+                      "mean_emotion": [float(v) for v in s.mean_emotion]} for s in segments],
+    }
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    temporary = path.with_name(f".{path.stem}.tmp.npz")
+    try:
+        np.savez(temporary, **arrays)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def read_record(path: str | os.PathLike) -> Record:
+    """The record at `path`; a missing, truncated or foreign file is a `VasaError`."""
+    path = Path(path)
+    try:
+        with np.load(path) as data:
+            meta = json.loads(bytes(data["meta"]).decode())
+            arrays = {name: data[name] for name in FRAME_ARRAYS}
+            offsets = data["offsets"]
+    except (OSError, KeyError, ValueError, EOFError) as error:
+        raise VasaError(f"cannot read training record {path}: {error}") from None
+    if meta.get("format") != FORMAT_VERSION:
+        raise VasaError(f"{path} is record format {meta.get('format')}, this vasa reads {FORMAT_VERSION}")
+    segments = []
+    for k, info in enumerate(meta["segments"]):
+        lo, hi = int(offsets[k]), int(offsets[k + 1])
+        frames = {name: arrays[name][lo:hi].astype(np.float32) for name in FRAME_ARRAYS}
+        segments.append(Segment(**frames, start_frame=info["start_frame"], main_gaze=np.array(info["main_gaze"]),
+                                mean_distance=info["mean_distance"], mean_emotion=np.array(info["mean_emotion"])))
+    return Record(meta["source"], meta["fps"], meta["audio_encoder"], meta["face_backend"], segments,
+                  meta["dropped"])
+
+
+def record_files(folder: str | os.PathLike) -> list[Path]:
+    """Every record under a prepared folder (OUT or OUT/records), sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise VasaError(f"no prepared data folder at {folder}")
+    files = sorted((folder / "records").glob("*.npz")) if (folder / "records").is_dir() else []
+    files = files or sorted(folder.glob("*.npz"))
+    files = [f for f in files if not f.name.startswith(".")]
+    if not files:
+        raise VasaError(f"no training records in {folder}: run `vasa prepare VIDEOS {folder}` first")
+    return files
+
+
+def summary(records: list[Record]) -> dict:
+    """Counts for reports: videos, segments, frames, dropped stretches by reason."""
+    reasons: dict[str, int] = {}
+    for record in records:
+        for d in record.dropped:
+            reasons[d["reason"]] = reasons.get(d["reason"], 0) + int(d.get("frames", 0))
+    return {"videos": len(records), "segments": sum(len(r.segments) for r in records),
+            "frames": sum(r.frames for r in records), "dropped_frames": reasons}
+
+
+def record_dict(record: Record) -> dict:
+    """The record's metadata (no arrays) as plain JSON-ready values."""
+    return {"source": record.source, "fps": record.fps, "segments": len(record.segments),
+            "frames": record.frames, "dropped": record.dropped,
+            "segment_conditions": [{k: v.tolist() if isinstance(v, np.ndarray) else v
+                                    for k, v in asdict(s).items() if k not in FRAME_ARRAYS}
+                                   for s in record.segments]}
