@@ -55,11 +55,21 @@ def test_walker_sees_the_real_imports_of_a_module():
     assert {"vasa.face.geometry", "vasa.latents", "vasa.errors"} <= names
 
 
+def test_only_the_command_line_reaches_training():
+    importers = {p for p in sources() if not p.is_relative_to(PACKAGE / "train")
+                 and any("train" in n.split(".") for n in imports_of(p))}
+    assert importers == ENTRY_POINTS
+
+
 def test_package_is_found():
     assert len(sources()) >= 10 and len(sources("face")) >= 5
 
 
-@pytest.mark.parametrize("path", sources(), ids=lambda p: str(p.relative_to(PACKAGE)))
+ENTRY_POINTS = {PACKAGE / "cli.py"}  # the command line dispatches to every tool, the trainer included
+
+
+@pytest.mark.parametrize("path", [p for p in sources() if p not in ENTRY_POINTS],
+                         ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_nothing_imports_training(path):
     training = {n for n in imports_of(path) if "train" in n.split(".")}
     assert not training, f"{module_name(path)} imports {sorted(training)}"

@@ -3,6 +3,8 @@ batch independence."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -179,3 +181,14 @@ def test_batch_rows_are_independent():
     model(x_t, t, cond, mixed_drops(3))[0].sum().backward()  # row 0 keeps audio and context
     for grad in (x_t.grad, audio.grad, context.grad):
         assert grad[1:].abs().max() == 0 and grad[0].abs().max() > 0
+
+
+def test_dropout_acts_in_training_only():
+    config = dataclasses.replace(TINY, dropout=0.5)
+    model = randomized(config)
+    x_t, t = window(config, 2)
+    cond = make_conditions(config, 2)
+    with torch.no_grad():
+        assert torch.equal(model(x_t, t, cond), model(x_t, t, cond))  # eval: deterministic
+        model.train()
+        assert not torch.allclose(model(x_t, t, cond), model(x_t, t, cond))

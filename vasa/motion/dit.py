@@ -91,7 +91,7 @@ class Dropped:
 def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
     """Sinusoidal embedding of (possibly fractional) timesteps: (B,) -> (B, dim)."""
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
     angles = t.float()[:, None] * freqs[None]  # (B, half)
     return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
 
@@ -107,9 +107,10 @@ def mlp(dim_in: int, width: int) -> nn.Sequential:
 class Block(nn.Module):
     """Pre-norm transformer encoder block with adaLN-Zero: shift, scale and gate from the condition c."""
 
-    def __init__(self, width: int, heads: int, mlp_ratio: float):
+    def __init__(self, width: int, heads: int, mlp_ratio: float, dropout: float = 0.0):
         super().__init__()
         self.heads = heads
+        self.dropout = nn.Dropout(dropout)
         self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
@@ -128,8 +129,8 @@ class Block(nn.Module):
 
     def forward(self, x: Tensor, c: Tensor) -> Tensor:
         shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(c).chunk(6, dim=-1)  # (B, D) each
-        x = x + gate1[:, None] * self.attention(modulate(self.norm1(x), shift1, scale1))
-        return x + gate2[:, None] * self.mlp(modulate(self.norm2(x), shift2, scale2))
+        x = x + gate1[:, None] * self.dropout(self.attention(modulate(self.norm1(x), shift1, scale1)))
+        return x + gate2[:, None] * self.dropout(self.mlp(modulate(self.norm2(x), shift2, scale2)))
 
 
 class MotionDiT(nn.Module):
@@ -153,7 +154,7 @@ class MotionDiT(nn.Module):
         self.null_gaze = nn.Parameter(torch.randn(D) * 0.02)
         self.null_distance = nn.Parameter(torch.randn(D) * 0.02)
         self.null_emotion = nn.Parameter(torch.randn(D) * 0.02)
-        self.blocks = nn.ModuleList(Block(D, config.heads, config.mlp_ratio) for _ in range(config.depth))
+        self.blocks = nn.ModuleList(Block(D, config.heads, config.mlp_ratio, config.dropout) for _ in range(config.depth))
         self.final_norm = nn.LayerNorm(D, elementwise_affine=False, eps=1e-6)
         self.final_modulation = nn.Sequential(nn.SiLU(), nn.Linear(D, 2 * D))
         self.head = nn.Linear(D, M)
