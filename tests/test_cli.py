@@ -40,13 +40,20 @@ def test_reenact_pose_only_runs(tmp_path, grace_hopper, driver_clip):
     assert out.exists()
 
 
-def test_demo_runs_on_the_bundled_inputs(tmp_path):
+def test_demo_generates_from_the_bundled_speech(tmp_path):
     out = tmp_path / "demo.mp4"
     assert main(["demo", "--out", str(out), "--size", "128"]) == 0
     info = media.probe_video(out)
     assert info.has_audio and (info.width, info.height) == (128, 128)
+    speech = media.read_audio(DEMO_SPEECH)
+    assert info.duration_s == pytest.approx(speech[0].shape[1] / speech[1], abs=0.1)
+
+
+def test_demo_reenacts_the_bundled_driver(tmp_path):
+    out = tmp_path / "demo.mp4"
+    assert main(["demo", "--out", str(out), "--size", "128", "--reenact"]) == 0
     driver = media.probe_video(DEMO_DRIVER)
-    assert info.duration_s == pytest.approx(driver.duration_s, abs=0.1)
+    assert media.probe_video(out).duration_s == pytest.approx(driver.duration_s, abs=0.1)
 
 
 def make_noise_png(path):

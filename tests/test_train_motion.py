@@ -132,7 +132,8 @@ def test_short_segments_give_padded_windows_and_long_ones_every_start(data):
     assert (batch.audio_valid[segments == 1].sum(dim=1) == 5).all()
 
 
-@pytest.mark.parametrize("augment", [Augment(), Augment(gaze_p=1.0, distance_p=1.0, speed_p=1.0)],
+@pytest.mark.parametrize("augment", [Augment(audio_noise_p=0.0),
+                                     Augment(gaze_p=1.0, distance_p=1.0, speed_p=1.0, audio_noise_p=0.0)],
                          ids=["default", "always"])
 def test_augmentations_keep_audio_and_motion_aligned(data, space, augment):
     """Wherever a frame's audio says it came from (segment, fractional time tau), its motion is the
@@ -161,6 +162,18 @@ def test_augmentations_keep_audio_and_motion_aligned(data, space, augment):
     speeds = np.array(speeds)
     assert ((speeds >= 0.9 - 1e-4) & (speeds <= 1.1 + 1e-4)).all()
     assert shifted > 50 and scaled > 50 and (np.abs(speeds - 1) > 1e-3).sum() > 30  # the test is not vacuous
+
+
+def test_audio_noise_changes_only_the_audio_by_its_spread(data):
+    noise_only = Augment(gaze_p=0.0, distance_p=0.0, speed_p=0.0, audio_noise_p=1.0, audio_noise=0.5)
+    noises = []
+    for seed in range(64):  # one window per draw: the same window with and without the noise
+        plain = sample_batch(data, TINY, 1, np.random.default_rng(seed), Augment.none())
+        noisy = sample_batch(data, TINY, 1, np.random.default_rng(seed), noise_only)
+        assert torch.equal(plain.x0, noisy.x0) and torch.equal(plain.context_motion, noisy.context_motion)
+        noises.append((noisy.audio - plain.audio)[plain.audio_valid])
+    ratio = torch.cat(noises).std(dim=0).numpy() / data.audio_std
+    np.testing.assert_allclose(ratio[data.audio_std > 0.05], 0.5, rtol=0.2)
 
 
 def test_a_misaligned_resampling_would_be_caught(data):

@@ -1,8 +1,9 @@
 """`vasa demo`: the main job on inputs that ship with the package.
 
-Portrait: matplotlib's public-domain photo of Grace Hopper. Driver: vasa/assets/demo_driver.mp4,
-a clip the project made (scripts/make_demo_assets.py) from scikit-image's public-domain astronaut
-photo with procedural motion and flite speech.
+Portrait: matplotlib's public-domain photo of Grace Hopper. Speech: vasa/assets/demo_speech.wav,
+synthesised with flite's `slt` voice (scripts/make_demo_assets.py). The motion comes from the shipped
+motion model (vasa/assets/motion_default.safetensors). vasa/assets/demo_driver.mp4, a talking clip
+the project made from scikit-image's public-domain astronaut, drives `vasa demo --reenact`.
 """
 
 from __future__ import annotations
@@ -25,10 +26,19 @@ def demo_portrait() -> Path:
     return path
 
 
-def run_demo(out: str | Path, size: int = 512) -> None:
-    from vasa.reenact import reenact
-
+def run_demo(out: str | Path, size: int = 512, reenact: bool = False) -> None:
     portrait = demo_portrait()
-    print(f"portrait: {portrait}\ndriver:   {DEMO_DRIVER}")
-    frames = reenact(portrait, DEMO_DRIVER, out, size=size)
-    print(f"wrote {out} ({frames} frames, {size}x{size}, with the driver's speech)")
+    if reenact:
+        from vasa.reenact import reenact as run_reenact
+
+        print(f"portrait: {portrait}\ndriver:   {DEMO_DRIVER}")
+        frames = run_reenact(portrait, DEMO_DRIVER, out, size=size)
+        print(f"wrote {out} ({frames} frames, {size}x{size}, with the driver's speech)")
+        return
+    from vasa.pipeline import TalkingHead
+
+    print(f"portrait: {portrait}\nspeech:   {DEMO_SPEECH}")
+    head = TalkingHead.from_pretrained(size=size)
+    head.set_source(portrait)
+    frames = head.generate(DEMO_SPEECH, out)
+    print(f"wrote {out} ({frames} frames, {size}x{size}, motion generated from the speech)")

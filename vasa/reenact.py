@@ -97,7 +97,7 @@ def reenact(
     face = face or MeshFace(size=size)
     photo = read_image(image)
     appearance, source = face.encode(photo)
-    canvas = _paste_canvas(photo, appearance) if paste_back else None
+    canvas = paste_canvas(photo, appearance) if paste_back else None
     info = probe_video(video, fps)
     soundtrack = read_audio(audio if audio is not None else video)
     with tqdm(total=expected_frames(info), desc="track", unit="frame", disable=not progress) as bar:
@@ -117,7 +117,7 @@ def reenact(
 PASTE_MAX_SIDE = 1920
 
 
-def _paste_canvas(photo: np.ndarray, appearance: Appearance) -> tuple[np.ndarray, FaceCrop]:
+def paste_canvas(photo: np.ndarray, appearance: Appearance) -> tuple[np.ndarray, FaceCrop]:
     """The photo to paste into (shrunk to PASTE_MAX_SIDE, cut to even sides for H.264) and the
     crop's place in it."""
     factor = min(1.0, PASTE_MAX_SIDE / max(photo.shape[:2]))

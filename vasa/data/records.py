@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from vasa.errors import VasaError
+from vasa.face.emotion import EMOTIONS as EMOTION_NAMES
 
 FORMAT_VERSION = 1
-EMOTION_NAMES = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger")
 FRAME_ARRAYS = ("pose", "dynamics", "gaze", "distance", "emotion", "audio", "voice")
 
 

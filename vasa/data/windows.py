@@ -44,7 +44,10 @@ class Augment:
     with them (the data has few gaze directions). distance: the head moves `factor` times farther,
     log-uniform in distance_range; the distance condition becomes `factor`. speed: motion and audio play
     `factor` times faster, uniform in speed_range (resampling audio *features* in time approximates faster
-    speech only for small factors, hence the narrow range).
+    speech only for small factors, hence the narrow range). audio noise: Gaussian noise of `audio_noise`
+    times each feature's standard deviation is added to the window's and the context's audio features, so
+    that a model trained on a few minutes of speech cannot tie motion (blinks, head turns) to the exact
+    feature values of its training clips.
     """
 
     gaze_p: float = 0.5
@@ -54,10 +57,12 @@ class Augment:
     distance_range: tuple[float, float] = (0.8, 1.25)
     speed_p: float = 0.3
     speed_range: tuple[float, float] = (0.9, 1.1)
+    audio_noise_p: float = 0.5
+    audio_noise: float = 0.3  # Gaussian noise on the audio features, in units of each feature's spread
 
     @classmethod
     def none(cls) -> "Augment":
-        return cls(gaze_p=0.0, distance_p=0.0, speed_p=0.0)
+        return cls(gaze_p=0.0, distance_p=0.0, speed_p=0.0, audio_noise_p=0.0)
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,14 @@ class MotionData:
     @property
     def lengths(self) -> np.ndarray:
         return np.array([len(m) for m in self.motion])
+
+    @property
+    def audio_std(self) -> np.ndarray:
+        """Per-feature standard deviation of the audio features over all frames, (D,)."""
+        if getattr(self, "_audio_std", None) is None:
+            stacked = np.concatenate(self.audio).astype(np.float64)
+            self._audio_std = stacked.std(axis=0).astype(np.float32)
+        return self._audio_std
 
     def moments(self) -> tuple[int, np.ndarray, np.ndarray]:
         """(frames, sum of x (46,), sum of x^2 (46,)) in float64: summable across data shards."""
@@ -207,7 +220,11 @@ def _augment(window: _Window, data: MotionData, augment: Augment, generator: np.
         low, high = np.log(augment.distance_range)
         distance = float(np.exp(generator.uniform(low, high)))
         motion = data.space.scale_distance(motion, distance)
-    return _Window(motion.astype(np.float32), window.audio, window.context_frames, gaze, distance, window.emotion)
+    audio = window.audio
+    if generator.random() < augment.audio_noise_p:
+        noise = generator.standard_normal(audio.shape).astype(np.float32)
+        audio = audio + augment.audio_noise * data.audio_std * noise
+    return _Window(motion.astype(np.float32), audio, window.context_frames, gaze, distance, window.emotion)
 
 
 def _collate(windows: list[_Window], config: MotionConfig, audio_dim: int) -> Batch:

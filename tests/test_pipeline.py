@@ -1,0 +1,195 @@
+"""`TalkingHead` / `vasa generate`: end to end on a tiny model, controls, silence, resampling, bad inputs."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import wave
+
+import numpy as np
+import pytest
+
+from test_cli import assert_one_error_line
+from test_motion_dit import randomized
+from vasa import media
+from vasa.cli import main
+from vasa.errors import VasaError
+from vasa.motion import PRESETS, save_motion_model
+from vasa.pipeline import Controls, MouthGate, TalkingHead, parse_emotion, resample
+
+SPEECH_S = 2.4
+TINY_MEL = dataclasses.replace(PRESETS["tiny"], audio_dim=80)
+FAST = Controls(steps=2, seed=0, smoothing=0.3)
+
+
+def write_wav(path, samples: np.ndarray, rate: int = 16000) -> None:
+    pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16)
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(rate)
+        f.writeframes(pcm.tobytes())
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    """A tiny motion model with random (as if trained) output layers, on log-mel features."""
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    save_motion_model(path, randomized(TINY_MEL, seed=0), {"audio_encoder": "mel"})
+    return path
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory):
+    """A syllable-like burst train: 4 Hz modulated harmonics, silence in the last 0.8 s."""
+    rate = 16000
+    t = np.arange(int(SPEECH_S * rate)) / rate
+    voiced = sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((140, 280, 420, 700), start=1))
+    envelope = np.clip(np.sin(2 * np.pi * 4 * t), 0, None) * (t < SPEECH_S - 0.8)
+    path = tmp_path_factory.mktemp("audio") / "speech.wav"
+    write_wav(path, 0.3 * voiced * envelope)
+    return path
+
+
+@pytest.fixture(scope="module")
+def head(model_path, astronaut):
+    head = TalkingHead.from_pretrained(model_path, size=128, voice_activity=False)
+    head.set_source(astronaut)
+    return head
+
+
+def test_generate_writes_video_with_the_input_audio(head, speech, tmp_path):
+    out = tmp_path / "out.mp4"
+    frames = head.generate(speech, out, FAST, progress=False)
+    info = media.probe_video(out)
+    assert frames == round(SPEECH_S * 25)
+    assert info.has_audio and (info.width, info.height) == (128, 128)
+    assert info.duration_s == pytest.approx(SPEECH_S, abs=0.05)
+    assert os.listdir(tmp_path) == ["out.mp4"]
+
+
+def test_generation_is_seeded_and_seed_matters(head, speech):
+    from vasa.audio import load_audio
+
+    waveform = load_audio(speech)
+    a = np.concatenate(list(head.motion(waveform, FAST)))
+    b = np.concatenate(list(head.motion(waveform, FAST)))
+    c = np.concatenate(list(head.motion(waveform, dataclasses.replace(FAST, seed=1))))
+    assert a.shape == (round(SPEECH_S * 25), 46)
+    assert np.array_equal(a, b) and not np.allclose(a, c)
+
+
+def test_golden_motion(head, speech):
+    """Tiny preset, randomised head, log-mel features, seed 0: pinned numbers (update only on purpose)."""
+    from vasa.audio import load_audio
+
+    x = np.concatenate(list(head.motion(load_audio(speech), FAST)))
+    assert np.allclose(x[[0, 30, 59], :3], np.array(GOLDEN), atol=1e-3), np.round(x[[0, 30, 59], :3], 5).tolist()
+
+
+GOLDEN = [[-0.57557, 1.09077, 0.84618], [-0.62915, 0.30429, 1.12131], [-0.70292, 0.38162, 1.12115]]
+
+
+def test_motion_controls_act_on_the_motion(head, speech):
+    from vasa.audio import load_audio
+
+    waveform = load_audio(speech)
+    base = np.concatenate(list(head.motion(waveform, dataclasses.replace(FAST, smoothing=0.0))))
+    still = np.concatenate(list(head.motion(waveform, dataclasses.replace(FAST, smoothing=0.0, still=True))))
+    calm = np.concatenate(list(head.motion(waveform, dataclasses.replace(FAST, smoothing=0.0, head_scale=0.5))))
+    frozen = np.concatenate(list(head.motion(waveform, dataclasses.replace(FAST, expression_scale=0.0))))
+    assert np.all(still[:, :5] == 0) and np.array_equal(still[:, 6:], base[:, 6:])
+    assert np.allclose(calm[:, :5], 0.5 * base[:, :5]) and np.allclose(calm[:, 5] - 1, 0.5 * (base[:, 5] - 1))
+    assert np.all(frozen[:, 6:] == 0)
+
+
+def test_mouth_gate_closes_the_mouth_in_silence():
+    mask = np.zeros(40, bool)
+    mask[:20] = True
+    gate = MouthGate(mask)
+    voice = np.r_[np.ones(10), np.zeros(20), np.ones(10)]
+    gate.push_voice(voice[:25])
+    x = np.ones((40, 46))
+    out = np.concatenate([gate.apply(x[:20]), (gate.push_voice(voice[25:]), gate.apply(x[20:]))[1]])
+    mouth = out[:, 6:26]
+    assert np.all(mouth[:10] == 1) and np.all(mouth[14:26] == 0) and np.all(mouth[-10:] == 1)
+    assert np.all(out[:, 26:] == 1) and np.all(out[:, :6] == 1)  # only the mouth is gated
+
+
+def test_generated_silence_keeps_the_mouth_shut(model_path, astronaut, tmp_path):
+    from vasa.audio import load_audio
+
+    path = tmp_path / "silence.wav"
+    write_wav(path, np.zeros(32000))
+    head = TalkingHead.from_pretrained(model_path, size=128)  # with voice activity
+    head.set_source(astronaut)
+    x = np.concatenate(list(head.motion(load_audio(path), FAST)))
+    assert np.all(x[:, 6:26] == 0)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 100])
+def test_resample_is_linear_and_streams(chunk):
+    frames = np.arange(50, dtype=np.float64)[:, None] * np.ones((1, 3))  # value = time * 25
+    pieces = [frames[i:i + chunk] for i in range(0, 50, chunk)]
+    out = np.concatenate(list(resample(iter(pieces), 25.0, 30.0)))
+    times = np.arange(len(out)) / 30.0
+    assert len(out) == int(49 / (25 / 30)) + 1
+    assert np.allclose(out[:, 0], times * 25)
+
+
+def test_controls_reject_bad_values():
+    with pytest.raises(VasaError, match="distance"):
+        Controls(distance=10)
+    with pytest.raises(VasaError, match="unknown emotion"):
+        Controls(emotion={"joy": 1.0})
+    with pytest.raises(VasaError, match="number"):
+        parse_emotion(["happy=lots"])
+    assert parse_emotion(["happy=1", "Sad"]) == {"happy": 1.0, "sad": 1.0}
+    assert Controls(emotion={"happy": 0.5}).emotion_vector().tolist() == [0, 0.5, 0, 0, 0, 0, 0]
+
+
+def test_no_portrait_is_a_clear_error(model_path, speech, tmp_path):
+    head = TalkingHead.from_pretrained(model_path, size=128, voice_activity=False)
+    with pytest.raises(VasaError, match="set_source"):
+        head.generate(speech, tmp_path / "out.mp4", FAST, progress=False)
+
+
+def run_generate(model_path, image, audio, out, *extra):
+    return main(["generate", "--image", str(image), "--audio", str(audio), "--out", str(out),
+                 "--model", str(model_path), "--size", "128", "--steps", "2", *extra])
+
+
+def test_cli_generate_runs(model_path, grace_hopper, speech, tmp_path, capsys):
+    out = tmp_path / "out.mp4"
+    assert run_generate(model_path, grace_hopper, speech, out, "--gaze", "10", "0", "--emotion", "happy=1") == 0
+    assert media.probe_video(out).has_audio
+
+
+def test_paste_back_writes_the_whole_photo(model_path, grace_hopper, speech, tmp_path):
+    out = tmp_path / "out.mp4"
+    assert run_generate(model_path, grace_hopper, speech, out, "--paste-back") == 0
+    photo = media.read_image(grace_hopper)
+    info = media.probe_video(out)
+    assert (info.width, info.height) == (photo.shape[1] // 2 * 2, photo.shape[0] // 2 * 2)
+
+
+@pytest.mark.parametrize("case", ["no face", "unreadable audio", "zero-length audio", "bad emotion"])
+def test_cli_generate_bad_inputs_fail_cleanly(case, model_path, grace_hopper, speech, tmp_path, capsys):
+    image, audio, extra = grace_hopper, speech, []
+    if case == "no face":
+        image = tmp_path / "wall.png"
+        import cv2
+
+        cv2.imwrite(str(image), np.full((200, 200, 3), 128, np.uint8))
+    elif case == "unreadable audio":
+        audio = tmp_path / "notes.wav"
+        audio.write_text("this is not audio")
+    elif case == "zero-length audio":
+        audio = tmp_path / "empty.wav"
+        write_wav(audio, np.zeros(0))
+    else:
+        extra = ["--emotion", "glee=1"]
+    out = tmp_path / "out.mp4"
+    assert run_generate(model_path, image, audio, out, *extra) == 2
+    assert_one_error_line(capsys)
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.suffix == ".mp4"]

@@ -1,0 +1,309 @@
+"""`TalkingHead`: one portrait + speech -> a talking video (VASA-1's whole inference path).
+
+    head = TalkingHead.from_pretrained()                 # the shipped motion model, mesh face latent
+    head.set_source("portrait.jpg")                      # encode once ...
+    head.generate("speech.wav", "out.mp4", Controls(gaze=(10, 0), emotion={"happy": 1.0}))   # ... decode many
+
+Stages, each streaming (memory stays flat for any audio length): audio -> speech features and voice
+activity (`vasa.audio`, 1 s chunks) -> motion windows (`vasa.motion.MotionStream`) -> relative motion
+made absolute around the portrait (`vasa.data.representation`) -> frames (`vasa.face.mesh`) -> H.264.
+
+Controls act in two places: gaze, distance and emotion are the generator's conditions (with Eq. 2
+guidance scales `cfg_audio`, `cfg_gaze`); head/expression scale, smoothing, still head and closing
+the mouth in silence act on the generated motion. Relative motion makes the scales simple: the
+portrait's rest pose and face are x = 0 (scale 1), so scaling x scales the motion around them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from tqdm import tqdm
+
+from vasa.data.records import EMOTION_NAMES
+from vasa.data.representation import POSE_DIM, MotionSpace
+from vasa.errors import VasaError
+
+ASSETS = Path(__file__).parent / "assets"
+DEFAULT_MOTION_MODEL = ASSETS / "motion_default.safetensors"
+MODEL_FPS = 25.0  # the motion model makes one frame per 40 ms of audio
+CHUNK_SECONDS = 1.0  # audio pushed through the stages per step
+SILENCE_LOW, SILENCE_HIGH = 0.3, 0.6  # voice probability ramp over which the mouth is allowed to move
+SILENCE_HOLD_FRAMES = 3  # speech keeps the mouth free this many frames before and after it
+REST_POSE = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 1.0])  # relative pose of the portrait itself
+
+
+@dataclass(frozen=True)
+class Controls:
+    """What a user can ask of a generated clip.
+
+    gaze: main eye direction (theta, phi) in degrees in the head's frame (theta > 0 toward the image's
+    right, phi > 0 up; (0, 0) straight ahead); None = the portrait's own gaze. distance: head distance
+    relative to the portrait (1.25 = a quarter farther away, so the face looks 20 % smaller); None
+    = 1, as in the photo. emotion: {name: weight} over EMOTION_NAMES; None = model's choice.
+    """
+
+    gaze: tuple[float, float] | None = None
+    distance: float | None = None
+    emotion: dict[str, float] | None = None
+    cfg_audio: float = 0.5  # lambda_A of Eq. 2
+    cfg_gaze: float = 1.0  # lambda_g of Eq. 2
+    steps: int = 10  # DDIM steps (0 = the 50-step ancestral sampler)
+    seed: int = 0
+    head_scale: float = 1.0  # head-motion amplitude around the portrait's pose
+    expression_scale: float = 1.0  # facial-motion amplitude around the portrait's rest face
+    smoothing: float = 0.6  # causal low-pass strength on head pose, [0, 1): ~60 ms lag, jitter to real levels
+    still: bool = False  # keep the head at the portrait's pose
+    close_mouth_in_silence: bool = True  # voice activity below threshold closes the mouth
+
+    def __post_init__(self):
+        if self.distance is not None and not 0.3 <= self.distance <= 3.0:
+            raise VasaError(f"distance must be between 0.3 and 3 (1 = as in the photo), got {self.distance}")
+        if self.gaze is not None and (len(self.gaze) != 2 or max(abs(v) for v in self.gaze) > 60):
+            raise VasaError(f"gaze must be two angles in degrees within +-60, got {self.gaze}")
+        if self.emotion is not None:
+            unknown = set(self.emotion) - set(EMOTION_NAMES)
+            if unknown:
+                raise VasaError(f"unknown emotion {sorted(unknown)}; choose from {', '.join(EMOTION_NAMES)}")
+        if not 0.0 <= self.smoothing < 1.0:
+            raise VasaError(f"smoothing must be in [0, 1), got {self.smoothing}")
+        if self.steps < 0 or self.steps > 50:
+            raise VasaError(f"steps must be 0 (ancestral, 50 steps) or 1..50 DDIM steps, got {self.steps}")
+        if self.head_scale < 0 or self.expression_scale < 0:
+            raise VasaError("head and expression scales must not be negative")
+
+    def emotion_vector(self) -> np.ndarray | None:
+        if self.emotion is None:
+            return None
+        return np.array([float(self.emotion.get(name, 0.0)) for name in EMOTION_NAMES])
+
+
+def parse_emotion(items: list[str] | None) -> dict[str, float] | None:
+    """['happy=1', 'surprise=0.5'] -> {'happy': 1.0, 'surprise': 0.5}; a bare name weighs 1."""
+    if not items:
+        return None
+    out = {}
+    for item in items:
+        name, _, weight = item.partition("=")
+        try:
+            out[name.strip().lower()] = float(weight) if weight else 1.0
+        except ValueError:
+            raise VasaError(f"emotion weight must be a number: {item!r}") from None
+    return out
+
+
+@dataclass
+class _Source:
+    appearance: object
+    reference: object
+    photo: np.ndarray  # the whole portrait (RGB), for pasting the animated crop back
+    gaze: tuple[float, float]  # the portrait's own eye-in-head gaze, degrees: the default gaze condition
+
+
+@dataclass
+class TalkingHead:
+    """The generation pipeline: a motion model, the mesh face backend, an audio encoder and a VAD."""
+
+    motion_model: object  # vasa.motion.MotionDiT
+    face: object  # vasa.face.mesh.MeshFace
+    encoder: object  # vasa.audio.AudioEncoder
+    vad: object | None  # vasa.audio.VoiceActivity
+    space: MotionSpace = field(init=False)
+    source: _Source | None = field(default=None, init=False)
+
+    def __post_init__(self):
+        self.space = MotionSpace(self.face.model)
+        if self.motion_model.config.motion_dim != self.space.dim:
+            raise VasaError(f"the motion model makes {self.motion_model.config.motion_dim}-d motion, "
+                            f"the face backend needs {self.space.dim}")
+        if self.motion_model.config.audio_dim != self.encoder.dim:
+            raise VasaError(f"the motion model takes {self.motion_model.config.audio_dim}-d audio features, "
+                            f"the {type(self.encoder).__name__} makes {self.encoder.dim}")
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike | None = None, size: int = 512,
+                        audio_model: str | os.PathLike | None = None, voice_activity: bool = True) -> "TalkingHead":
+        """Load a motion model (default: the one shipped in vasa/assets) with the audio encoder it was trained on."""
+        from vasa.audio import VoiceActivity, load_encoder
+        from vasa.face.mesh import MeshFace
+        from vasa.motion import load_motion_model
+        from vasa.motion.checkpoint import read_metadata
+
+        path = Path(path) if path is not None else DEFAULT_MOTION_MODEL
+        model = load_motion_model(path)
+        encoder_name = read_metadata(path).get("audio_encoder", "whisper")
+        encoder = load_encoder(encoder_name, fps=MODEL_FPS, model_path=audio_model)
+        return cls(model, MeshFace(size=size), encoder, VoiceActivity() if voice_activity else None)
+
+    def set_source(self, image) -> None:
+        """Encode the portrait (path or RGB array) once; every `generate` call then only decodes."""
+        from vasa.media import read_image
+
+        photo = read_image(image)
+        appearance, motion = self.face.encode(photo)
+        reference = self.space.portrait_reference(motion.pose, motion.dynamics, appearance.identity)
+        gaze = self.face.model.eye_gaze(appearance.identity)
+        self.source = _Source(appearance, reference, photo, (float(gaze[0]), float(gaze[1])))
+
+    # --- motion ---------------------------------------------------------------------------------
+    def motion(self, waveform: np.ndarray, controls: Controls = Controls()) -> Iterator[np.ndarray]:
+        """Relative motion x (n, 46) chunk by chunk for a mono 16 kHz waveform, controls applied."""
+        from vasa.motion import Guidance, MotionStream, Sampler
+        from vasa.motion.controls import Smoother
+
+        sampler = Sampler("ancestral" if controls.steps == 0 else "ddim", max(controls.steps, 1),
+                          Guidance(audio=controls.cfg_audio, gaze=controls.cfg_gaze))
+        gaze = controls.gaze if controls.gaze is not None else (self.source.gaze if self.source else None)
+        gaze = None if gaze is None else np.radians(gaze)
+        distance = 1.0 if controls.distance is None else controls.distance  # 1: the photo's own distance
+        stream = MotionStream(self.motion_model, gaze=gaze, distance=distance,
+                              emotion=controls.emotion_vector(), sampler=sampler, seed=controls.seed)
+        audio = self.encoder.stream(self.vad)
+        smoother = Smoother(pose=controls.smoothing, dynamics=0.0)
+        mouth = MouthGate(self.face.model.group_mask("mouth"), controls.close_mouth_in_silence)
+        chunk = int(CHUNK_SECONDS * 16000)
+        for start in range(0, len(waveform) + 1, chunk):
+            last = start + chunk > len(waveform)
+            features = audio.push(waveform[start:start + chunk]) if start < len(waveform) else None
+            parts = [features] if features is not None and len(features) else []
+            if last:
+                parts.append(audio.flush())
+            for part in parts:
+                mouth.push_voice(part.voice)
+                x = stream.push(part.features)
+                if len(x):
+                    yield self._controlled(mouth.apply(x), controls, smoother)
+            if last:
+                break
+        x = stream.flush()
+        if len(x):
+            yield self._controlled(mouth.apply(x), controls, smoother)
+
+    @staticmethod
+    def _controlled(x: np.ndarray, controls: Controls, smoother) -> np.ndarray:
+        x = np.array(x, dtype=np.float64)
+        pose, dynamics = x[:, :POSE_DIM], x[:, POSE_DIM:]
+        pose[:] = REST_POSE + controls.head_scale * (pose - REST_POSE)
+        if controls.still:  # rotation and position at the portrait's; the scale still follows distance
+            pose[:, :5] = REST_POSE[:5]
+        dynamics *= controls.expression_scale
+        return smoother.push(x)
+
+    # --- frames ---------------------------------------------------------------------------------
+    def frames(self, waveform: np.ndarray, controls: Controls = Controls(), fps: float = MODEL_FPS) -> Iterator[np.ndarray]:
+        """Rendered frames (S, S, 3) uint8 at `fps` (motion resampled from the model's 25 fps)."""
+        from vasa.face.edits import keep_physical
+        from vasa.latents import Motion
+
+        if self.source is None:
+            raise VasaError("no portrait: call set_source(image) first")
+        appearance, reference = self.source.appearance, self.source.reference
+        for x in resample(self.motion(waveform, controls), MODEL_FPS, fps):
+            pose, dynamics = self.space.to_absolute(x, reference)
+            for k in range(len(x)):
+                motion = keep_physical(self.face, appearance, Motion(pose[k], dynamics[k]))
+                yield self.face.decode(appearance, motion)
+
+    def generate(self, audio: str | os.PathLike, out: str | os.PathLike, controls: Controls = Controls(),
+                 fps: float = MODEL_FPS, progress: bool = True, paste_back: bool = False) -> int:
+        """Write a talking video of the source portrait speaking `audio` (any audio or video file) to
+        `out` (.mp4, H.264 + the input's audio). With `paste_back` the animated face goes back into the
+        whole photo. Returns the number of frames; nothing is written on error."""
+        from vasa.audio import load_audio
+        from vasa.media import check_output_path, read_audio, write_video
+
+        check_output_path(out)
+        if self.source is None:
+            raise VasaError("no portrait: call set_source(image) first")
+        waveform = load_audio(audio)
+        total = int(round(len(waveform) / 16000 * fps))
+        if total == 0:
+            raise VasaError(f"{audio} is shorter than one video frame ({1000 / fps:.0f} ms)")
+        soundtrack = read_audio(audio)
+        canvas = None
+        if paste_back:
+            from vasa.reenact import paste_canvas
+
+            canvas = paste_canvas(self.source.photo, self.source.appearance)
+        with tqdm(total=total, desc="generate", unit="frame", disable=not progress) as bar:
+            def counted():
+                for frame in self.frames(waveform, controls, fps):
+                    bar.update(1)
+                    yield frame if canvas is None else canvas[1].paste(frame, canvas[0])
+            return write_video(out, counted(), fps, soundtrack)
+
+
+class MouthGate:
+    """Closes the mouth where voice activity says silence (users: "the mouth keeps moving in silence").
+
+    Per frame a weight in [0, 1] from the speech probability (a ramp between SILENCE_LOW and
+    SILENCE_HIGH, widened by SILENCE_HOLD_FRAMES on both sides so word edges keep their motion)
+    multiplies the mouth coefficients of x; x = 0 is the portrait's closed rest mouth. The weights
+    need SILENCE_HOLD_FRAMES of voice lookahead, far less than the generator's window, so the gate
+    never holds motion back.
+    """
+
+    def __init__(self, mouth_mask: np.ndarray, enabled: bool = True):
+        self.columns = POSE_DIM + np.flatnonzero(mouth_mask)
+        self.enabled = enabled
+        self._voice = np.zeros(0)
+        self._done = 0  # frames already gated
+
+    def push_voice(self, voice: np.ndarray | None) -> None:
+        if voice is not None:
+            self._voice = np.concatenate([self._voice, voice])
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        x = np.array(x, dtype=np.float64)
+        if not self.enabled or len(self._voice) == 0:
+            self._done += len(x)
+            return x
+        frames = np.arange(self._done, self._done + len(x))
+        self._done += len(x)
+        ramp = np.clip((self._voice - SILENCE_LOW) / (SILENCE_HIGH - SILENCE_LOW), 0.0, 1.0)
+        hold = SILENCE_HOLD_FRAMES
+        padded = np.pad(ramp, hold)
+        widened = np.max([padded[k:k + len(ramp)] for k in range(2 * hold + 1)], axis=0)
+        weight = widened[np.minimum(frames, len(widened) - 1)]
+        x[:, self.columns] *= weight[:, None]
+        return x
+
+
+def resample(chunks: Iterator[np.ndarray], source_fps: float, target_fps: float) -> Iterator[np.ndarray]:
+    """Frames (n, D) at source_fps, chunk by chunk -> frames at target_fps by linear interpolation;
+    frame j of the output shows time j / target_fps. Streams: keeps one source frame of state."""
+    if abs(source_fps - target_fps) < 1e-9:
+        yield from chunks
+        return
+    history = None  # all source frames received so far that are still needed, from index `base`
+    base, emitted, received = 0, 0, 0
+    ratio = source_fps / target_fps
+    for chunk in chunks:
+        history = chunk if history is None else np.concatenate([history, chunk])
+        received += len(chunk)
+        out = []
+        while True:
+            position = emitted * ratio
+            if position > received - 1:
+                break
+            low = int(np.floor(position))
+            high = min(low + 1, received - 1)
+            weight = position - low
+            out.append(history[low - base] * (1 - weight) + history[high - base] * weight)
+            emitted += 1
+        keep_from = max(int(np.floor(emitted * ratio)) - 1, base)
+        history, base = history[keep_from - base:], keep_from
+        if out:
+            yield np.stack(out)
+
+
+def model_card(path: str | os.PathLike | None = None) -> dict:
+    """The JSON model card that ships beside a motion model (empty when there is none)."""
+    path = Path(path) if path is not None else DEFAULT_MOTION_MODEL
+    card = path.with_suffix(".json")
+    return json.loads(card.read_text()) if card.exists() else {}
