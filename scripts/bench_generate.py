@@ -20,19 +20,9 @@ import resource
 import sys
 import tempfile
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
-
-
-def write_wav(path: Path, samples: np.ndarray, rate: int) -> None:
-    pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16)
-    with wave.open(str(path), "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(rate)
-        f.writeframes(pcm.tobytes())
 
 
 def peak_rss_mb() -> float:
@@ -63,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from vasa.audio import SAMPLE_RATE, load_audio
     from vasa.demo import DEMO_SPEECH, demo_portrait
+    from vasa.media import write_wav
     from vasa.media import write_video
     from vasa.pipeline import DEFAULT_MOTION_MODEL, MODEL_FPS, Controls, TalkingHead
 

@@ -34,7 +34,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +45,9 @@ from vasa.audio import load_audio
 from vasa.demo import demo_portrait
 from vasa.face.landmarks import LandmarkDetector, track_video
 from vasa.face.model import INNER_LIPS_LOWER, INNER_LIPS_UPPER, MOUTH_CORNERS, OUTER_LIPS, FaceModel
-from vasa.media import iter_video_frames, read_audio, read_image, write_video
+from vasa.media import iter_video_frames, read_audio, read_image, write_video, write_wav
+
+from eval_face import label  # noqa: E402  (scripts/ is on the path when a script runs)
 from vasa.pipeline import Controls, TalkingHead, model_card
 
 REPO = Path(__file__).resolve().parents[1]
@@ -400,22 +401,13 @@ def robustness(head: TalkingHead, media: Path, clip_audio: np.ndarray) -> tuple[
     return out, np.hstack(strip)
 
 
-def write_wav(path: Path, samples: np.ndarray) -> None:
-    pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16)
-    with wave.open(str(path), "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(SAMPLE_RATE)
-        f.writeframes(pcm.tobytes())
-
-
 def long_audio(model_path: Path, size: int, media: Path) -> dict:
     """LONG_AUDIO_S of speech (a file tiled) through `generate` in a child process: its wall time and peak RSS."""
     speech = load_audio(media / "audio" / LONG_SPEECH)
     tiled = np.tile(speech, math.ceil(LONG_AUDIO_S * SAMPLE_RATE / len(speech)))[:int(LONG_AUDIO_S * SAMPLE_RATE)]
     with tempfile.TemporaryDirectory() as folder:
         wav, mp4 = Path(folder) / "long.wav", Path(folder) / "long.mp4"
-        write_wav(wav, tiled)
+        write_wav(wav, tiled, SAMPLE_RATE)
         command = [sys.executable, __file__, "--model", str(model_path), "--size", str(size),
                    "--long-child", str(wav), str(mp4)]
         start = time.perf_counter()
@@ -447,18 +439,6 @@ def fit(image: np.ndarray, size: int = TILE) -> np.ndarray:
         return image
     interpolation = cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_CUBIC
     return cv2.resize(image, (size, size), interpolation=interpolation)
-
-
-def label(image: np.ndarray, text: str, scale: float = 0.5) -> np.ndarray:
-    """`text` (lines split on newlines) in the top-left corner on a dark box (returns a copy)."""
-    image = image.copy()
-    y = 0
-    for line in text.split("\n"):
-        (w, h), base = cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-        cv2.rectangle(image, (0, y), (w + 8, y + h + base + 6), (0, 0, 0), -1)
-        cv2.putText(image, line, (4, y + h + 3), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
-        y += h + base + 6
-    return image
 
 
 def save_png(path: Path, image: np.ndarray) -> None:

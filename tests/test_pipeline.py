@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import wave
 
 import numpy as np
 import pytest
@@ -14,21 +13,13 @@ from test_motion_dit import randomized
 from vasa import media
 from vasa.cli import main
 from vasa.errors import VasaError
+from vasa.media import write_wav
 from vasa.motion import PRESETS, save_motion_model
 from vasa.pipeline import Controls, MouthGate, TalkingHead, parse_emotion, resample
 
 SPEECH_S = 2.4
 TINY_MEL = dataclasses.replace(PRESETS["tiny"], audio_dim=80)
 FAST = Controls(steps=2, seed=0, smoothing=0.3)
-
-
-def write_wav(path, samples: np.ndarray, rate: int = 16000) -> None:
-    pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16)
-    with wave.open(str(path), "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(rate)
-        f.writeframes(pcm.tobytes())
 
 
 @pytest.fixture(scope="module")

@@ -24,16 +24,11 @@ def cut_clip(tmp_path_factory, face, encoded, driver_motions, grace_hopper):
     appearance, _ = encoded
     astronaut = [face.decode(appearance, m) for m in driver_motions]
     grey = [np.full_like(astronaut[0], 90)] * 6
-    hopper = face.decode(*MeshFaceOf(face, grace_hopper))
+    hopper = face.decode(*face.encode(grace_hopper))
     frames = astronaut + grey + [hopper] * 8
     path = tmp_path_factory.mktemp("clips") / "talk.mp4"
     media.write_video(path, frames, 25.0, sine(220.0, len(frames) / 25.0))
     return path
-
-
-def MeshFaceOf(face, image):
-    appearance, motion = face.encode(image)
-    return appearance, motion
 
 
 @pytest.fixture(scope="module")
@@ -96,17 +91,11 @@ def test_a_video_without_audio_is_reported_not_fatal(tmp_path, encoded, face):
 
 
 def test_audio_beside_the_video_is_used(tmp_path, encoded, face):
-    import wave
-
     appearance, source = encoded
     video = tmp_path / "mute.mp4"
     media.write_video(video, [face.decode(appearance, source)] * 10, 25.0)
     samples, rate = sine(300.0, 0.4)
-    with wave.open(str(tmp_path / "mute.wav"), "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(rate)
-        f.writeframes((samples[0] * 32767).astype(np.int16).tobytes())
+    media.write_wav(tmp_path / "mute.wav", samples[0], rate)
     report = prepare([video], tmp_path / "out", CONFIG, progress=False)
     assert report["frames"] == 10
 

@@ -278,6 +278,18 @@ def atomic_output(path: str | os.PathLike):
 AAC_FRAME_SAMPLES = 1024
 
 
+def write_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int = 16000) -> None:
+    """Mono float samples in [-1, 1] -> a 16-bit PCM .wav file (clipped; written in one go)."""
+    import wave
+
+    pcm = (np.clip(np.asarray(samples, dtype=np.float64), -1, 1) * 32767).astype(np.int16)
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(int(sample_rate))
+        f.writeframes(pcm.tobytes())
+
+
 def write_video(
     path: str | os.PathLike,
     frames: Iterable[np.ndarray],
