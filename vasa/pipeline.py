@@ -251,26 +251,31 @@ class MouthGate:
     def __init__(self, mouth_mask: np.ndarray, enabled: bool = True):
         self.columns = POSE_DIM + np.flatnonzero(mouth_mask)
         self.enabled = enabled
-        self._voice = np.zeros(0)
+        self._ramp = np.zeros(0)  # speech weight of frames [self._offset, self._offset + len)
+        self._offset = 0
         self._done = 0  # frames already gated
+        self._heard = False  # any voice activity pushed at all (no VAD: nothing is gated)
 
     def push_voice(self, voice: np.ndarray | None) -> None:
         if voice is not None:
-            self._voice = np.concatenate([self._voice, voice])
+            self._heard = True
+            ramp = np.clip((np.asarray(voice, np.float64) - SILENCE_LOW) / (SILENCE_HIGH - SILENCE_LOW), 0.0, 1.0)
+            self._ramp = np.concatenate([self._ramp, ramp])
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         x = np.array(x, dtype=np.float64)
-        if not self.enabled or len(self._voice) == 0:
-            self._done += len(x)
+        first, self._done = self._done, self._done + len(x)
+        if not self.enabled or not self._heard:
             return x
-        frames = np.arange(self._done, self._done + len(x))
-        self._done += len(x)
-        ramp = np.clip((self._voice - SILENCE_LOW) / (SILENCE_HIGH - SILENCE_LOW), 0.0, 1.0)
         hold = SILENCE_HOLD_FRAMES
-        padded = np.pad(ramp, hold)
-        widened = np.max([padded[k:k + len(ramp)] for k in range(2 * hold + 1)], axis=0)
-        weight = widened[np.minimum(frames, len(widened) - 1)]
+        weight = np.empty(len(x))
+        for k, frame in enumerate(range(first, self._done)):
+            lo, hi = max(frame - hold - self._offset, 0), max(frame + hold + 1 - self._offset, 0)
+            near = self._ramp[lo:hi]
+            weight[k] = near.max() if len(near) else 0.0
         x[:, self.columns] *= weight[:, None]
+        keep_from = max(self._done - hold - self._offset, 0)  # older voice is never needed again
+        self._ramp, self._offset = self._ramp[keep_from:], self._offset + keep_from
         return x
 
 
