@@ -67,13 +67,19 @@ def test_resume_skips_prepared_videos_and_settings_must_match(prepared, cut_clip
         prepare([cut_clip], out, PrepareConfig(audio_encoder="mel", min_frames=9), progress=False)
 
 
-def test_shards_split_the_videos(tmp_path, cut_clip):
+def test_shards_split_the_videos_between_runs(tmp_path, cut_clip):
+    """Two shard runs into one folder prepare disjoint videos that together cover all of them."""
     videos = []
     for k in range(3):
         videos.append(tmp_path / f"v{k}.mp4")
         os.link(cut_clip, videos[-1])
-    names = [{record_name(v) for v in sorted(videos)[i::2]} for i in range(2)]
-    assert names[0].isdisjoint(names[1]) and len(names[0] | names[1]) == 3
+    out = tmp_path / "out"
+    second = prepare(videos, out, CONFIG, shard=(1, 2), progress=False)
+    assert [d["source"] for d in second["videos_detail"]] == ["v1.mp4"]
+    assert {p.name for p in record_files(out)} == {record_name(videos[1])}
+    first = prepare(videos, out, CONFIG, shard=(0, 2), progress=False)
+    assert [d["source"] for d in first["videos_detail"]] == ["v0.mp4", "v2.mp4"]
+    assert {p.name for p in record_files(out)} == {record_name(v) for v in videos}
     assert parse_shard("1/2") == (1, 2)
     for bad in ("2/2", "x", "1-2"):
         with pytest.raises(VasaError):

@@ -85,8 +85,7 @@ class MotionSpace:
         opening = float(self.model.mouth_opening(canonical))
         if opening > CLOSED_MOUTH_OPENING:
             direction = self.model.directions["mouth_open"]
-            per_unit = float(self.model.mouth_opening(self.model.decode_dynamics(direction))
-                             - self.model.mouth_opening(np.zeros_like(canonical)))
+            per_unit = float(self.model.mouth_opening(self.model.decode_dynamics(direction)))  # linear in z
             if abs(per_unit) > 1e-9:
                 rest = rest + direction * (CLOSED_MOUTH_OPENING - opening) / per_unit
         return Reference(np.asarray(pose, dtype=np.float64), rest)
