@@ -112,3 +112,20 @@ def test_save_load_round_trip(model, tmp_path):
 def test_missing_model_file_raises(tmp_path):
     with pytest.raises(VasaError, match="not found"):
         FaceModel.load(tmp_path / "missing.npz")
+
+
+def test_lids_follow_vertical_gaze_by_the_measured_coupling(model):
+    """One canonical unit of iris travel down moves the mid upper lid ~UPPER_LID_PER_IRIS down and the
+    lower lid ~LOWER_LID_PER_IRIS; the eye-in-head gaze does not change (the gaze directions do that)."""
+    from vasa.face.model import LEFT_EYE_LIDS, LOWER_LID_PER_IRIS, RIGHT_EYE_LIDS, UPPER_LID_PER_IRIS
+
+    z = model.lids_following_gaze()
+    assert np.all(z[~(model.group_mask("eyes") | model.group_mask("iris"))] == 0)
+    moved = model.decode_dynamics(z)  # (478, 3) per unit of iris travel along +y
+    np.testing.assert_allclose(model.eye_gaze(model.mean_shape + 0.02 * moved), model.eye_gaze(model.mean_shape),
+                               atol=1e-6)
+    upper = moved[[RIGHT_EYE_LIDS[0], LEFT_EYE_LIDS[0]], 1]
+    lower = moved[[RIGHT_EYE_LIDS[1], LEFT_EYE_LIDS[1]], 1]
+    np.testing.assert_allclose(upper, UPPER_LID_PER_IRIS, rtol=0.1)
+    np.testing.assert_allclose(lower, LOWER_LID_PER_IRIS, rtol=0.25)
+    assert np.all(model.eye_opening(model.mean_shape + 0.01 * moved) < model.eye_opening(model.mean_shape))

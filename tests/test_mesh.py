@@ -144,6 +144,15 @@ def test_look_sets_the_gaze_in_the_latent(face, encoded, theta, phi):
     np.testing.assert_allclose(face.model.eye_gaze(edited_canonical(face, appearance, edited)), [theta, phi], atol=1.0)
 
 
+def test_lids_follow_the_eyes_up_and_down(face, encoded):
+    from vasa.face.model import RIGHT_EYE_LIDS
+
+    appearance, motion = encoded
+    lid = {phi: edited_canonical(face, appearance, edits.look(face, appearance, motion, theta=0, phi=phi))
+           [RIGHT_EYE_LIDS[0], 1] for phi in (-15, 0, 15)}
+    assert lid[15] < lid[0] - 0.01 and lid[-15] > lid[0] + 0.01  # canonical y points down
+
+
 # --- rendering -------------------------------------------------------------------------------
 
 def test_turning_the_head_changes_the_face(face, encoded):

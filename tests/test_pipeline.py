@@ -15,7 +15,7 @@ from vasa.cli import main
 from vasa.errors import VasaError
 from vasa.media import write_wav
 from vasa.motion import PRESETS, save_motion_model
-from vasa.pipeline import Controls, MouthGate, TalkingHead, parse_emotion, resample
+from vasa.pipeline import SILENCE_CLOSE_FRAMES, SILENCE_OPEN_FRAMES, Controls, MouthGate, TalkingHead, parse_emotion, resample
 
 SPEECH_S = 2.4
 TINY_MEL = dataclasses.replace(PRESETS["tiny"], audio_dim=80)
@@ -89,22 +89,41 @@ def test_motion_controls_act_on_the_motion(head, speech):
     still = np.concatenate(list(head.motion(waveform, dataclasses.replace(FAST, smoothing=0.0, still=True))))
     calm = np.concatenate(list(head.motion(waveform, dataclasses.replace(FAST, smoothing=0.0, head_scale=0.5))))
     frozen = np.concatenate(list(head.motion(waveform, dataclasses.replace(FAST, expression_scale=0.0))))
+    far = np.concatenate(list(head.motion(waveform, dataclasses.replace(FAST, smoothing=0.0, head_scale=0.5,
+                                                                        distance=1.25))))
     assert np.all(still[:, :5] == 0) and np.array_equal(still[:, 6:], base[:, 6:])
     assert np.allclose(calm[:, :5], 0.5 * base[:, :5]) and np.allclose(calm[:, 5] - 1, 0.5 * (base[:, 5] - 1))
     assert np.all(frozen[:, 6:] == 0)
+    # distance is exact: the scale divides by it (after head_scale), nothing else changes
+    assert np.allclose(far[:, 5], calm[:, 5] / 1.25) and np.allclose(far[:, :5], calm[:, :5])
+    assert np.allclose(far[:, 6:], calm[:, 6:])
 
 
 def test_mouth_gate_closes_the_mouth_in_silence():
+    close, open_ = SILENCE_CLOSE_FRAMES, SILENCE_OPEN_FRAMES
     mask = np.zeros(40, bool)
     mask[:20] = True
     gate = MouthGate(mask)
-    voice = np.r_[np.ones(10), np.zeros(20), np.ones(10)]
+    voice = np.r_[np.ones(10), np.zeros(close + open_ + 10), np.ones(10)]  # a long pause from frame 10
+    n = len(voice)
     gate.push_voice(voice[:25])
-    x = np.ones((40, 46))
+    x = np.ones((n, 46))
     out = np.concatenate([gate.apply(x[:20]), (gate.push_voice(voice[25:]), gate.apply(x[20:]))[1]])
     mouth = out[:, 6:26]
-    assert np.all(mouth[:10] == 1) and np.all(mouth[14:26] == 0) and np.all(mouth[-10:] == 1)
+    assert np.all(mouth[:10 + close] == 1) and np.all(mouth[n - 10 - open_:] == 1)
+    assert np.all(mouth[10 + close:n - 10 - open_] == 0)
     assert np.all(out[:, 26:] == 1) and np.all(out[:, :6] == 1)  # only the mouth is gated
+
+
+def test_mouth_gate_lets_short_pauses_through():
+    """Speakers keep their lips apart between words: a pause shorter than close + open frames is not silence."""
+    mask = np.zeros(40, bool)
+    mask[:20] = True
+    gate = MouthGate(mask)
+    pause = SILENCE_CLOSE_FRAMES + SILENCE_OPEN_FRAMES
+    gate.push_voice(np.r_[np.ones(10), np.zeros(pause), np.ones(10)])
+    out = gate.apply(np.ones((20 + pause, 46)))
+    assert np.all(out == 1)
 
 
 def test_generated_silence_keeps_the_mouth_shut(model_path, astronaut, tmp_path):
@@ -184,3 +203,18 @@ def test_cli_generate_bad_inputs_fail_cleanly(case, model_path, grace_hopper, sp
     assert run_generate(model_path, image, audio, out, *extra) == 2
     assert_one_error_line(capsys)
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.suffix == ".mp4"]
+
+
+def test_requested_gaze_moves_the_lids_with_the_eyes():
+    """The generator turns the iris for a gaze request; the lids follow the vertical change from the
+    portrait's own gaze (up: lids up), and the eye-in-head gaze the iris shows is left as it is."""
+    from vasa.data.representation import MotionSpace
+    from vasa.face.model import RIGHT_EYE_LIDS
+
+    space = MotionSpace()
+    model = space.model
+    assert np.allclose(space.lids_for_gaze((5.0, -3.0), (5.0, -3.0)), 0.0)
+    assert np.allclose(space.lids_for_gaze((0.0, 0.0), (20.0, 0.0)), 0.0)  # sideways: lids stay
+    up = model.mean_shape + model.decode_dynamics(space.lids_for_gaze((0.0, 0.0), (0.0, 10.0)))
+    assert up[RIGHT_EYE_LIDS[0], 1] < model.mean_shape[RIGHT_EYE_LIDS[0], 1] - 0.01  # canonical y points down
+    assert np.allclose(model.eye_gaze(up), model.eye_gaze(model.mean_shape), atol=1e-6)

@@ -64,6 +64,12 @@ class MotionSpace:
         change = self.model.neutral_gaze - self.gaze_to_offset(gaze_deg)
         return dynamics + self._offset_to_dynamics @ change
 
+    def lids_for_gaze(self, from_deg: np.ndarray, to_deg: np.ndarray) -> np.ndarray:
+        """Dynamics change (K,) that moves the lids as eyes turning from `from_deg` to `to_deg` (2,)
+        carry them (lid-eye coupling, `FaceModel.lids_following_gaze`); the iris is not moved."""
+        change = self.gaze_to_offset(np.asarray(to_deg)) - self.gaze_to_offset(np.asarray(from_deg))
+        return self.model.lids_following_gaze() * change[1]
+
     # --- references ----------------------------------------------------------------------------
     def segment_reference(self, pose: np.ndarray, dynamics: np.ndarray, gaze_deg: np.ndarray) -> Reference:
         """Reference of a training segment: median pose; resting dynamics with straight eyes."""

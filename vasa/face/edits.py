@@ -65,7 +65,8 @@ def look(face, appearance: Appearance, motion: Motion, theta: float, phi: float)
     """Turn the eyes to (θ, φ) degrees in the head frame (θ > 0 image right, φ > 0 up).
 
     The iris offset is linear in z, so both angles are solved together (a 2x2 system along the
-    gaze_x / gaze_y directions) rather than one after the other."""
+    gaze_x / gaze_y directions) rather than one after the other. The lids follow the vertical turn
+    (`FaceModel.lids_following_gaze`); they do not move the iris landmarks."""
     model = face.model
     target = model.neutral_gaze + EYEBALL_RADIUS * np.array([np.sin(np.radians(theta)),
                                                                -np.sin(np.radians(phi))])
@@ -74,7 +75,8 @@ def look(face, appearance: Appearance, motion: Motion, theta: float, phi: float)
     current = offset(motion.dynamics)
     jacobian = np.stack([offset(motion.dynamics + d) - current for d in directions], axis=1)  # (2, 2)
     amounts = np.linalg.solve(jacobian, target - current)
-    return motion.replace(dynamics=motion.dynamics + amounts @ directions)
+    lids = model.lids_following_gaze() * (target - current)[1]  # the lids follow the eyes up or down
+    return motion.replace(dynamics=motion.dynamics + amounts @ directions + lids)
 
 
 def keep_physical(face, appearance: Appearance, motion: Motion) -> Motion:

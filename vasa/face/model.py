@@ -36,6 +36,11 @@ OUTER_LIPS = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 31
 MOUTH_CORNERS = (61, 291)
 RIGHT_EYE_CONTOUR = (33, 246, 161, 160, 159, 158, 157, 173, 133, 155, 154, 153, 145, 144, 163, 7)
 LEFT_EYE_CONTOUR = (263, 466, 388, 387, 386, 385, 384, 398, 362, 382, 381, 380, 374, 373, 390, 249)
+# Lid-eye coupling: the lids follow the eye's vertical rotation. Measured on the 2 567 open-eye frames
+# of the seven talking clips in ../shared/media (`scripts/data_facts.py`): per canonical unit of
+# vertical iris-centre motion, the mid upper lid moves 1.36 units the same way, the lower lid 0.42.
+UPPER_LID_PER_IRIS = 1.36
+LOWER_LID_PER_IRIS = 0.42
 # A human eyeball's radius (~12 mm) over the outer-eye-corner distance (~90 mm): the iris centre
 # moves about this far (canonical units) for 90° of eye rotation.
 EYEBALL_RADIUS = 0.13
@@ -68,6 +73,19 @@ class FaceModel:
     def decode_dynamics(self, dynamics: np.ndarray) -> np.ndarray:
         """Coefficients (..., K) -> canonical displacement (..., 478, 3)."""
         return np.tensordot(np.asarray(dynamics), self.basis, axes=([-1], [0]))
+
+    def lids_following_gaze(self) -> np.ndarray:
+        """z (K,) of the eyelid components that moves the lids as far as the eyes' vertical rotation
+        carries them (`UPPER_LID_PER_IRIS`, `LOWER_LID_PER_IRIS`) per canonical unit of iris motion
+        along +y (down), leaving the eye-in-head gaze as it is. The gaze directions move the iris only;
+        add this times the iris change."""
+        lids = _lid_direction(self.basis.tobytes(), self.basis.shape, self.groups)
+        # The corners the lids drag along would change the iris offset read from them: turn the
+        # irises back by that much along the gaze directions, so the eye-in-head gaze stays.
+        gaze = np.stack([self.directions["gaze_x"], self.directions["gaze_y"]])  # (2, K)
+        per_gaze = np.stack([self.iris_offset(self.decode_dynamics(g)) for g in gaze], axis=1)  # (2, 2)
+        drift = self.iris_offset(self.decode_dynamics(lids))  # (2,): linear in z
+        return lids - np.linalg.solve(per_gaze, drift) @ gaze
 
     def group_mask(self, name: str) -> np.ndarray:
         return np.array([g == name for g in self.groups])
@@ -183,3 +201,24 @@ def _projector(basis_bytes: bytes, shape: tuple[int, ...]) -> np.ndarray:
     gram = basis @ basis.T
     ridge = 1e-6 * np.trace(gram) / len(gram)
     return np.linalg.solve(gram + ridge * np.eye(len(gram)), basis)
+
+
+@lru_cache(maxsize=4)
+def _lid_direction(basis_bytes: bytes, shape: tuple[int, ...], groups: tuple[str, ...]) -> np.ndarray:
+    """Least squares over the eyelid components: lid points move (0, per_iris * sin(pi t)) in x, y where
+    t runs from one eye corner (0) to the other (1); the corners stay; other points are free. The
+    eyelid components move the corners a little too, which `lids_following_gaze` compensates."""
+    basis = np.frombuffer(basis_bytes, dtype=np.float64).reshape(shape)
+    mask = np.array([g == "eyes" for g in groups])
+    points, target = [], []
+    for contour in (RIGHT_EYE_CONTOUR, LEFT_EYE_CONTOUR):  # corner, 7 upper, corner, 7 lower
+        for k, index in enumerate(contour):
+            lid, t = (UPPER_LID_PER_IRIS, k / 8) if k <= 8 else (LOWER_LID_PER_IRIS, (k - 8) / 8)
+            points.append(index)
+            target.append(lid * np.sin(np.pi * t))
+    a = basis[mask][:, points, :2].transpose(1, 2, 0).reshape(-1, mask.sum())  # (P * 2, E): x, y per component
+    b = np.stack([np.zeros(len(target)), np.array(target)], axis=1).ravel()  # (P * 2,)
+    coefficients, *_ = np.linalg.lstsq(a, b, rcond=None)
+    direction = np.zeros(shape[0])
+    direction[mask] = coefficients
+    return direction

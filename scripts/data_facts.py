@@ -1,0 +1,95 @@
+"""Facts about prepared training records that constants and claims in vasa rest on.
+
+    vasa prepare ../shared/media/clips /tmp/prep
+    python scripts/data_facts.py /tmp/prep [--holdout retalking_2 sadtalker_WDA_AOC_000]
+
+1. Lid-eye coupling (`vasa.face.model.UPPER_LID_PER_IRIS`, `LOWER_LID_PER_IRIS`): over frames with
+   open eyes, the slope of the mid upper and lower lid height (relative to the eye corners) on the
+   vertical iris offset, each segment centred on its own mean.
+2. Blink rate of the recordings (the same counter as scripts/eval_generate.py).
+3. How far the audio features predict the mouth: a ridge regression from the speech features of
+   +-4 frames (every other frame) to the mouth opening, fitted on the training records and scored
+   (Pearson r) on the held-out ones. No motion model is involved: it is a yardstick for what a model
+   trained on the same few speakers can reach on the held-out mouth-opening correlation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from eval_generate import FPS, count_blinks  # noqa: E402
+
+from vasa.data.records import read_record, record_files  # noqa: E402
+from vasa.face.model import LEFT_EYE_CORNERS, LEFT_EYE_LIDS, RIGHT_EYE_CORNERS, RIGHT_EYE_LIDS, FaceModel  # noqa: E402
+
+OPEN_EYES = 0.8  # frames whose eye opening is at least this fraction of the segment median
+CONTEXT = 4  # ridge features: speech features of frames t-4, t-2, ..., t+4
+RIDGE = 1.0  # ridge strength per frame, on standardised features
+
+
+def lid_heights(model: FaceModel, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mid upper and lower lid y relative to the eye-corner midpoints, both eyes averaged: (T,), (T,)."""
+    def relative(lid: int, corners) -> np.ndarray:
+        return canonical[:, lid, 1] - (canonical[:, corners[0], 1] + canonical[:, corners[1], 1]) / 2
+
+    upper = (relative(RIGHT_EYE_LIDS[0], RIGHT_EYE_CORNERS) + relative(LEFT_EYE_LIDS[0], LEFT_EYE_CORNERS)) / 2
+    lower = (relative(RIGHT_EYE_LIDS[1], RIGHT_EYE_CORNERS) + relative(LEFT_EYE_LIDS[1], LEFT_EYE_CORNERS)) / 2
+    return upper, lower
+
+
+def with_context(features: np.ndarray) -> np.ndarray:
+    padded = np.pad(features, ((CONTEXT, CONTEXT), (0, 0)), mode="edge")
+    return np.concatenate([padded[k:k + len(features)] for k in range(0, 2 * CONTEXT + 1, 2)], axis=1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("prepared", type=Path, help="folder written by `vasa prepare`")
+    parser.add_argument("--holdout", nargs="+", default=["retalking_2", "sadtalker_WDA_AOC_000"])
+    args = parser.parse_args(argv)
+    model = FaceModel.load()
+    iris, upper, lower, blinks, frames = [], [], [], 0, 0
+    train_x, train_y, held = [], [], {}
+    for path in record_files(args.prepared):
+        record = read_record(path)
+        name = path.stem.rsplit("-", 1)[0]
+        for segment in record.segments:
+            canonical = model.mean_shape + model.decode_dynamics(segment.dynamics)  # (T, 478, 3)
+            eyes = model.eye_opening(canonical).mean(axis=-1)
+            blinks, frames = blinks + count_blinks(eyes), frames + len(eyes)
+            keep = eyes >= OPEN_EYES * np.median(eyes)
+            up, low = lid_heights(model, canonical)
+            for values, out in ((model.iris_offset(canonical)[:, 1], iris), (up, upper), (low, lower)):
+                out.append(values[keep] - values[keep].mean())
+            mouth = model.mouth_opening(canonical)
+            features = with_context(segment.audio)
+            if name in args.holdout:
+                held.setdefault(name, []).append((features, mouth))
+            else:
+                train_x.append(features)
+                train_y.append((mouth - mouth.mean()) / mouth.std())
+    iris, upper, lower = map(np.concatenate, (iris, upper, lower))
+    print(f"1. lid-eye coupling over {len(iris)} open-eye frames: upper lid {iris @ upper / (iris @ iris):.2f}, "
+          f"lower lid {iris @ lower / (iris @ iris):.2f} per unit of vertical iris offset")
+    print(f"2. blinks: {blinks} in {frames / FPS:.0f} s = {blinks / (frames / FPS / 60):.1f} per minute")
+    if not train_x or not held:
+        print("3. skipped: needs training and held-out records")
+        return 0
+    x, y = np.concatenate(train_x), np.concatenate(train_y)
+    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
+    x = (x - mean) / std
+    weights = np.linalg.solve(x.T @ x + RIDGE * len(x) * np.eye(x.shape[1]), x.T @ y)
+    scores = {name: [float(np.corrcoef(((f - mean) / std) @ weights, m)[0, 1]) for f, m in parts]
+              for name, parts in held.items()}
+    print(f"3. ridge regression speech features -> mouth opening, trained on {len(x)} frames, held-out r: "
+          + ", ".join(f"{name} {np.mean(r):.3f}" for name, r in scores.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
