@@ -278,10 +278,11 @@ def load_state(path: Path, model_config: MotionConfig) -> dict:
 
 
 class Metrics:
-    """metrics.jsonl and TensorBoard scalars (rank 0 only)."""
+    """metrics.jsonl and TensorBoard scalars under `tag`/ (rank 0 only)."""
 
-    def __init__(self, out: Path, say):
+    def __init__(self, out: Path, say, tag: str = "motion"):
         self.path = out / "metrics.jsonl"
+        self.tag = tag
         self.writer = None
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -296,7 +297,7 @@ class Metrics:
         if self.writer is not None:
             for name, value in line.items():
                 if name != "step" and value is not None:
-                    self.writer.add_scalar(f"motion/{name}", value, line["step"])
+                    self.writer.add_scalar(f"{self.tag}/{name}", value, line["step"])
             self.writer.flush()
 
     def close(self) -> None:
@@ -307,9 +308,14 @@ class Metrics:
 # --- the loop --------------------------------------------------------------------------------------------
 def train_motion(config: TrainConfig) -> Path:
     """Train (or resume) the run in config.out; returns the path of the EMA weights, model.safetensors."""
+    return run_processes(config, _train)
+
+
+def run_processes(config, train) -> Path:
+    """Start this process (joining torchrun's group), run `train(config, procs, device)`, tear down."""
     procs, device = start_processes(config)
     try:
-        path = _train(config, procs, device)
+        path = train(config, procs, device)
         if procs.distributed:
             dist.barrier()  # no rank tears its connections down while another still writes or talks
         return path
