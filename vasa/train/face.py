@@ -50,8 +50,8 @@ from vasa.face.neural.discriminator import MultiScaleDiscriminator
 from vasa.face.neural.model import NeuralFaceModel, save_face_model
 from vasa.metrics.image import psnr, ssim
 from vasa.train.motion import (
-    Metrics, Processes, ema_decay, learning_rate, load_state, restore_rng, rng_states, run_processes, save_atomic,
-    split_records, update_ema,
+    Metrics, Processes, check_run_config, ema_decay, learning_rate, load_state, restore_rng, rng_states, run_config_json,
+    run_processes, save_atomic, split_records, update_ema,
 )
 
 VALIDATION_PAIRS = 16  # held-out (source, driver) pairs, fixed for the whole run
@@ -96,17 +96,10 @@ class FaceTrainConfig:
     amp: bool = False
 
     def __post_init__(self):
-        if self.preset not in PRESETS:
-            raise VasaError(f"unknown preset {self.preset!r}: choose from {', '.join(PRESETS)}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise VasaError(f"device must be auto, cpu or cuda, got {self.device!r}")
-        for name in ("steps", "batch_size", "log_every", "val_every", "save_every"):
-            if getattr(self, name) < 1:
-                raise VasaError(f"{name} must be at least 1, got {getattr(self, name)}")
+        check_run_config(self, PRESETS)
 
     def to_json(self) -> dict:
-        return {k: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
-                for k, v in asdict(self).items()}
+        return run_config_json(self)
 
 
 # --- data ------------------------------------------------------------------------------------------------
@@ -243,11 +236,12 @@ def generator_losses(config: FaceTrainConfig, out: dict[str, Tensor], model: Neu
     if config.identity_weight:
         size = losses.DESCRIPTOR_SIZE if config.identity_descriptor is not None else None
         terms["identity"] = (config.identity_weight, losses.identity_loss(descriptor, out["cross"], source, size))
-    known = ~(torch.isnan(source_pose).any(-1) | torch.isnan(driver_pose).any(-1))
-    if config.pose_weight and known.any():
+    if config.pose_weight:  # frames without a geometry pose (NaN) do not count; the term is kept (0) so
+        known = ~(torch.isnan(source_pose).any(-1) | torch.isnan(driver_pose).any(-1))  # ranks log alike
         predicted = torch.cat([out["pose_i"][known], out["pose_j"][known]])
         target = torch.cat([source_pose[known], driver_pose[known]])
-        terms["pose"] = (config.pose_weight, losses.pose_supervision_loss(predicted, target, model.pose_units))
+        value = losses.pose_supervision_loss(predicted, target, model.pose_units) if known.any() else predicted.sum()
+        terms["pose"] = (config.pose_weight, value)
     values = {name: value for name, (_, value) in terms.items()}
     values["total"] = sum(weight * value for weight, value in terms.values())
     return values

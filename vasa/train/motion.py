@@ -80,17 +80,27 @@ class TrainConfig:
     augment: bool = True
 
     def __post_init__(self):
-        if self.preset not in PRESETS:
-            raise VasaError(f"unknown preset {self.preset!r}: choose from {', '.join(PRESETS)}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise VasaError(f"device must be auto, cpu or cuda, got {self.device!r}")
-        for name in ("steps", "batch_size", "log_every", "val_every", "save_every"):
-            if getattr(self, name) < 1:
-                raise VasaError(f"{name} must be at least 1, got {getattr(self, name)}")
+        check_run_config(self, PRESETS)
 
     def to_json(self) -> dict:
-        return {k: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
-                for k, v in asdict(self).items()}
+        return run_config_json(self)
+
+
+def check_run_config(config, presets: dict) -> None:
+    """The checks every trainer's config shares: a known preset and device, positive step counts."""
+    if config.preset not in presets:
+        raise VasaError(f"unknown preset {config.preset!r}: choose from {', '.join(presets)}")
+    if config.device not in ("auto", "cpu", "cuda"):
+        raise VasaError(f"device must be auto, cpu or cuda, got {config.device!r}")
+    for name in ("steps", "batch_size", "log_every", "val_every", "save_every"):
+        if getattr(config, name) < 1:
+            raise VasaError(f"{name} must be at least 1, got {getattr(config, name)}")
+
+
+def run_config_json(config) -> dict:
+    """A trainer's config as plain JSON values (paths as strings, tuples as lists)."""
+    return {k: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
+            for k, v in asdict(config).items()}
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:

@@ -15,13 +15,11 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict
-from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from vasa.checkpoints import load_weights, read_weights_metadata, save_weights
 from vasa.errors import VasaError
 from vasa.face.neural import warps
 from vasa.face.neural.config import NeuralFaceConfig
@@ -84,26 +82,11 @@ class NeuralFaceModel(nn.Module):
 
 def save_face_model(path: str | os.PathLike, model: NeuralFaceModel, metadata: dict[str, str] | None = None) -> None:
     """Weights + config (+ string `metadata`) as safetensors; complete or not at all (temp file, rename)."""
-    path = Path(path)
-    tensors = {name: t.detach().float().contiguous() for name, t in model.state_dict().items()}
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        extra = {str(k): str(v) for k, v in (metadata or {}).items()}
-        save_file(tensors, str(temporary), metadata={**extra, CONFIG_KEY: json.dumps(asdict(model.config))})
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    save_weights(path, model, {**(metadata or {}), CONFIG_KEY: json.dumps(asdict(model.config))})
 
 
 def read_face_metadata(path: str | os.PathLike) -> dict[str, str]:
-    path = Path(path)
-    if not path.is_file():
-        raise VasaError(f"no neural face checkpoint at {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = dict(f.metadata() or {})
-    except (SafetensorError, OSError) as error:
-        raise VasaError(f"cannot read neural face checkpoint {path}: {error}") from None
+    metadata = read_weights_metadata(path, "neural face checkpoint")
     if CONFIG_KEY not in metadata:
         raise VasaError(f"{path} has no {CONFIG_KEY} metadata: not a checkpoint written by `vasa train face`")
     return metadata
@@ -112,11 +95,4 @@ def read_face_metadata(path: str | os.PathLike) -> dict[str, str]:
 def load_face_model(path: str | os.PathLike) -> NeuralFaceModel:
     """The model saved at `path`, in eval mode; strict keys; a mismatch is a VasaError."""
     metadata = read_face_metadata(path)
-    model = NeuralFaceModel(NeuralFaceConfig(**json.loads(metadata[CONFIG_KEY])))
-    state = load_file(str(path))
-    expected = set(model.state_dict())
-    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-    if missing or unexpected:
-        raise VasaError(f"{path} does not match its config: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    model.load_state_dict(state, strict=True)
-    return model.eval()
+    return load_weights(path, NeuralFaceModel(NeuralFaceConfig(**json.loads(metadata[CONFIG_KEY]))))
