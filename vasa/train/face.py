@@ -50,8 +50,8 @@ from vasa.face.neural.discriminator import MultiScaleDiscriminator
 from vasa.face.neural.model import NeuralFaceModel, save_face_model
 from vasa.metrics.image import psnr, ssim
 from vasa.train.motion import (
-    Metrics, Processes, check_run_config, ema_decay, learning_rate, load_state, restore_rng, rng_states, run_config_json,
-    run_processes, save_atomic, split_records, update_ema,
+    Metrics, Processes, check_run_config, ema_decay, finish_run, learning_rate, load_state, restore_rng, rng_states,
+    run_config_json, run_processes, save_atomic, split_records, update_ema,
 )
 
 VALIDATION_PAIRS = 16  # held-out (source, driver) pairs, fixed for the whole run
@@ -407,12 +407,7 @@ def _train(config: FaceTrainConfig, procs: Processes, device: torch.device) -> P
                 cv2.imwrite(str(out / "samples" / f"step_{step:07d}.png"), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
                 if metrics.writer is not None:
                     metrics.writer.add_image("face/samples", grid, step, dataformats="HWC")
-    progress.close()
-    if metrics is not None:
-        metrics.close()
-    say(f"wrote {model_path} (step {step})" if started_at < step else
-        f"{out} is already at step {step}: nothing to do (a larger --steps trains on)")
-    return model_path
+    return finish_run(progress, metrics, say, model_path, out, started_at, step)
 
 
 def main(argv: list[str] | None = None) -> int:

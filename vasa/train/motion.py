@@ -449,6 +449,12 @@ def _train(config: TrainConfig, procs: Processes, device: torch.device) -> Path:
                 save_atomic({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
                              "step": step, "seconds": seconds_before + time.perf_counter() - started, "rng": states,
                              "train_config": config.to_json(), "model_config": asdict(model_config)}, state_path)
+    return finish_run(progress, metrics, say, model_path, out, started_at, step)
+
+
+def finish_run(progress, metrics: Metrics | None, say, model_path: Path, out: Path, started_at: int,
+               step: int) -> Path:
+    """Close the progress bar and logs; say what was written (or that the run was already done)."""
     progress.close()
     if metrics is not None:
         metrics.close()
