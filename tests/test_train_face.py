@@ -163,3 +163,10 @@ def test_neural_without_a_checkpoint_is_one_line_on_the_command_line(tmp_path, d
                      "--face", "neural"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.strip().startswith("vasa: error:") and "--face-checkpoint" in err
+
+
+def test_speech_driven_generation_refuses_latents_of_another_backend(checkpoint):
+    from vasa.pipeline import TalkingHead
+
+    with pytest.raises(VasaError, match="trained on mesh face latents"):
+        TalkingHead.from_pretrained(face=NeuralFace.from_checkpoint(checkpoint, size=96))
