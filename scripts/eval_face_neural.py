@@ -54,7 +54,7 @@ def reconstruction_scores(model, clips: list[FaceFrames]) -> dict:
 
 @torch.no_grad()
 def sheet(model, source_clip: FaceFrames, driver_clip: FaceFrames) -> np.ndarray:
-    """(2 S + S, 6 S) sheet: the source alone on the left of both rows, drivers on top, results below."""
+    """(2 S, 7 S) sheet: drivers on top, the source at the bottom left and the results beside it."""
     video, start, _ = source_clip.segments[0]
     source = source_clip.frames[video][start]
     d_video, d_start, d_length = driver_clip.segments[0]

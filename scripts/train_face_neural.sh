@@ -2,8 +2,9 @@
 # The CPU run of the neural face model in docs/face_neural.md, and its figures.
 #   scripts/train_face_neural.sh [MEDIA_CLIPS_DIR] [WORK_DIR]
 # Needs the clips in ../shared/media/clips (third-party, not part of this repository). Two clips are held
-# out. On the shared 2-core CPU the 50 steps took 24 minutes; a real run wants a GPU, the default preset
-# and --steps in the hundreds of thousands.
+# out. On the shared 2-core CPU the run in docs/face_neural.md was stopped at step 100 of these 125 (27
+# minutes; the figures are of step 100). A real run wants a GPU, the default preset and --steps in the
+# hundreds of thousands.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 clips="${1:-../shared/media/clips}"

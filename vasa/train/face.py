@@ -160,7 +160,7 @@ class FaceFrames:
         return tuple(np.stack(v) for v in (source, driver, other, source_pose, driver_pose))
 
     def validation_pairs(self, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        """Fixed (source, driver) pairs (count, S, S, 3): each segment's first frame drives... its later frames."""
+        """Fixed (source, driver) pairs (count, S, S, 3): a segment's first frame and one of its later frames."""
         rng = np.random.default_rng(seed)
         sources, drivers = [], []
         for n in range(count):
