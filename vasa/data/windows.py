@@ -119,6 +119,10 @@ class MotionData:
         elif audio_dim != self.audio_dim:
             raise VasaError(f"record {record.source} has audio features of dim {audio_dim}, others {self.audio_dim}: "
                             "prepare all videos with the same audio encoder")
+        if record.face_backend != "mesh":
+            raise VasaError(f"record {record.source} holds {record.face_backend} face latents: the motion generator's "
+                            "relative-motion space (gaze via the iris, the resting mouth) is built on the mesh latent, "
+                            "so `vasa train motion` needs records prepared with --face mesh")
         if segment.pose.shape[1] + segment.dynamics.shape[1] != self.space.dim:
             raise VasaError(f"record {record.source} has {segment.dynamics.shape[1]} dynamics coefficients, "
                             f"the face model has {self.space.dim - 6}: prepared with another face model")

@@ -80,17 +80,27 @@ class TrainConfig:
     augment: bool = True
 
     def __post_init__(self):
-        if self.preset not in PRESETS:
-            raise VasaError(f"unknown preset {self.preset!r}: choose from {', '.join(PRESETS)}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise VasaError(f"device must be auto, cpu or cuda, got {self.device!r}")
-        for name in ("steps", "batch_size", "log_every", "val_every", "save_every"):
-            if getattr(self, name) < 1:
-                raise VasaError(f"{name} must be at least 1, got {getattr(self, name)}")
+        check_run_config(self, PRESETS)
 
     def to_json(self) -> dict:
-        return {k: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
-                for k, v in asdict(self).items()}
+        return run_config_json(self)
+
+
+def check_run_config(config, presets: dict) -> None:
+    """The checks every trainer's config shares: a known preset and device, positive step counts."""
+    if config.preset not in presets:
+        raise VasaError(f"unknown preset {config.preset!r}: choose from {', '.join(presets)}")
+    if config.device not in ("auto", "cpu", "cuda"):
+        raise VasaError(f"device must be auto, cpu or cuda, got {config.device!r}")
+    for name in ("steps", "batch_size", "log_every", "val_every", "save_every"):
+        if getattr(config, name) < 1:
+            raise VasaError(f"{name} must be at least 1, got {getattr(config, name)}")
+
+
+def run_config_json(config) -> dict:
+    """A trainer's config as plain JSON values (paths as strings, tuples as lists)."""
+    return {k: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
+            for k, v in asdict(config).items()}
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
@@ -278,10 +288,11 @@ def load_state(path: Path, model_config: MotionConfig) -> dict:
 
 
 class Metrics:
-    """metrics.jsonl and TensorBoard scalars (rank 0 only)."""
+    """metrics.jsonl and TensorBoard scalars under `tag`/ (rank 0 only)."""
 
-    def __init__(self, out: Path, say):
+    def __init__(self, out: Path, say, tag: str = "motion"):
         self.path = out / "metrics.jsonl"
+        self.tag = tag
         self.writer = None
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -296,7 +307,7 @@ class Metrics:
         if self.writer is not None:
             for name, value in line.items():
                 if name != "step" and value is not None:
-                    self.writer.add_scalar(f"motion/{name}", value, line["step"])
+                    self.writer.add_scalar(f"{self.tag}/{name}", value, line["step"])
             self.writer.flush()
 
     def close(self) -> None:
@@ -307,9 +318,14 @@ class Metrics:
 # --- the loop --------------------------------------------------------------------------------------------
 def train_motion(config: TrainConfig) -> Path:
     """Train (or resume) the run in config.out; returns the path of the EMA weights, model.safetensors."""
+    return run_processes(config, _train)
+
+
+def run_processes(config, train) -> Path:
+    """Start this process (joining torchrun's group), run `train(config, procs, device)`, tear down."""
     procs, device = start_processes(config)
     try:
-        path = _train(config, procs, device)
+        path = train(config, procs, device)
         if procs.distributed:
             dist.barrier()  # no rank tears its connections down while another still writes or talks
         return path
@@ -433,6 +449,12 @@ def _train(config: TrainConfig, procs: Processes, device: torch.device) -> Path:
                 save_atomic({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
                              "step": step, "seconds": seconds_before + time.perf_counter() - started, "rng": states,
                              "train_config": config.to_json(), "model_config": asdict(model_config)}, state_path)
+    return finish_run(progress, metrics, say, model_path, out, started_at, step)
+
+
+def finish_run(progress, metrics: Metrics | None, say, model_path: Path, out: Path, started_at: int,
+               step: int) -> Path:
+    """Close the progress bar and logs; say what was written (or that the run was already done)."""
     progress.close()
     if metrics is not None:
         metrics.close()

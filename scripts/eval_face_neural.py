@@ -1,0 +1,127 @@
+"""Figures of a trained neural face model on held-out clips: reconstruction PSNR/SSIM, same- and
+cross-identity reenactment sheets, training curves.
+
+    python scripts/eval_face_neural.py --model RUN/model.safetensors --data PREPARED \
+        --holdout retalking_2 sadtalker_WDA_AOC_000 [--metrics RUN/metrics.jsonl] [--out docs/img]
+
+PSNR/SSIM: every 5th frame of each held-out segment rebuilt from the segment's first frame (source)
+with the frame's own motion (the driver), at the model's size, whole crop. Sheets: the first held-out
+clip's first frame driven by 6 frames of itself (same identity) and of the second clip (cross identity);
+top row drivers, bottom row results. Writes face_neural_{same_identity,cross_identity,curves}.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from vasa.data.records import record_files
+from vasa.face.neural import load_face_model
+from vasa.metrics.image import psnr, ssim
+from vasa.train.face import FaceFrames, to_images, to_tensor
+from vasa.train.motion import RECORD_HASH
+
+SHEET_COLUMNS = 6
+EVAL_STRIDE = 5
+
+
+def held_out(data: Path, names: list[str], size: int) -> list[FaceFrames]:
+    files = {RECORD_HASH.sub("", f.stem): f for f in record_files(data)}
+    return [FaceFrames.load([files[name]], size) for name in names]
+
+
+@torch.no_grad()
+def reconstruction_scores(model, clips: list[FaceFrames]) -> dict:
+    scores = {"psnr": [], "ssim": []}
+    for clip in clips:
+        for video, start, length in clip.segments:
+            frames = clip.frames[video]
+            drivers = frames[start + 1:start + length:EVAL_STRIDE]
+            for k in range(0, len(drivers), 8):
+                batch = drivers[k:k + 8]
+                source = np.repeat(frames[start][None], len(batch), axis=0)
+                rebuilt = to_images(model(to_tensor(source, torch.device("cpu")), to_tensor(batch, torch.device("cpu"))))
+                scores["psnr"] += [psnr(a, b) for a, b in zip(rebuilt, batch)]
+                scores["ssim"] += [ssim(a, b) for a, b in zip(rebuilt, batch)]
+    return {"frames": len(scores["psnr"]), "psnr_db": float(np.mean(scores["psnr"])),
+            "ssim": float(np.mean(scores["ssim"]))}
+
+
+@torch.no_grad()
+def sheet(model, source_clip: FaceFrames, driver_clip: FaceFrames) -> np.ndarray:
+    """(2 S, 7 S) sheet: drivers on top, the source at the bottom left and the results beside it."""
+    video, start, _ = source_clip.segments[0]
+    source = source_clip.frames[video][start]
+    d_video, d_start, d_length = driver_clip.segments[0]
+    picks = d_start + np.linspace(0, d_length - 1, SHEET_COLUMNS).round().astype(int)
+    drivers = driver_clip.frames[d_video][picks]
+    cpu = torch.device("cpu")
+    results = to_images(model(to_tensor(np.repeat(source[None], len(drivers), 0), cpu), to_tensor(drivers, cpu)))
+    blank = np.full_like(source, 255)
+    top = np.concatenate([blank, *drivers], axis=1)
+    bottom = np.concatenate([source, *results], axis=1)
+    return np.concatenate([top, bottom], axis=0)
+
+
+def curves(metrics: Path, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines = [json.loads(line) for line in metrics.read_text().splitlines()]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    steps = [line["step"] for line in lines]
+    for name in ("reconstruction", "transfer", "feature_matching", "pose", "cycle", "identity"):
+        if name in lines[0]:
+            axes[0].plot(steps, [line[name] for line in lines], label=name)
+    axes[0].set_yscale("log")
+    axes[0].set_title("generator terms (unweighted)")
+    axes[0].legend(fontsize=7)
+    axes[1].plot(steps, [line["discriminator"] for line in lines], label="discriminator hinge")
+    axes[1].plot(steps, [line["adversarial"] for line in lines], label="generator hinge")
+    axes[1].set_title("adversarial")
+    axes[1].legend(fontsize=7)
+    val = [line for line in lines if line.get("val_psnr") is not None]
+    axes[2].plot([line["step"] for line in val], [line["val_psnr"] for line in val], "o-", label="PSNR (dB)")
+    twin = axes[2].twinx()
+    twin.plot([line["step"] for line in val], [line["val_ssim"] for line in val], "s--", color="C1", label="SSIM")
+    axes[2].set_title("held-out reconstruction (EMA weights)")
+    axes[2].set_xlabel("step")
+    axes[2].legend(loc="upper left", fontsize=7)
+    twin.legend(loc="lower right", fontsize=7)
+    for ax in axes[:2]:
+        ax.set_xlabel("step")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, type=Path)
+    parser.add_argument("--data", required=True, type=Path)
+    parser.add_argument("--holdout", nargs=2, required=True)
+    parser.add_argument("--metrics", type=Path)
+    parser.add_argument("--out", type=Path, default=Path("docs/img"))
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    model = load_face_model(args.model)
+    clips = held_out(args.data, args.holdout, model.config.size)
+    print(json.dumps({"held_out_reconstruction": reconstruction_scores(model, clips)}, indent=2))
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, driver in (("same_identity", clips[0]), ("cross_identity", clips[1])):
+        path = args.out / f"face_neural_{name}.png"
+        cv2.imwrite(str(path), cv2.cvtColor(sheet(model, clips[0], driver), cv2.COLOR_RGB2BGR))
+        print(f"wrote {path}")
+    if args.metrics:
+        curves(args.metrics, args.out / "face_neural_curves.png")
+        print(f"wrote {args.out / 'face_neural_curves.png'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""The neural face trainer, the frame store it reads, the backend factory and the neural backend behind
+the Appearance/Motion interface: 3-step runs (one process and two under torchrun), resume, clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from test_face_neural import cartoon_face
+from test_train_motion import free_port
+from vasa import media
+from vasa.cli import build_parser, main as cli_main
+from vasa.data.prepare import PrepareConfig, frame_store_path, prepare
+from vasa.data.records import Record, Segment, read_record, record_files, write_record
+from vasa.data.representation import MotionSpace
+from vasa.data.windows import MotionData
+from vasa.errors import VasaError
+from vasa.face.backends import load_face
+from vasa.face.neural import PRESETS, NeuralFaceModel, load_face_model, save_face_model
+from vasa.face.neural.backend import NeuralFace, NeuralTexture
+from vasa.latents import Motion
+from vasa.train.face import FaceTrainConfig, train_face
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = PRESETS["tiny"]
+FRAMES = 12
+
+
+def make_prepared(folder: Path, clips: int = 2) -> Path:
+    """`vasa prepare --frames 64`-shaped data: per clip a record (one segment) and its face-crop store."""
+    rng = np.random.default_rng(0)
+    (folder / "records").mkdir(parents=True)
+    (folder / "frames").mkdir()
+    for c in range(clips):
+        centres = 0.5 + 0.06 * np.sin(np.arange(FRAMES) / 2 + c)
+        openings = 0.02 + 0.1 * np.abs(np.sin(np.arange(FRAMES) / 3))
+        pose = np.tile([5.0, 0.0, 0.0, 0.5, 0.5, 0.33], (FRAMES, 1))
+        pose[:, 3] = centres
+        segment = Segment(pose=pose, dynamics=rng.normal(size=(FRAMES, 40)), gaze=np.zeros((FRAMES, 2)),
+                          distance=np.ones(FRAMES), emotion=np.full((FRAMES, 7), 1 / 7), audio=np.zeros((FRAMES, 8)),
+                          voice=np.ones(FRAMES))
+        path = folder / "records" / f"clip_{c}-{c:08x}.npz"
+        write_record(path, Record(f"clip_{c}.mp4", 25.0, "mel", "mesh", [segment]))
+        frames = [cartoon_face(64, (x, 0.5), m) for x, m in zip(centres, openings)]
+        media.write_video(frame_store_path(path), frames, 25.0, crf=12)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    return make_prepared(tmp_path_factory.mktemp("face_data"))
+
+
+def config(data: Path, out: Path, **changes) -> FaceTrainConfig:
+    base = dict(data=data, out=out, preset="tiny", steps=3, batch_size=2, log_every=1, val_every=3, save_every=3,
+                holdout=("clip_1",), device="cpu", threads=1, warmup_steps=2)
+    return FaceTrainConfig(**{**base, **changes})
+
+
+def test_a_three_step_run_writes_a_loadable_checkpoint_and_resumes(prepared, tmp_path):
+    out = tmp_path / "run"
+    path = train_face(config(prepared, out))
+    model = load_face_model(path)
+    assert model.config == TINY
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [1, 2, 3]
+    assert 0 < lines[-1]["val_psnr"] < 60 and -1 <= lines[-1]["val_ssim"] <= 1
+    assert {"reconstruction", "transfer", "cycle", "identity", "pose", "feature_matching", "discriminator"} <= set(lines[0])
+    assert (out / "samples" / "step_0000003.png").is_file()
+    train_face(config(prepared, out, steps=4, save_every=4))
+    assert torch.load(out / "state.pt")["step"] == 4
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 4
+
+
+def test_records_without_stored_frames_are_a_clear_error(prepared, tmp_path):
+    data = make_prepared(tmp_path / "data", clips=1)
+    frame_store_path(record_files(data)[0]).unlink()
+    with pytest.raises(VasaError, match="no stored face crops"):
+        train_face(config(data, tmp_path / "run", holdout=()))
+
+
+def test_two_processes_under_torchrun_write_a_loadable_checkpoint(prepared, tmp_path):
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+               str(free_port()), "-m", "vasa.train.face", "--data", str(prepared), "--out", str(out),
+               "--preset", "tiny", "--steps", "3", "--batch-size", "2", "--log-every", "1", "--device", "cpu",
+               "--threads", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-8000:]
+    load_face_model(out / "model.safetensors")
+    state = torch.load(out / "state.pt")
+    assert state["step"] == 3 and len(state["rng"]) == 2
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 3  # rank 0 alone writes
+
+
+def test_the_command_line_has_an_option_for_every_config_field():
+    parser = build_parser()
+    train = next(a for a in parser._subparsers._group_actions[0].choices["train"]._actions
+                 if a.dest == "model")
+    options = {a.dest for a in train.choices["face"]._actions}
+    assert {f.name for f in fields(FaceTrainConfig)} <= options
+
+
+# --- the backend ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("neural") / "face.safetensors"
+    save_face_model(path, NeuralFaceModel(TINY))
+    return path
+
+
+def test_the_factory_needs_a_checkpoint_for_neural_and_none_for_mesh(checkpoint):
+    assert load_face("mesh", size=128).name == "mesh"
+    assert isinstance(load_face("neural", checkpoint, size=128), NeuralFace)
+    with pytest.raises(VasaError, match="--face-checkpoint"):
+        load_face("neural")
+    with pytest.raises(VasaError, match="mesh backend needs no checkpoint"):
+        load_face("mesh", checkpoint)
+
+
+def test_neural_backend_encodes_and_decodes_through_the_latents(checkpoint, astronaut):
+    face = NeuralFace.from_checkpoint(checkpoint, size=96)
+    appearance, motion = face.encode(astronaut)
+    assert isinstance(appearance.texture, NeuralTexture) and appearance.image.shape == (96, 96, 3)
+    assert motion.pose.shape == (6,) and motion.dynamics.shape == (TINY.dynamics_dim,)
+    frame = face.decode(appearance, motion)
+    assert frame.shape == (96, 96, 3) and frame.dtype == np.uint8
+    batch = face.decode(appearance, Motion.stack([motion, motion.replace(pose=motion.pose + [10, 0, 0, 0, 0, 0])]))
+    assert batch.shape == (2, 96, 96, 3) and np.array_equal(batch[0], frame)
+    with pytest.raises(VasaError, match="dynamics coefficients"):
+        face.decode(appearance, Motion(motion.pose, np.zeros(40)))
+
+
+def test_prepare_with_the_neural_backend_stores_its_latents_and_the_frames(driver_clip, checkpoint, tmp_path):
+    out = tmp_path / "prepared"
+    config = PrepareConfig(audio_encoder="mel", min_frames=5, frames=64, face="neural", face_checkpoint=str(checkpoint))
+    prepare([driver_clip], out, config, progress=False)
+    (path,) = record_files(out)
+    record = read_record(path)
+    assert record.face_backend == "neural" and record.segments[0].dynamics.shape[1] == TINY.dynamics_dim
+    stored = list(media.iter_video_frames(frame_store_path(path)))
+    assert len(stored) == 12 and stored[0].shape == (64, 64, 3)
+    with pytest.raises(VasaError, match="mesh latent"):  # the motion generator trains on mesh latents only
+        MotionData([record], MotionSpace())
+
+
+def test_neural_without_a_checkpoint_is_one_line_on_the_command_line(tmp_path, driver_clip, astronaut, capsys):
+    image = tmp_path / "portrait.png"
+    import cv2
+
+    cv2.imwrite(str(image), astronaut[..., ::-1])
+    assert cli_main(["reenact", "--image", str(image), "--video", str(driver_clip), "--out", str(tmp_path / "o.mp4"),
+                     "--face", "neural"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().startswith("vasa: error:") and "--face-checkpoint" in err
+
+
+def test_speech_driven_generation_refuses_latents_of_another_backend(checkpoint):
+    from vasa.pipeline import TalkingHead
+
+    with pytest.raises(VasaError, match="trained on mesh face latents"):
+        TalkingHead.from_pretrained(face=NeuralFace.from_checkpoint(checkpoint, size=96))

@@ -1,0 +1,28 @@
+"""Choosing a face backend: `--face mesh` (geometry, the default) or `--face neural --face-checkpoint PATH`."""
+
+from __future__ import annotations
+
+import os
+
+from vasa.errors import VasaError
+
+FACE_BACKENDS = ("mesh", "neural")
+
+
+def load_face(name: str = "mesh", checkpoint: str | os.PathLike | None = None, size: int = 512,
+              device: str = "cpu"):
+    """The face backend `name` at output side `size`: a MeshFace, or a NeuralFace from `checkpoint`."""
+    if name == "mesh":
+        if checkpoint is not None:
+            raise VasaError("--face-checkpoint is for --face neural; the mesh backend needs no checkpoint")
+        from vasa.face.mesh import MeshFace
+
+        return MeshFace(size=size)
+    if name == "neural":
+        if checkpoint is None:
+            raise VasaError("--face neural needs --face-checkpoint PATH (a model.safetensors written by "
+                            "`vasa train face`; none ships with vasa)")
+        from vasa.face.neural.backend import NeuralFace
+
+        return NeuralFace.from_checkpoint(checkpoint, size=size, device=device)
+    raise VasaError(f"unknown face backend {name!r}: choose from {', '.join(FACE_BACKENDS)}")

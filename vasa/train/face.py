@@ -1,0 +1,421 @@
+"""Train the neural face model (VASA-1 Sec. 3.1) on frames stored by `vasa prepare --frames`: one flat loop.
+
+    vasa prepare VIDEOS prepared/ --frames 256          # records + face-crop frame store
+    vasa train face --data prepared/ --out runs/face --preset default --steps 200000
+    torchrun --nproc_per_node 8 -m vasa.cli train face --data prepared/ --out runs/face --amp   # 8 GPUs (DDP)
+
+Each sample is three crops: frames i and j of one segment of one video (source and driver) and a frame
+x of another video (a cross-identity driver). The generator step computes
+
+    I_hat_j          = decode(V_app(i), z_id(i), z_pose(j), z_dyn(j))    reconstruction, adversarial,
+                                                                      perceptual or feature matching
+    I_hat_{j,pose_i} = decode(V_app(j), z_id(j), z_pose(i), z_dyn(j)) \\  transfer consistency (VASA-1)
+    I_hat_{i,dyn_j}  = decode(V_app(i), z_id(i), z_pose(i), z_dyn(j)) /
+    I_hat_{i<-x}     = decode(V_app(i), z_id(i), z_pose(x), z_dyn(x))    motion cycle and identity losses
+
+plus, optionally, z_pose of i and j against the geometry backend's pose from the records. The
+discriminator step scores real drivers against I_hat_j (hinge loss). AdamW for both, warmup + cosine
+learning rate, an EMA of the generator (what ships), resume from state.pt, bf16 autocast on GPU (--amp),
+DDP under torchrun: the pieces are `vasa.train.motion`'s.
+
+Outputs in --out (rank 0): model.safetensors (EMA generator, `vasa.face.neural.load_face_model`), state.pt,
+metrics.jsonl (losses; held-out PSNR/SSIM of reconstructions), tb/ (scalars and image grids),
+samples/step_*.png (source | driver | reconstruction | cross driver | cross reenactment), train_config.json.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.func import functional_call
+from tqdm import tqdm
+
+from vasa.data.prepare import frame_store_path
+from vasa.data.records import read_record
+from vasa.errors import VasaError
+from vasa.face.neural import losses
+from vasa.face.neural.config import PRESETS, NeuralFaceConfig
+from vasa.face.neural.discriminator import MultiScaleDiscriminator
+from vasa.face.neural.model import NeuralFaceModel, save_face_model
+from vasa.metrics.image import psnr, ssim
+from vasa.train.motion import (
+    Metrics, Processes, check_run_config, ema_decay, finish_run, learning_rate, load_state, restore_rng, rng_states,
+    run_config_json, run_processes, save_atomic, split_records, update_ema,
+)
+
+VALIDATION_PAIRS = 16  # held-out (source, driver) pairs, fixed for the whole run
+
+
+@dataclass(frozen=True)
+class FaceTrainConfig:
+    """Everything a run depends on. Loss weights: a weight of 0 turns its term off. perceptual: a
+    TorchScript feature network (`losses.load_feature_network`); without one the discriminator's
+    feature matching stands in. identity_descriptor: a TorchScript face descriptor (112 x 112 RGB in
+    [-1, 1] -> (B, E)); without one the model's own identity encoder, frozen inside the term, stands in."""
+
+    data: Path
+    out: Path
+    preset: str = "default"
+    steps: int = 200_000
+    batch_size: int = 8
+    lr: float = 2e-4
+    disc_lr: float = 2e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 500
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    reconstruction_weight: float = 1.0
+    perceptual_weight: float = 1.0
+    feature_matching_weight: float = 1.0
+    adversarial_weight: float = 0.05
+    transfer_weight: float = 1.0
+    cycle_weight: float = 0.5
+    identity_weight: float = 0.2
+    pose_weight: float = 0.5
+    perceptual: Path | None = None
+    identity_descriptor: Path | None = None
+    log_every: int = 20
+    val_every: int = 500
+    save_every: int = 500
+    seed: int = 0
+    holdout: tuple[str, ...] = ()
+    threads: int = 0
+    device: str = "auto"
+    amp: bool = False
+
+    def __post_init__(self):
+        check_run_config(self, PRESETS)
+
+    def to_json(self) -> dict:
+        return run_config_json(self)
+
+
+# --- data ------------------------------------------------------------------------------------------------
+@dataclass
+class FaceFrames:
+    """The stored face crops of some records at the model's size, and where their segments lie.
+
+    frames[v]: (N_v, S, S, 3) uint8 of video v; segments: (video, first frame, length); poses[v]: (N_v, 6)
+    the geometry backend's pose per stored frame (NaN outside segments)."""
+
+    frames: list[np.ndarray]
+    poses: list[np.ndarray]
+    segments: list[tuple[int, int, int]]
+
+    @classmethod
+    def load(cls, record_paths: list[Path], size: int) -> "FaceFrames":
+        from vasa.media import iter_video_frames
+
+        frames, poses, segments = [], [], []
+        for path in record_paths:
+            store = frame_store_path(path)
+            if not store.is_file():
+                raise VasaError(f"{path.name} has no stored face crops ({store}): run `vasa prepare ... --frames 256` "
+                                "into a new folder, or with --overwrite")
+            record = read_record(path)
+            crops = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) if f.shape[0] != size else f
+                              for f in iter_video_frames(store, record.fps)])  # (N, S, S, 3)
+            pose = np.full((len(crops), 6), np.nan, np.float32)
+            for segment in record.segments:
+                stop = min(segment.start_frame + len(segment), len(crops))
+                pose[segment.start_frame:stop] = segment.pose[:stop - segment.start_frame]
+                if stop - segment.start_frame >= 2:
+                    segments.append((len(frames), segment.start_frame, stop - segment.start_frame))
+            frames.append(crops)
+            poses.append(pose)
+        return cls(frames, poses, segments)
+
+    @property
+    def num_frames(self) -> int:
+        return sum(length for _, _, length in self.segments)
+
+    def sample(self, batch: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        """(source, driver, other) crops (B, S, S, 3) and (source, driver) geometry poses (B, 6).
+        Source and driver come from one segment; `other` from another video when there is one."""
+        lengths = np.array([length for _, _, length in self.segments], dtype=np.float64)
+        chosen = rng.choice(len(self.segments), size=batch, p=lengths / lengths.sum())
+        source, driver, other, source_pose, driver_pose = [], [], [], [], []
+        for k in chosen:
+            video, start, length = self.segments[k]
+            i, j = start + rng.choice(length, size=2, replace=False)
+            others = [s for s in self.segments if s[0] != video] or self.segments
+            o_video, o_start, o_length = others[rng.integers(len(others))]
+            source.append(self.frames[video][i])
+            driver.append(self.frames[video][j])
+            other.append(self.frames[o_video][o_start + rng.integers(o_length)])
+            source_pose.append(self.poses[video][i])
+            driver_pose.append(self.poses[video][j])
+        return tuple(np.stack(v) for v in (source, driver, other, source_pose, driver_pose))
+
+    def validation_pairs(self, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """Fixed (source, driver) pairs (count, S, S, 3): a segment's first frame and one of its later frames."""
+        rng = np.random.default_rng(seed)
+        sources, drivers = [], []
+        for n in range(count):
+            video, start, length = self.segments[n % len(self.segments)]
+            sources.append(self.frames[video][start])
+            drivers.append(self.frames[video][start + 1 + rng.integers(length - 1)])
+        return np.stack(sources), np.stack(drivers)
+
+
+def to_tensor(images: np.ndarray, device: torch.device) -> Tensor:
+    """(B, S, S, 3) uint8 -> (B, 3, S, S) float in [-1, 1]."""
+    return torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def to_images(tensor: Tensor) -> np.ndarray:
+    """(B, 3, S, S) in [-1, 1] -> (B, S, S, 3) uint8."""
+    return ((tensor.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+# --- the generator's forward pass ---------------------------------------------------------------------
+class GeneratorStep(nn.Module):
+    """Every generated image and latent of one training step (a module, so DDP syncs its gradients)."""
+
+    def __init__(self, model: NeuralFaceModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, source: Tensor, driver: Tensor, other: Tensor) -> dict[str, Tensor]:
+        m = self.model
+        pose_i, dynamics_i = m.encode_motion(source)
+        pose_j, dynamics_j = m.encode_motion(driver)
+        pose_x, dynamics_x = m.encode_motion(other)
+        volume_i, identity_i = m.encode_appearance(source, pose_i, dynamics_i)
+        volume_j, identity_j = m.encode_appearance(driver, pose_j, dynamics_j)
+        return {
+            "reconstruction": m.decode(volume_i, identity_i, pose_j, dynamics_j),
+            "j_with_pose_i": m.decode(volume_j, identity_j, pose_i, dynamics_j),
+            "i_with_dynamics_j": m.decode(volume_i, identity_i, pose_i, dynamics_j),
+            "cross": m.decode(volume_i, identity_i, pose_x, dynamics_x),
+            "pose_i": pose_i, "pose_j": pose_j, "pose_x": pose_x, "dynamics_x": dynamics_x,
+        }
+
+
+def frozen_identity_encoder(model: NeuralFaceModel):
+    """The model's identity encoder with its weights detached: the identity loss's stand-in descriptor
+    (gradients reach the generated image, not the descriptor)."""
+    def describe(images: Tensor) -> Tensor:
+        weights = {name: p.detach() for name, p in model.identity_encoder.named_parameters()}
+        return functional_call(model.identity_encoder, weights, (images,))
+    return describe
+
+
+def generator_losses(config: FaceTrainConfig, out: dict[str, Tensor], model: NeuralFaceModel,
+                     discriminator: nn.Module, source: Tensor, driver: Tensor, source_pose: Tensor,
+                     driver_pose: Tensor, perceptual, descriptor) -> dict[str, Tensor]:
+    """Each weighted term (unweighted values; `total` is the weighted sum)."""
+    terms: dict[str, tuple[float, Tensor]] = {}
+    reconstruction = out["reconstruction"]
+    terms["reconstruction"] = (config.reconstruction_weight, losses.reconstruction_loss(reconstruction, driver))
+    fake = discriminator(reconstruction)
+    terms["adversarial"] = (config.adversarial_weight, losses.generator_hinge_loss(fake))
+    if perceptual is not None:
+        terms["perceptual"] = (config.perceptual_weight, losses.perceptual_loss(perceptual, reconstruction, driver))
+    elif config.feature_matching_weight:
+        with torch.no_grad():
+            real = discriminator(driver)
+        terms["feature_matching"] = (config.feature_matching_weight, losses.feature_matching_loss(fake, real))
+    terms["transfer"] = (config.transfer_weight,
+                         losses.transfer_consistency_loss(out["j_with_pose_i"], out["i_with_dynamics_j"]))
+    if config.cycle_weight:
+        terms["cycle"] = (config.cycle_weight, losses.motion_cycle_loss(
+            model.encode_motion, out["cross"], out["pose_x"], out["dynamics_x"], model.pose_units))
+    if config.identity_weight:
+        size = losses.DESCRIPTOR_SIZE if config.identity_descriptor is not None else None
+        terms["identity"] = (config.identity_weight, losses.identity_loss(descriptor, out["cross"], source, size))
+    if config.pose_weight:  # frames without a geometry pose (NaN) do not count; the term is kept (0) so
+        known = ~(torch.isnan(source_pose).any(-1) | torch.isnan(driver_pose).any(-1))  # ranks log alike
+        predicted = torch.cat([out["pose_i"][known], out["pose_j"][known]])
+        target = torch.cat([source_pose[known], driver_pose[known]])
+        value = losses.pose_supervision_loss(predicted, target, model.pose_units) if known.any() else predicted.sum()
+        terms["pose"] = (config.pose_weight, value)
+    values = {name: value for name, (_, value) in terms.items()}
+    values["total"] = sum(weight * value for weight, value in terms.values())
+    return values
+
+
+@torch.no_grad()
+def validate(model: NeuralFaceModel, sources: np.ndarray, drivers: np.ndarray, device: torch.device) -> dict:
+    """Held-out reconstruction: each driver rebuilt from its segment's first frame -> mean PSNR (dB), SSIM."""
+    rebuilt = to_images(model(to_tensor(sources, device), to_tensor(drivers, device)))
+    return {"val_psnr": float(np.mean([psnr(a, b) for a, b in zip(rebuilt, drivers)])),
+            "val_ssim": float(np.mean([ssim(a, b) for a, b in zip(rebuilt, drivers)]))}
+
+
+@torch.no_grad()
+def sample_grid(model: NeuralFaceModel, source: np.ndarray, driver: np.ndarray, other: np.ndarray,
+                device: torch.device) -> np.ndarray:
+    """Rows of source | driver | reconstruction | cross driver | cross reenactment, (rows * S, 5 * S, 3) uint8."""
+    s, d, o = (to_tensor(v, device) for v in (source, driver, other))
+    rows = np.concatenate([source, driver, to_images(model(s, d)), other, to_images(model(s, o))], axis=2)
+    return np.concatenate(list(rows), axis=0)
+
+
+# --- the loop ----------------------------------------------------------------------------------------------
+def train_face(config: FaceTrainConfig) -> Path:
+    """Train (or resume) the run in config.out; returns the path of the EMA weights, model.safetensors."""
+    return run_processes(config, _train)
+
+
+def _train(config: FaceTrainConfig, procs: Processes, device: torch.device) -> Path:
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    out = config.out
+    model_path, state_path = out / "model.safetensors", out / "state.pt"
+
+    def say(message: str) -> None:
+        if procs.main:
+            tqdm.write(message, file=sys.stderr)
+
+    model_config: NeuralFaceConfig = PRESETS[config.preset]
+    training_files, held_out = split_records(config, procs)
+    train = FaceFrames.load(training_files, model_config.size)
+    if not train.segments:
+        raise VasaError(f"no segments of two or more frames in {config.data}")
+    val = FaceFrames.load(held_out, model_config.size) if held_out and procs.main else None
+    val_pairs = val.validation_pairs(VALIDATION_PAIRS, config.seed) if val is not None and val.segments else None
+    perceptual = losses.load_feature_network(config.perceptual).to(device) if config.perceptual else None
+    descriptor = losses.load_feature_network(config.identity_descriptor).to(device) if config.identity_descriptor else None
+
+    torch.manual_seed(config.seed)
+    model = NeuralFaceModel(model_config).to(device)
+    discriminator = MultiScaleDiscriminator().to(device)
+    ema = copy.deepcopy(model).requires_grad_(False).eval()
+    descriptor = descriptor or frozen_identity_encoder(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(0.5, 0.999),
+                                  weight_decay=config.weight_decay)
+    disc_optimizer = torch.optim.AdamW(discriminator.parameters(), lr=config.disc_lr, betas=(0.5, 0.999),
+                                       weight_decay=config.weight_decay)
+    rng = np.random.default_rng(config.seed + procs.rank)
+    generator = torch.Generator().manual_seed(config.seed + procs.rank)  # kept for the shared resume format
+
+    step, seconds_before = 0, 0.0
+    if state_path.exists():
+        state = load_state(state_path, model_config)
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        discriminator.load_state_dict(state["discriminator"])
+        optimizer.load_state_dict(state["optimizer"])
+        disc_optimizer.load_state_dict(state["disc_optimizer"])
+        step, seconds_before = state["step"], state["seconds"]
+        if not restore_rng(state["rng"], rng, generator, procs):
+            say(f"resuming with {procs.world} processes, saved with {len(state['rng'])}: samples re-seeded")
+            rng = np.random.default_rng([config.seed, procs.rank, step])
+        say(f"resumed {out} at step {step}")
+    network, critic = GeneratorStep(model), discriminator
+    if procs.distributed:
+        ids = [device.index] if device.type == "cuda" else None
+        network = nn.parallel.DistributedDataParallel(network, device_ids=ids)
+        critic = nn.parallel.DistributedDataParallel(discriminator, device_ids=ids)
+
+    metrics = None
+    if procs.main:
+        (out / "samples").mkdir(parents=True, exist_ok=True)
+        (out / "train_config.json").write_text(json.dumps(config.to_json(), indent=2) + "\n")
+        metrics = Metrics(out, say, tag="face")
+        parameters = sum(p.numel() for p in model.parameters())
+        say(f"face {config.preset}: {parameters / 1e6:.2f} M parameters, {len(train.segments)} segments "
+            f"({train.num_frames} frames) on rank 0 of {procs.world}, "
+            f"{0 if val_pairs is None else len(val_pairs[0])} validation pairs, {device}")
+        if perceptual is None and config.perceptual_weight:
+            say("no --perceptual network: discriminator feature matching stands in for the perceptual loss")
+    preview = train.sample(4, np.random.default_rng(config.seed)) if procs.main else None
+
+    started_at = step
+    progress = tqdm(total=config.steps, initial=step, disable=not procs.main, desc="face", dynamic_ncols=True)
+    started = time.perf_counter()
+    sums: dict[str, float] = {}
+    count = 0
+    while step < config.steps:
+        lr = learning_rate(config, step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        for group in disc_optimizer.param_groups:
+            group["lr"] = lr * config.disc_lr / config.lr
+        source, driver, other, source_pose, driver_pose = (
+            torch.from_numpy(v).to(device) for v in train.sample(config.batch_size, rng))
+        source, driver, other = (v.permute(0, 3, 1, 2).float() / 127.5 - 1 for v in (source, driver, other))
+
+        # generator step (the discriminator only judges: its weights take no gradient here)
+        discriminator.requires_grad_(False)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.amp):
+            generated = network(source, driver, other)
+            values = generator_losses(config, generated, model, discriminator, source, driver,
+                                      source_pose, driver_pose, perceptual, descriptor)
+        optimizer.zero_grad(set_to_none=True)
+        values["total"].backward()
+        grad_norm = nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip if config.grad_clip > 0 else math.inf)
+        optimizer.step()
+        update_ema(ema, model, ema_decay(config, step))
+
+        # discriminator step: real drivers and reconstructions in one batch (one forward for DDP)
+        discriminator.requires_grad_(True)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.amp):
+            scores = critic(torch.cat([driver, generated["reconstruction"].detach()]))
+            real = [([f[:len(driver)] for f in feats], s[:len(driver)]) for feats, s in scores]
+            fake = [([f[len(driver):] for f in feats], s[len(driver):]) for feats, s in scores]
+            disc_loss = losses.discriminator_hinge_loss(real, fake)
+        disc_optimizer.zero_grad(set_to_none=True)
+        disc_loss.backward()
+        disc_optimizer.step()
+
+        step += 1
+        count += 1
+        for name, value in [*values.items(), ("discriminator", disc_loss)]:
+            sums[name] = sums.get(name, 0.0) + value.item()
+        progress.update(1)
+        last = step == config.steps
+        validate_now = val_pairs is not None and (step % config.val_every == 0 or last)
+        if step % config.log_every == 0 or last or step % config.val_every == 0:
+            names = sorted(sums)
+            means = torch.tensor([sums[n] / count for n in names], dtype=torch.float64, device=device)
+            if procs.distributed:
+                dist.all_reduce(means)
+                means /= procs.world
+            sums, count = {}, 0
+            if procs.main:
+                line = {"step": step, **{n: v for n, v in zip(names, means.tolist())}, "lr": lr,
+                        "grad_norm": grad_norm.item(), "seconds": seconds_before + time.perf_counter() - started}
+                if validate_now:
+                    line.update(validate(ema, *val_pairs, device))
+                metrics.write(line)
+                progress.set_postfix(loss=f"{line['total']:.3f}",
+                                     **({"psnr": f"{line['val_psnr']:.1f}"} if validate_now else {}))
+        if step % config.save_every == 0 or last:
+            states = rng_states(rng, generator, procs)  # a collective
+            if procs.main:
+                save_face_model(model_path, ema, {"step": step, "preset": config.preset})
+                save_atomic({"model": model.state_dict(), "ema": ema.state_dict(),
+                             "discriminator": discriminator.state_dict(), "optimizer": optimizer.state_dict(),
+                             "disc_optimizer": disc_optimizer.state_dict(), "step": step,
+                             "seconds": seconds_before + time.perf_counter() - started, "rng": states,
+                             "train_config": config.to_json(), "model_config": asdict(model_config)}, state_path)
+                grid = sample_grid(ema, *preview[:3], device)
+                cv2.imwrite(str(out / "samples" / f"step_{step:07d}.png"), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+                if metrics.writer is not None:
+                    metrics.writer.add_image("face/samples", grid, step, dataformats="HWC")
+    return finish_run(progress, metrics, say, model_path, out, started_at, step)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m vasa.train.face ARGS` = `vasa train face ARGS` (one parser, in vasa.cli)."""
+    from vasa.cli import main as cli_main
+
+    return cli_main(["train", "face", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
