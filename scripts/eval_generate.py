@@ -535,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
 DEFINITIONS = {
     "mouth_correlation": "Pearson r of the inner-lip gap (FaceModel.mouth_opening, canonical) per frame, "
                          "generated vs real, frames where both have a face",
-    "lip_distance_centred": "mean 2D distance (canonical x, y; outer eye corners 1 apart) of the 38 lip landmarks "
+    "lip_distance_centred": "mean 2D distance (canonical x, y; outer eye corners 1 apart) of the 40 lip landmarks "
                             "(OUTER_LIPS + INNER_LIPS_*), each sequence's own mean lip shape removed first",
     "lip_distance_raw": "the same without removing the mean lip shapes (identity/neutral offsets count)",
     "head_motion_deg": "dP: mean |frame-to-frame change| of yaw, pitch, roll in degrees, averaged over the angles",

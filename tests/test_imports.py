@@ -72,6 +72,8 @@ ENTRY_POINTS = {PACKAGE / "cli.py"}  # the command line dispatches to every tool
                          ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_nothing_imports_training(path):
     training = {n for n in imports_of(path) if "train" in n.split(".")}
+    if path.is_relative_to(PACKAGE / "train"):  # trainers share the loop's helpers (schedule, EMA, state)
+        training = {n for n in training if not within({n}, "vasa.train")}
     assert not training, f"{module_name(path)} imports {sorted(training)}"
 
 

@@ -5,7 +5,7 @@ same canonical frame (`FaceModel.canonicalize`: head pose removed, outer eye cor
 clip and a generated one are measured alike:
 
     mouth opening        inner-lip gap at the middle of the mouth, per frame
-    lip distance         mean 2D distance of the 38 lip landmarks to a real clip's, per frame
+    lip distance         mean 2D distance of the 40 lip landmarks to a real clip's, per frame
     delta P (ΔP)         VASA-1's pose variation intensity: mean |frame-to-frame change| of the head angles
     blink rate           short dips of the eye opening, per minute
     gaze error           |re-extracted eye-in-head gaze - requested gaze|, degrees
@@ -24,7 +24,7 @@ from vasa.face.landmarks import LandmarkDetector, track_video
 from vasa.face.model import INNER_LIPS_LOWER, INNER_LIPS_UPPER, OUTER_LIPS, FaceModel
 
 FPS = 25.0
-LIPS = np.array(sorted(set(OUTER_LIPS + INNER_LIPS_UPPER + INNER_LIPS_LOWER)))  # (38,)
+LIPS = np.array(sorted(set(OUTER_LIPS + INNER_LIPS_UPPER + INNER_LIPS_LOWER)))  # (40,)
 BLINK_FRACTION = 0.5  # a blink: mean eye opening below this fraction of the clip's median ...
 BLINK_FRAMES = (1, 10)  # ... for this many frames (at 25 fps: 40-400 ms)
 OPEN_EYES_FRACTION = 0.8  # gaze is read only on frames whose eyes are at least this open

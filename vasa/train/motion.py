@@ -278,10 +278,11 @@ def load_state(path: Path, model_config: MotionConfig) -> dict:
 
 
 class Metrics:
-    """metrics.jsonl and TensorBoard scalars (rank 0 only)."""
+    """metrics.jsonl and TensorBoard scalars (rank 0 only), tagged `prefix/name`."""
 
-    def __init__(self, out: Path, say):
+    def __init__(self, out: Path, say, prefix: str = "motion"):
         self.path = out / "metrics.jsonl"
+        self.prefix = prefix
         self.writer = None
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -296,7 +297,7 @@ class Metrics:
         if self.writer is not None:
             for name, value in line.items():
                 if name != "step" and value is not None:
-                    self.writer.add_scalar(f"motion/{name}", value, line["step"])
+                    self.writer.add_scalar(f"{self.prefix}/{name}", value, line["step"])
             self.writer.flush()
 
     def close(self) -> None:
