@@ -36,7 +36,7 @@ def test_three_steps_write_a_loadable_judge_and_resume(tmp_path, kind):
     path = train_judge(config)
     judge = load_judge(path)
     assert judge.config.kind == kind and judge.config.audio_dim == AUDIO_DIM
-    assert judge.config.motion_dim == (6 if kind == "capp" else 80)
+    assert judge.config.motion_dim == (6 if kind == "capp" else 3)
     assert "auc" in json.loads(judge_metadata(path)["separation"])
     assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
     train_judge(JudgeTrainConfig(**{**config.__dict__, "steps": 5}))  # resumes at 3

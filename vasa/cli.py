@@ -177,6 +177,8 @@ def _add_eval(commands) -> None:
     p.add_argument("--size", type=_positive_size, default=256, help="generated side / tracker crop (default 256)")
     p.add_argument("--seed", type=int, default=0, help="with --benchmark: generation seed")
     p.add_argument("--no-controls", action="store_true", help="with --benchmark: skip the gaze/distance requests")
+    p.add_argument("--work", type=Path, help="with --benchmark: folder for the generated videos and portraits "
+                                             "(default: OUT)")
     p.add_argument("--syncnet", type=Path, help="SyncNet weights (syncnet_v2 state dict, .model or .safetensors)")
     p.add_argument("--i3d", type=Path, help="I3D Kinetics-400 weights (state dict) for FVD25")
     p.add_argument("--capp", type=Path, help="CAPP judge (default: vasa/assets/capp.safetensors)")
@@ -199,7 +201,7 @@ def _run_eval(args) -> None:
     command = "vasa " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["eval"] else "vasa eval"
     if args.benchmark is not None:
         report = run_benchmark(args.benchmark, args.out, args.model, args.size, args.seed, args.cases,
-                               controls=not args.no_controls, judges=judges, command=command)
+                               controls=not args.no_controls, judges=judges, command=command, work=args.work)
     else:
         report = evaluate_folder(judges, args.generated, args.out, real=args.real, audio=args.audio,
                                  portraits=args.portraits, command=command)

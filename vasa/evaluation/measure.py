@@ -238,7 +238,8 @@ def sanity_tables(judges: Judges, reals: list[VideoMeasures], shifts=(0, 1, 2, 3
             rows = {}
             for s in scales:
                 scaled = [(m.mean(axis=0) + s * (m - m.mean(axis=0)), a) for m, a in pairs]
-                rows[s] = float(np.mean([contrastive.window_scores(model, m, a).mean() for m, a in scaled
-                                         if len(m) >= model.config.window_frames]))
+                values = [contrastive.window_scores(model, m, a).mean() for m, a in scaled
+                          if len(m) >= model.config.window_frames]
+                rows[s] = float(np.mean(values)) if values else float("nan")
             out["capp_pose_scale"] = rows
     return out

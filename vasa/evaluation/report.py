@@ -222,12 +222,14 @@ def write_report(out: Path, results: dict, pairs: list[tuple[VideoMeasures, Vide
     if "sanity" in pictures:
         lines += ["## Judge sanity checks (real clips)", ""]
         sanity = results.get("sanity", {})
-        for key, header in (("capp_shift", "audio shift (frames)"), ("lipsync_shift", "audio shift (frames)"),
-                            ("capp_pose_scale", "pose variation scale")):
+        for key, header, label in (("capp_shift", "audio shift (frames, either way)", "CAPP"),
+                                   ("lipsync_shift", "audio shift (frames, either way)", "lip judge"),
+                                   ("capp_pose_scale", "pose variation scale", "CAPP")):
             if key in sanity:
                 rows = sanity[key]
-                lines += [f"{key.split('_')[0]}: | {header} | " + " | ".join(fmt(k, 1) for k in rows) + " |",
-                          "", "| score | " + " | ".join(fmt(v, 3) for v in rows.values()) + " |", ""]
+                lines += [f"| {header} | " + " | ".join(fmt(k, 1) for k in rows) + " |",
+                          "|---|" + "---|" * len(rows),
+                          f"| {label} score | " + " | ".join(fmt(v, 3) for v in rows.values()) + " |", ""]
         lines += [f"![sanity](img/{pictures['sanity']})", ""]
     lines += ["## Definitions", ""] + [f"- **{k}**: {v}" for k, v in DEFINITIONS.items()] + [""]
     report = out / "report.md"
@@ -239,8 +241,8 @@ def write_report(out: Path, results: dict, pairs: list[tuple[VideoMeasures, Vide
 DEFINITIONS = {
     "SC / SD": "SyncNet confidence and distance (Chung & Zisserman 2016), the released protocol: offsets ±15 "
                "frames, SD = min mean embedding distance, SC = median - min (`vasa.metrics.syncnet`); needs weights",
-    "lip judge": "our contrastive lip-sync judge (lip landmarks vs Whisper features, 0.6 s windows): mean cosine "
-                 "score at offset 0; conf. = best score over ±15 frame offsets - median; offset = where the best is",
+    "lip judge": "our contrastive lip-sync judge (inner-lip gap, outer-lip height, mouth width vs Whisper features, "
+                 "0.6 s windows; vasa/assets/judges.md): mean cosine score at offset 0; conf. = best score over ±15 frame offsets - median; offset = where the best is",
     "CAPP": "contrastive audio-pose score (VASA-1 Sec. 4.1): cosine of 3 s pose and audio embeddings, mean over windows",
     "ΔP": "mean |frame-to-frame change| of yaw, pitch, roll (degrees) re-extracted from the frames",
     "FVD25": "Fréchet distance of I3D logits of 25-frame clips, real vs generated; needs weights",

@@ -120,7 +120,7 @@ def summarise(judges: Judges, videos: dict, pairs: list, method: str) -> dict:
                                            [np.stack(g.frames) for g, _ in with_real])
             summary["real video"]["fvd25"] = 0.0
         else:
-            summary[method]["fvd25"] = judges.notes["fvd"]
+            summary[method]["fvd25"] = summary["real video"]["fvd25"] = judges.notes["fvd"]
     for row in summary.values():
         row.pop("lipsync_curve", None)
     return summary
@@ -155,14 +155,16 @@ def benchmark_cases(folder: Path, only: list[str] | None = None) -> list[dict]:
 
 def run_benchmark(folder: Path, out: Path, model: Path | None = None, size: int = 256, seed: int = 0,
                   only: list[str] | None = None, controls: bool = True, judges: Judges | None = None,
-                  command: str = "vasa eval --benchmark") -> Path:
-    """Generate every case with the motion model, then evaluate against the real videos."""
+                  command: str = "vasa eval --benchmark", work: Path | None = None) -> Path:
+    """Generate every case with the motion model into WORK/videos (portraits into WORK/portraits; WORK
+    defaults to `out`), then evaluate against the real videos."""
     from vasa.media import iter_video_frames
     from vasa.pipeline import Controls, TalkingHead, model_card
 
     judges = judges or Judges.load(size=size)
     cases = benchmark_cases(folder, only)
-    videos, portraits = out / "videos", out / "portraits"
+    work = work or out
+    videos, portraits = work / "videos", work / "portraits"
     videos.mkdir(parents=True, exist_ok=True)
     portraits.mkdir(parents=True, exist_ok=True)
     head = TalkingHead.from_pretrained(model, size=size)

@@ -8,8 +8,8 @@ model, with mouth landmarks in place of the pose and shorter windows, is our lip
 weights don't ship, so this judge gives a sync score that exists offline.
 
 Both take per-frame features at 25 fps:
-    motion  (T, M)  CAPP: pose (yaw, pitch, roll in degrees, tx, ty, log scale); lip sync: the 40 lip
-                    landmarks' canonical (x, y) = 80 values (`lip_features`)
+    motion  (T, M)  CAPP: pose (yaw, pitch, roll in degrees, tx, ty, log scale); lip sync: inner-lip gap,
+                    outer-lip height and mouth width (`lip_features`)
     audio   (T, D)  the speech features the motion model uses (Whisper tiny.en encoder, D = 384)
 Each window's motion is centred on its own mean inside the model (identity, the head's resting place
 and the face's neutral shape don't count), then scaled by per-channel statistics of the training data
@@ -31,7 +31,9 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from vasa.errors import VasaError
-from vasa.metrics.landmarks import LIPS
+from vasa.face.model import INNER_LIP_MIDDLE, MOUTH_CORNERS
+
+OUTER_LIP_MIDDLE = (0, 17)  # MediaPipe mesh: outer upper and lower lip at the middle
 
 CONFIG_KEY = "vasa.metrics.contrastive.config"
 STD_FLOOR = 1e-3
@@ -62,7 +64,7 @@ class JudgeConfig:
 
 PRESETS = {
     "capp": JudgeConfig("capp", motion_dim=6, window_frames=75),
-    "lipsync": JudgeConfig("lipsync", motion_dim=2 * len(LIPS), window_frames=15, frames_per_token=1),  # 0.6 s
+    "lipsync": JudgeConfig("lipsync", motion_dim=3, window_frames=15, frames_per_token=1),  # 0.6 s
     "tiny": JudgeConfig("capp", motion_dim=6, audio_dim=16, window_frames=10, frames_per_token=2, width=16,
                         layers=1, heads=2, embed_dim=8),
 }
@@ -75,8 +77,14 @@ def pose_features(pose: np.ndarray) -> np.ndarray:
 
 
 def lip_features(canonical: np.ndarray) -> np.ndarray:
-    """Canonical landmarks (T, 478, 3) -> lip-sync motion features (T, 80): lip landmarks' x, y."""
-    return np.asarray(canonical)[:, LIPS, :2].reshape(len(canonical), -1).astype(np.float32)
+    """Canonical landmarks (T, 478, 3) -> lip-sync motion features (T, 3): inner-lip gap, outer-lip height
+    and mouth width at the middle of the mouth. Three numbers rather than every lip landmark: with a
+    handful of training speakers, the full lip shape lets a judge memorise each speaker's mouth."""
+    c = np.asarray(canonical)
+    gap = c[:, INNER_LIP_MIDDLE[1], 1] - c[:, INNER_LIP_MIDDLE[0], 1]
+    height = c[:, OUTER_LIP_MIDDLE[1], 1] - c[:, OUTER_LIP_MIDDLE[0], 1]
+    width = c[:, MOUTH_CORNERS[1], 0] - c[:, MOUTH_CORNERS[0], 0]
+    return np.stack([gap, height, width], axis=1).astype(np.float32)
 
 
 class SequenceEncoder(nn.Module):
