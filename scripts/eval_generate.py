@@ -46,6 +46,7 @@ from vasa.face.model import MOUTH_CORNERS
 from vasa.media import iter_video_frames, read_audio, read_image, write_video, write_wav
 
 from eval_face import label  # noqa: E402  (scripts/ is on the path when a script runs)
+from vasa.evaluation.report import to_json
 from vasa.metrics.landmarks import (BLINK_FRACTION, BLINK_FRAMES, OPEN_EYES_FRACTION, Track, blink_rate, compare,
                                     count_blinks, distance_error, gaze_error, measure_crops, measure_video, pearson, pose_variation)
 from vasa.pipeline import Controls, TalkingHead, model_card
@@ -443,18 +444,6 @@ def print_tables(results: dict) -> None:
 
 def file_sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-
-
-def to_json(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): to_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_json(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def main(argv: list[str] | None = None) -> int:

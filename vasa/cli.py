@@ -242,7 +242,7 @@ def _add_train(commands) -> None:
                    help="turn off the gaze, distance and speed augmentations")
     m.set_defaults(run=_run_train_motion)
     for kind, what in (("capp", "CAPP, the contrastive audio-pose judge of VASA-1 (3 s windows)"),
-                       ("lipsync", "the offline lip-sync judge (lip landmarks vs audio, 0.6 s windows)")):
+                       ("lipsync", "the offline lip-sync judge (mouth measures vs audio, 0.6 s windows)")):
         j = models.add_parser(kind, argument_default=argparse.SUPPRESS, help=f"train {what}",
                               description=f"Train {what} on prepared records, contrastively (CLIP loss). "
                                           "Running it again with the same --out resumes (docs/eval.md).")
@@ -263,32 +263,30 @@ def _add_train(commands) -> None:
         j.set_defaults(run=_run_train_judge, kind=kind)
 
 
-def _run_train_motion(args) -> None:
+def _run_trainer(args, config_class, train) -> None:
+    """Options the user gave -> the trainer's config dataclass (the rest keep its defaults) -> train."""
     import dataclasses
 
-    from vasa.train import motion as trainer  # the command line is the one module allowed to reach training
-    options = {f.name: getattr(args, f.name) for f in dataclasses.fields(trainer.TrainConfig) if hasattr(args, f.name)}
+    options = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_class) if hasattr(args, f.name)}
     if "holdout" in options:
         options["holdout"] = tuple(options["holdout"])
     try:
-        trainer.train_motion(trainer.TrainConfig(**options))  # rank 0 says what it wrote
+        train(config_class(**options))  # rank 0 says what it wrote
     except KeyboardInterrupt:
         print(f"vasa: interrupted; run the same command to resume from {args.out / 'state.pt'}", file=sys.stderr)
         raise SystemExit(130) from None
+
+
+def _run_train_motion(args) -> None:
+    from vasa.train import motion as trainer  # the command line is the one module allowed to reach training
+
+    _run_trainer(args, trainer.TrainConfig, trainer.train_motion)
 
 
 def _run_train_judge(args) -> None:
-    import dataclasses
+    from vasa.train import judge as trainer
 
-    from vasa.train import judge as trainer  # the command line is the one module allowed to reach training
-    options = {f.name: getattr(args, f.name) for f in dataclasses.fields(trainer.JudgeTrainConfig) if hasattr(args, f.name)}
-    if "holdout" in options:
-        options["holdout"] = tuple(options["holdout"])
-    try:
-        trainer.train_judge(trainer.JudgeTrainConfig(**options))
-    except KeyboardInterrupt:
-        print(f"vasa: interrupted; run the same command to resume from {args.out / 'state.pt'}", file=sys.stderr)
-        raise SystemExit(130) from None
+    _run_trainer(args, trainer.JudgeTrainConfig, trainer.train_judge)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,7 +17,6 @@ descriptors re-extracted from the videos (`vasa.eval`): it compares how faces mo
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,6 +24,7 @@ from scipy import linalg
 from torch import Tensor, nn
 
 from vasa.errors import VasaError
+from vasa.metrics.weights import load_weights
 
 I3D_SIDE = 224
 I3D_CLASSES = 400
@@ -135,26 +135,7 @@ class I3D(nn.Module):
 
 def load_i3d(path: str | os.PathLike) -> I3D:
     """I3D with the weights at `path` (.safetensors or a torch state dict), strict keys, eval mode."""
-    path = Path(path)
-    if not path.is_file():
-        raise VasaError(f"no I3D weights at {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # torch raises several types for foreign files
-            raise VasaError(f"cannot read I3D weights {path}: {error}") from None
-    model = I3D()
-    expected = set(model.state_dict())
-    state = {k: v for k, v in dict(state).items() if not k.endswith("num_batches_tracked") or k in expected}
-    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-    if missing or unexpected:
-        raise VasaError(f"{path} is not an I3D state dict: missing {missing[:4]}, unexpected {unexpected[:4]}")
-    model.load_state_dict(state, strict=True)
-    return model.eval()
+    return load_weights(I3D(), path, "I3D")
 
 
 def i3d_clips(frames: np.ndarray, clip_frames: int = 25) -> Tensor:

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from vasa.errors import VasaError
+from vasa.metrics.weights import load_weights
 
 SAMPLE_RATE = 16000
 FPS = 25.0
@@ -121,28 +121,7 @@ class SyncNet(nn.Module):
 
 def load_syncnet(path: str | os.PathLike) -> SyncNet:
     """SyncNet with the weights at `path` (.safetensors or a torch state dict), strict keys, eval mode."""
-    path = Path(path)
-    if not path.is_file():
-        raise VasaError(f"no SyncNet weights at {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # torch raises several types for foreign files
-            raise VasaError(f"cannot read SyncNet weights {path}: {error}") from None
-    if not isinstance(state, dict):
-        raise VasaError(f"{path} holds a {type(state).__name__}, not a state dict")
-    model = SyncNet()
-    expected = set(model.state_dict())
-    state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked") or k in expected}
-    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-    if missing or unexpected:
-        raise VasaError(f"{path} is not a SyncNet state dict: missing {missing[:4]}, unexpected {unexpected[:4]}")
-    model.load_state_dict(state, strict=True)
-    return model.eval()
+    return load_weights(SyncNet(), path, "SyncNet")
 
 
 # --- the protocol ---------------------------------------------------------------------------------------------
