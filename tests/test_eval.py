@@ -55,6 +55,9 @@ def test_shifting_the_audio_of_a_real_clip_lowers_the_judges_scores(judges):
         shifted = np.mean([contrastive.window_scores(model, motion, audio, hop=5, shift=s).mean()
                            for s in (shift, -shift)])
         assert true > shifted, kind
+    rolled = measure.shifted_audio_metrics(judges, real)  # the report's negative-control row
+    paired = measure.judge_metrics(judges, real)
+    assert rolled["lipsync_score"] < paired["lipsync_score"] and rolled["capp"] < paired["capp"]
 
 
 @pytest.mark.skipif(not identity.available(), reason="dlib and face_recognition_models are not installed")

@@ -10,7 +10,7 @@ why in the numbers ("skipped: ...") instead of failing the whole report.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -186,6 +186,19 @@ def judge_metrics(judges: Judges, m: VideoMeasures) -> dict:
             out["lipsync_score"] = "skipped: too short"
     else:
         out["lipsync_score"] = judges.notes["lipsync"]
+    return out
+
+
+def shifted_audio_metrics(judges: Judges, m: VideoMeasures, seconds: float = 1.0) -> dict:
+    """A negative control: the audio-dependent metrics of a video with its audio rolled (circularly) by
+    `seconds`; the speech features are rolled with it. On a real video every one of them should drop."""
+    frames = int(round(seconds * FPS))
+    rolled = replace(m, waveform=np.roll(m.waveform, int(round(seconds * SAMPLE_RATE))),
+                     audio=np.roll(m.audio, frames, axis=0))
+    mouth = m.track.mouth()
+    out = {"mouth_audio_energy_r": landmarks.pearson(mouth[m.track.found],
+                                                     frame_rms(rolled.waveform, len(m))[m.track.found])}
+    out.update(judge_metrics(judges, rolled))
     return out
 
 

@@ -132,11 +132,14 @@ def plot_bars(path: Path, summary: dict) -> str:
     """Real vs generated for the metrics both rows have."""
     plt = _pyplot()
     keys = [k for k in BAR_METRICS if any(isinstance(summary[r].get(k), float) for r in summary)]
-    fig, axes = plt.subplots(1, len(keys), figsize=(2.3 * len(keys), 2.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(keys), figsize=(2.7 * len(keys), 2.8), squeeze=False)
     for ax, key in zip(axes[0], keys):
         names = [r for r in summary if isinstance(summary[r].get(key), float)]
-        ax.bar(range(len(names)), [summary[r][key] for r in names], color=["0.5", "tab:blue", "tab:orange"][:len(names)])
-        ax.set_xticks(range(len(names)), names, fontsize=8, rotation=15)
+        colours = ["0.45" if r == "real video" else "0.75" if r.startswith("real") else "tab:blue" for r in names]
+        ax.bar(range(len(names)), [summary[r][key] for r in names], color=colours)
+        ax.axhline(0.0, color="k", linewidth=0.6)
+        labels = [r.replace("real video, audio shifted ", "real,\naudio\nshifted ").replace(" (", "\n(") for r in names]
+        ax.set_xticks(range(len(names)), labels, fontsize=7)
         ax.set_title(next(h for k, h, _, _ in SUMMARY_COLUMNS if k == key), fontsize=9)
     fig.tight_layout()
     return _save(fig, path)
@@ -172,7 +175,7 @@ def summary_table(summary: dict) -> list[str]:
     lines = ["| method | " + " | ".join(h for _, h, _, _ in columns) + " |",
              "|---|" + "---|" * len(columns)]
     for name, row in summary.items():
-        lines.append(f"| {name} | " + " | ".join(fmt(row.get(k, "n/a"), d) for k, _, d, _ in columns) + " |")
+        lines.append(f"| {name} | " + " | ".join(fmt(row.get(k, "—"), d) for k, _, d, _ in columns) + " |")
     return lines
 
 
@@ -207,6 +210,9 @@ def write_report(out: Path, results: dict, pairs: list[tuple[VideoMeasures, Vide
     lines = [f"# {title}", "", f"Produced by `{command}`.", ""]
     lines += results.get("preamble", [])
     lines += ["## Summary (means over videos)", ""] + summary_table(results["summary"]) + [""]
+    if any(name.startswith("real video, audio shifted") for name in results["summary"]):
+        lines += ["The shifted row is a negative control: the real videos with their audio rolled, so the "
+                  "audio-dependent metrics show what out-of-sync looks like on the same clips.", ""]
     skipped = {k: v for k, v in results["skipped"].items()}
     if skipped:
         lines += ["Not computed: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()) + ".", ""]

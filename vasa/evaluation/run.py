@@ -32,6 +32,7 @@ AUDIO_SUFFIXES = (".wav", ".mp3", ".flac", ".m4a", ".ogg", ".mp4")
 CONTROL_GAZE = ((15.0, 0.0), (-15.0, 0.0), (0.0, 10.0), (0.0, -10.0))  # degrees (theta, phi)
 CONTROL_DISTANCE = (0.8, 1.25)
 CONTROL_AUDIO_S = 3.0
+SHIFT_S = 1.0  # the negative-control row: the real videos with their audio rolled by this much
 
 
 def _find(folder: Path | None, stem: str, suffixes: tuple[str, ...]) -> Path | None:
@@ -106,6 +107,8 @@ def summarise(judges: Judges, videos: dict, pairs: list, method: str) -> dict:
     if reals:
         summary["real video"] = {k: _mean(reals, k) for k in keys}
         summary["real video"].update(mouth_correlation=1.0, lip_distance=0.0, fd_motion=0.0)
+        shifted = [measure.shifted_audio_metrics(judges, r) for _, r in pairs if r is not None]
+        summary[f"real video, audio shifted {SHIFT_S:g} s"] = {k: _mean(shifted, k) for k in shifted[0]}
     rows = [{**e["generated"], **e.get("paired", {})} for e in videos.values()]
     summary[method] = {k: _mean(rows, k) for k in keys}
     with_real = [(g, r) for g, r in pairs if r is not None]
