@@ -82,7 +82,8 @@ class Judges:
 
 @dataclass
 class VideoMeasures:
-    """One video, measured: frames at 25 fps, its audio, landmarks and speech features."""
+    """One video, measured: frames at 25 fps, its audio, landmarks and speech features. The frames may be
+    dropped once measured (set to []): the length is the track's."""
 
     name: str
     frames: list[np.ndarray]  # (T,) of (H, W, 3) RGB uint8
@@ -92,7 +93,7 @@ class VideoMeasures:
     audio: np.ndarray  # (T_audio, D) speech features at 25 fps
 
     def __len__(self) -> int:
-        return len(self.frames)
+        return len(self.track)
 
 
 def measure_frames(judges: Judges, name: str, frames: list[np.ndarray], waveform: np.ndarray) -> VideoMeasures:

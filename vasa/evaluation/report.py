@@ -182,7 +182,8 @@ def summary_table(summary: dict) -> list[str]:
 def per_video_table(videos: dict) -> list[str]:
     keys = ("mouth_correlation", "lip_distance", "lipsync_score", "lipsync_offset", "capp", "pose_variation_deg",
             "blinks_per_min", "jitter", "identity_distance")
-    lines = ["| video | row | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
+    headers = {k: h for k, h, _, _ in SUMMARY_COLUMNS} | {"lipsync_offset": "lip judge offset"}
+    lines = ["| video | row | " + " | ".join(headers[k] for k in keys) + " |", "|---|---|" + "---|" * len(keys)]
     for name, entry in videos.items():
         for row in ("generated", "real"):
             if row in entry:

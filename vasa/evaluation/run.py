@@ -85,6 +85,10 @@ def evaluate_folder(judges: Judges, generated: Path, out: Path, real: Path | Non
             entry["real"] = measure.video_metrics(judges, r, portrait)
             entry["paired"] = measure.paired_metrics(g, r)
         results["videos"][path.stem] = entry
+        if judges.i3d is None:  # only FVD needs the pixels again: keep tracks and audio, not frames
+            for m in (g, r):
+                if m is not None:
+                    m.frames, m.crop_frames = [], []
         pairs.append((g, r))
     results["summary"] = summarise(judges, results["videos"], pairs, method)
     reals = [r for _, r in pairs if r is not None]
@@ -101,7 +105,7 @@ def _has_audio(path: Path) -> bool:
 
 def summarise(judges: Judges, videos: dict, pairs: list, method: str) -> dict:
     """Rows of the summary table: the real videos (when given) and the generated ones, means over videos."""
-    keys = {k for entry in videos.values() for row in entry.values() for k in row}
+    keys = sorted({k for entry in videos.values() for row in entry.values() for k in row})
     summary = {}
     reals = [e["real"] for e in videos.values() if "real" in e]
     if reals:
