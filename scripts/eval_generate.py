@@ -34,7 +34,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -43,11 +42,13 @@ import torch
 
 from vasa.audio import load_audio
 from vasa.demo import demo_portrait
-from vasa.face.landmarks import LandmarkDetector, track_video
-from vasa.face.model import INNER_LIPS_LOWER, INNER_LIPS_UPPER, MOUTH_CORNERS, OUTER_LIPS, FaceModel
+from vasa.face.model import MOUTH_CORNERS
 from vasa.media import iter_video_frames, read_audio, read_image, write_video, write_wav
 
 from eval_face import label  # noqa: E402  (scripts/ is on the path when a script runs)
+from vasa.evaluation.report import to_json
+from vasa.metrics.landmarks import (BLINK_FRACTION, BLINK_FRAMES, OPEN_EYES_FRACTION, Track, blink_rate, compare,
+                                    count_blinks, distance_error, gaze_error, measure_crops, measure_video, pearson, pose_variation)
 from vasa.pipeline import Controls, TalkingHead, model_card
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,13 +57,9 @@ FPS = 25.0
 SAMPLE_RATE = 16000
 SAMPLES_PER_FRAME = int(SAMPLE_RATE / FPS)  # 640
 SHIFT_S = 1.0  # audio time shift of the sync check
-LIPS = np.array(sorted(set(OUTER_LIPS + INNER_LIPS_UPPER + INNER_LIPS_LOWER)))  # (38,)
 MOUTH_CORRELATION_TARGET = 0.6
 GAZE_GOAL_DEG = 5.0
 SYNC_MARGIN = 0.2  # "clearly better": paired mouth r above shifted by this much and by 3 seed spreads
-BLINK_FRACTION = 0.5  # a blink: mean eye opening below this fraction of the clip's median ...
-BLINK_FRAMES = (1, 10)  # ... for this many frames (at 25 fps: 40-400 ms)
-OPEN_EYES_FRACTION = 0.8  # gaze is read only on frames whose eyes are at least this open
 GAZE_REQUESTS = ((15.0, 0.0), (-15.0, 0.0), (0.0, 10.0), (0.0, -10.0), (0.0, 0.0))
 DISTANCE_REQUESTS = (0.8, 1.0, 1.25)
 EMOTION_REQUESTS = ("neutral", "happy", "sad", "surprise")
@@ -80,94 +77,6 @@ STRIP_FRAMES = 6
 VIDEO_CRF = 28
 
 
-# --- measuring frames -------------------------------------------------------------------------------
-@dataclass
-class Track:
-    """What the tracker sees in a sequence of frames, in the canonical frame (eye corners 1 apart)."""
-
-    canonical: np.ndarray  # (T, 478, 3)
-    pose: np.ndarray  # (T, 6): yaw, pitch, roll degrees, tx, ty, scale
-    found: np.ndarray  # (T,) bool; rows without a face repeat the last found
-
-    def __len__(self) -> int:
-        return len(self.found)
-
-    def __getitem__(self, index) -> "Track":
-        return Track(self.canonical[index], self.pose[index], self.found[index])
-
-    def mouth(self) -> np.ndarray:
-        return FaceModel.mouth_opening(self.canonical)  # (T,)
-
-    def eyes(self) -> np.ndarray:
-        return FaceModel.eye_opening(self.canonical).mean(axis=-1)  # (T,)
-
-
-def canonical_track(model: FaceModel, points: np.ndarray, found: np.ndarray) -> Track:
-    shapes, poses = zip(*[model.canonicalize(p)[:2] for p in points])
-    return Track(np.stack(shapes), np.stack(poses), np.asarray(found, bool))
-
-
-def measure_video(model: FaceModel, frames: list[np.ndarray], size: int) -> Track:
-    """Landmarks through `track_video` (one crop framed on the first frame), canonicalised."""
-    tracked = track_video(frames, size)
-    return canonical_track(model, tracked.landmarks, tracked.found)
-
-
-def measure_crops(model: FaceModel, frames: list[np.ndarray]) -> Track:
-    """Landmarks of frames that already are the face crop, without re-framing them (a re-framed crop
-    would hide a requested head distance). Frames without a face repeat the last found."""
-    points, found, last = [], [], None
-    with LandmarkDetector(tracking=True) as detector:
-        for frame in frames:
-            p = detector.landmarks(frame)
-            found.append(p is not None)
-            last = p if p is not None else last
-            points.append(last)
-    if last is None:
-        raise SystemExit("no face found in any generated frame")
-    first = next(p for p in points if p is not None)
-    points = [first if p is None else p for p in points]
-    return canonical_track(model, np.stack(points), np.array(found))
-
-
-# --- figures ------------------------------------------------------------------------------------------
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    if len(a) < 3 or np.std(a) < 1e-12 or np.std(b) < 1e-12:
-        return float("nan")
-    return float(np.corrcoef(a, b)[0, 1])
-
-
-def lip_distance(generated: np.ndarray, real: np.ndarray, centred: bool) -> float:
-    """Mean 2D distance (canonical x, y; eye corners 1 apart) of the lip landmarks, frames (T, 478, 3).
-    `centred`: each sequence's own mean lip shape removed first (identity and neutral offsets don't count)."""
-    g, r = generated[:, LIPS, :2], real[:, LIPS, :2]
-    if centred:
-        g, r = g - g.mean(axis=0), r - r.mean(axis=0)
-    return float(np.linalg.norm(g - r, axis=-1).mean())
-
-
-def head_motion_deg(track: Track) -> float:
-    """dP: mean |frame-to-frame change| of yaw, pitch and roll (degrees), averaged over the three angles."""
-    both = track.found[1:] & track.found[:-1]
-    if not both.any():
-        return float("nan")
-    return float(np.abs(np.diff(track.pose[:, :3], axis=0))[both].mean())
-
-
-def count_blinks(opening: np.ndarray) -> int:
-    """Runs of BLINK_FRAMES[0]..BLINK_FRAMES[1] frames with the eye opening below BLINK_FRACTION x its median."""
-    low = np.concatenate([[False], opening < BLINK_FRACTION * np.median(opening), [False]])
-    edges = np.flatnonzero(np.diff(low.astype(int)))
-    lengths = edges[1::2] - edges[::2]
-    return int(np.sum((lengths >= BLINK_FRAMES[0]) & (lengths <= BLINK_FRAMES[1])))
-
-
-def blink_rate(track: Track) -> float:
-    """Blinks per minute (frames without a face are left out)."""
-    opening = track.eyes()[track.found]
-    return count_blinks(opening) / (len(opening) / FPS / 60.0) if len(opening) else float("nan")
-
-
 def check_blink_counter() -> None:
     """Known answer: dips of 1, 4 and 10 frames are blinks; 11 frames (eyes closed) and 55 % dips are not."""
     signal = np.full(200, 0.3)
@@ -179,20 +88,8 @@ def check_blink_counter() -> None:
     assert count_blinks(np.r_[0.05, np.full(50, 0.3), 0.05]) == 2  # blinks at both ends count
 
 
-def compare(generated: Track, real: Track) -> dict:
-    """Per-frame comparison of a generated clip with the real one (over their common length)."""
-    n = min(len(generated), len(real))
-    g, r = generated[:n], real[:n]
-    both = g.found & r.found
-    return {
-        "mouth_correlation": pearson(g.mouth()[both], r.mouth()[both]),
-        "lip_distance_centred": lip_distance(g.canonical[both], r.canonical[both], centred=True),
-        "lip_distance_raw": lip_distance(g.canonical[both], r.canonical[both], centred=False),
-        "head_motion_deg": head_motion_deg(g),
-        "blinks_per_min": blink_rate(g),
-        "mouth_opening_std": float(np.std(g.mouth()[g.found])),
-        "frames_compared": int(both.sum()),
-    }
+def head_motion_deg(track: Track) -> float:
+    return pose_variation(track.pose, track.found)
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -284,17 +181,14 @@ def controls_portrait(head: TalkingHead, name: str, image: np.ndarray, waveform:
         rest, track = track[0], track[1:]
         row = {"portrait": name, "kind": kind, "request": value, "frames_found": int(track.found.sum())}
         if kind == "gaze":
-            eyes = track.eyes()
-            open_ = track.found & (eyes >= OPEN_EYES_FRACTION * np.median(eyes))
-            measured = model.eye_gaze(track.canonical[open_]).mean(axis=0)
+            error, measured = gaze_error(model, track, value)
             in_motion = head.space.eye_gaze(x).mean(axis=0)
-            row.update(measured_deg=measured.tolist(), in_motion_deg=in_motion.tolist(),
-                       error_deg=float(np.linalg.norm(measured - np.array(value))),
+            row.update(measured_deg=measured.tolist(), in_motion_deg=in_motion.tolist(), error_deg=error,
                        error_in_motion_deg=float(np.linalg.norm(in_motion - np.array(value))))
         elif kind == "distance":
-            measured = rest.pose[5] / track.pose[track.found, 5]  # head_distance(pose) / head_distance(portrait)
-            row.update(measured=float(measured.mean()), in_motion=float(np.mean(1.0 / x[:, 5])),
-                       error=float(abs(measured.mean() - value)), error_in_motion=float(abs(np.mean(1 / x[:, 5]) - value)))
+            error, measured = distance_error(track, rest.pose, value)
+            row.update(measured=measured, in_motion=float(np.mean(1.0 / x[:, 5])),
+                       error=error, error_in_motion=float(abs(np.mean(1 / x[:, 5]) - value)))
         else:
             corners = track.canonical[track.found][:, MOUTH_CORNERS, :2]
             rest_corners = rest.canonical[MOUTH_CORNERS, :2]
@@ -552,18 +446,6 @@ def file_sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-def to_json(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): to_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_json(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, required=True, help="motion model (.safetensors)")
@@ -642,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
 DEFINITIONS = {
     "mouth_correlation": "Pearson r of the inner-lip gap (FaceModel.mouth_opening, canonical) per frame, "
                          "generated vs real, frames where both have a face",
-    "lip_distance_centred": "mean 2D distance (canonical x, y; outer eye corners 1 apart) of the 38 lip landmarks "
+    "lip_distance_centred": "mean 2D distance (canonical x, y; outer eye corners 1 apart) of the 40 lip landmarks "
                             "(OUTER_LIPS + INNER_LIPS_*), each sequence's own mean lip shape removed first",
     "lip_distance_raw": "the same without removing the mean lip shapes (identity/neutral offsets count)",
     "head_motion_deg": "dP: mean |frame-to-frame change| of yaw, pitch, roll in degrees, averaged over the angles",

@@ -177,6 +177,55 @@ def _run_demo(args) -> None:
     run_demo(args.out, size=args.size, reenact=args.reenact)
 
 
+def _add_eval(commands) -> None:
+    p = commands.add_parser("eval", help="measure talking-face videos (any method's) and write a report",
+                            description="Lip sync (SyncNet SC/SD with --syncnet, our lip judge), CAPP, pose variation, "
+                                        "blinks, jitter, identity, mouth vs a real video, FVD25 (with --i3d) or an "
+                                        "offline Fréchet distance; report.md + plots + metrics.json (docs/eval.md).")
+    p.add_argument("generated", nargs="?", type=Path, help="folder of generated videos (x.mp4)")
+    p.add_argument("--out", required=True, type=Path, help="report folder (report.md, metrics.json, img/)")
+    p.add_argument("--real", type=Path, help="folder of the real videos, same names (x.mp4)")
+    p.add_argument("--audio", type=Path, help="folder of the speech, same names, for videos without a soundtrack")
+    p.add_argument("--portraits", type=Path, help="folder of source portraits, same names (default: the real "
+                                                  "video's first frame)")
+    p.add_argument("--benchmark", type=Path, metavar="CASES",
+                   help="generate each case of this folder (x.mp4 real video, or x.png + x.wav) and evaluate it")
+    p.add_argument("--cases", nargs="+", metavar="NAME", help="with --benchmark: only these cases")
+    p.add_argument("--model", type=Path, help="with --benchmark: motion model (default: the shipped one)")
+    p.add_argument("--size", type=_positive_size, default=256, help="generated side / tracker crop (default 256)")
+    p.add_argument("--seed", type=int, default=0, help="with --benchmark: generation seed")
+    p.add_argument("--no-controls", action="store_true", help="with --benchmark: skip the gaze/distance requests")
+    p.add_argument("--work", type=Path, help="with --benchmark: folder for the generated videos and portraits "
+                                             "(default: OUT)")
+    p.add_argument("--syncnet", type=Path, help="SyncNet weights (syncnet_v2 state dict, .model or .safetensors)")
+    p.add_argument("--i3d", type=Path, help="I3D Kinetics-400 weights (state dict) for FVD25")
+    p.add_argument("--capp", type=Path, help="CAPP judge (default: vasa/assets/capp.safetensors)")
+    p.add_argument("--lipsync", type=Path, help="lip-sync judge (default: vasa/assets/lipsync.safetensors)")
+    p.add_argument("--no-identity", action="store_true", help="skip dlib's identity similarity (slow on CPU)")
+    p.set_defaults(run=_run_eval)
+
+
+def _run_eval(args) -> None:
+    import torch
+
+    from vasa.evaluation.measure import Judges
+    from vasa.evaluation.run import evaluate_folder, run_benchmark
+
+    if (args.generated is None) == (args.benchmark is None):
+        raise VasaError("give either a folder of generated videos or --benchmark CASES")
+    torch.set_num_threads(min(torch.get_num_threads(), 2))
+    judges = Judges.load(size=args.size, capp=args.capp, lipsync=args.lipsync, syncnet_path=args.syncnet,
+                         i3d_path=args.i3d, identity_metric=not args.no_identity)
+    command = "vasa " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["eval"] else "vasa eval"
+    if args.benchmark is not None:
+        report = run_benchmark(args.benchmark, args.out, args.model, args.size, args.seed, args.cases,
+                               controls=not args.no_controls, judges=judges, command=command, work=args.work)
+    else:
+        report = evaluate_folder(judges, args.generated, args.out, real=args.real, audio=args.audio,
+                                 portraits=args.portraits, command=command)
+    print(f"wrote {report} and {args.out / 'metrics.json'}")
+
+
 def _add_train(commands) -> None:
     p = commands.add_parser("train", help="train a model on records written by `vasa prepare`")
     models = p.add_subparsers(dest="model", required=True)
@@ -211,6 +260,27 @@ def _add_train(commands) -> None:
                    help="turn off the gaze, distance and speed augmentations")
     m.set_defaults(run=_run_train_motion)
     _add_train_face(models)
+    for kind, what in (("capp", "CAPP, the contrastive audio-pose judge of VASA-1 (3 s windows)"),
+                       ("lipsync", "the offline lip-sync judge (mouth measures vs audio, 0.6 s windows)")):
+        j = models.add_parser(kind, argument_default=argparse.SUPPRESS, help=f"train {what}",
+                              description=f"Train {what} on prepared records, contrastively (CLIP loss). "
+                                          "Running it again with the same --out resumes (docs/eval.md).")
+        j.add_argument("--data", required=True, type=Path, help="folder written by `vasa prepare` (or its records/)")
+        j.add_argument("--out", required=True, type=Path, help="run folder: judge.safetensors, state.pt, metrics")
+        j.add_argument("--preset", help="judge size, a name in vasa.metrics.contrastive.PRESETS (default: the kind's)")
+        j.add_argument("--steps", type=int, help="optimiser steps in all (default 3000)")
+        j.add_argument("--batch-size", type=int, help="windows per step (default 64)")
+        j.add_argument("--group", type=int, help="windows per clip in a batch, the hard negatives (default 8)")
+        j.add_argument("--lr", type=float, help="peak learning rate (default 3e-4)")
+        j.add_argument("--warmup-steps", type=int, help="linear warmup steps (default 100)")
+        j.add_argument("--log-every", type=int, help="steps between metrics lines (default 50)")
+        j.add_argument("--save-every", type=int, help="steps between checkpoints (default 500)")
+        j.add_argument("--seed", type=int, help="seed of weights and windows (default 0)")
+        j.add_argument("--holdout", nargs="+", type=str, metavar="NAME",
+                       help="records (video stems) kept out of training and scored at the end")
+        j.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+        j.set_defaults(run=_run_train_judge, kind=kind)
+
 
 
 def _add_train_face(models) -> None:
@@ -274,6 +344,12 @@ def _run_trainer(args, config_class, train) -> None:
         raise SystemExit(130) from None
 
 
+def _run_train_judge(args) -> None:
+    from vasa.train import judge as trainer
+
+    _run_trainer(args, trainer.JudgeTrainConfig, trainer.train_judge)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vasa", description="VASA-1 talking faces: one portrait, one voice.")
     parser.add_argument("-v", "--verbose", action="store_true", help="show library log messages")
@@ -282,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reenact(commands)
     _add_prepare(commands)
     _add_demo(commands)
+    _add_eval(commands)
     _add_train(commands)
     return parser
 

@@ -1,0 +1,108 @@
+"""`vasa eval` (`vasa.evaluation`): identical videos score as identical, shifted audio scores worse, the
+report and its numbers are written, benchmark cases are found, user mistakes are one line."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import SHARED_MEDIA
+from vasa.cli import main
+from vasa.evaluation import measure
+from vasa.evaluation.measure import Judges
+from vasa.evaluation.run import benchmark_cases, evaluate_folder
+from vasa.media import write_wav
+from vasa.metrics import contrastive, identity
+
+HELD_OUT_CLIPS = [SHARED_MEDIA / "clips" / f"{name}.mp4" for name in ("retalking_2", "sadtalker_WDA_AOC_000")]
+
+
+@pytest.fixture(scope="module")
+def judges() -> Judges:
+    return Judges.load(size=256)
+
+
+def test_identical_videos_score_as_identical(tmp_path, judges, driver_clip):
+    for folder in ("generated", "real"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(driver_clip, tmp_path / folder / "clip.mp4")
+    report = evaluate_folder(judges, tmp_path / "generated", tmp_path / "report", real=tmp_path / "real")
+    numbers = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    paired = numbers["videos"]["clip"]["paired"]
+    assert paired["lip_distance"] == pytest.approx(0.0, abs=1e-9)
+    assert paired["mouth_correlation"] == pytest.approx(1.0)
+    generated = numbers["summary"]["generated"]
+    assert generated["fd_motion"] == pytest.approx(0.0, abs=1e-6)
+    assert generated["pose_variation_deg"] == pytest.approx(numbers["summary"]["real video"]["pose_variation_deg"])
+    assert generated["pose_variation_deg"] > 0.5  # the clip turns its head
+    assert generated["syncnet_confidence"].startswith("skipped: no weights (--syncnet PATH)")
+    assert generated["fvd25"].startswith("skipped: no weights (--i3d PATH)")
+    text = report.read_text()
+    assert "| real video |" in text and "| generated |" in text
+    for picture in ("pose.png", "mouth_energy.png", "metric_bars.png"):
+        assert (tmp_path / "report" / "img" / picture).stat().st_size > 1000
+
+
+@pytest.fixture(scope="module")
+def held_out(judges):
+    if not all(p.is_file() for p in HELD_OUT_CLIPS):
+        pytest.skip("needs ../shared/media")
+    if judges.capp is None or judges.lipsync is None:
+        pytest.skip("the shipped judges are absent")
+    return [measure.measure_video_file(judges, p) for p in HELD_OUT_CLIPS]
+
+
+def test_shifting_the_audio_of_a_real_clip_lowers_the_judges_scores(judges, held_out):
+    real = held_out[0]
+    for kind, model, shift in (("lipsync", judges.lipsync, 8), ("capp", judges.capp, 25)):
+        motion, audio = measure.judge_inputs(judges, real, kind)
+        true = contrastive.window_scores(model, motion, audio, hop=5).mean()
+        shifted = np.mean([contrastive.window_scores(model, motion, audio, hop=5, shift=s).mean()
+                           for s in (shift, -shift)])
+        assert true > shifted, kind
+
+
+def test_the_negative_control_row_scores_below_the_real_pairing(judges, held_out):
+    """The report's row of real clips with their audio rolled by 1 s, averaged over the held-out clips as
+    the report does (the judges are too weak to rank every single short clip)."""
+    paired = [measure.judge_metrics(judges, m) for m in held_out]
+    rolled = [measure.shifted_audio_metrics(judges, m) for m in held_out]
+    paired_energy = [measure.video_metrics(judges, m)["mouth_audio_energy_r"] for m in held_out]
+    for key, before in (("lipsync_score", [p["lipsync_score"] for p in paired]), ("capp", [p["capp"] for p in paired]),
+                        ("mouth_audio_energy_r", paired_energy)):
+        assert np.mean([r[key] for r in rolled]) < np.mean(before), key
+
+
+@pytest.mark.skipif(not identity.available(), reason="dlib and face_recognition_models are not installed")
+def test_identity_is_close_for_the_same_face_and_far_for_another(judges, astronaut, grace_hopper):
+    from vasa.media import read_image
+
+    same = identity.identity_similarity(judges.descriptor, astronaut, [astronaut[:, ::-1].copy()])
+    other = identity.identity_similarity(judges.descriptor, astronaut, [read_image(grace_hopper)])
+    assert same["distance"] < identity.SAME_PERSON_DISTANCE < other["distance"]
+
+
+def test_benchmark_cases_pair_portraits_speech_and_real_videos(tmp_path, driver_clip, astronaut):
+    import cv2
+
+    shutil.copy(driver_clip, tmp_path / "talk.mp4")
+    cv2.imwrite(str(tmp_path / "photo.png"), astronaut)
+    write_wav(tmp_path / "photo.wav", np.zeros(16000, np.float32))
+    cv2.imwrite(str(tmp_path / "lonely.png"), astronaut)  # no speech: not a case
+    cases = benchmark_cases(tmp_path)
+    assert [(c["name"], c["real"] is not None, c["portrait"] is not None) for c in cases] == \
+        [("photo", False, True), ("talk", True, False)]
+    assert [c["name"] for c in benchmark_cases(tmp_path, ["talk"])] == ["talk"]
+    with pytest.raises(Exception, match="no case absent"):
+        benchmark_cases(tmp_path, ["absent"])
+
+
+def test_command_line_mistakes_are_one_line(tmp_path, capsys):
+    assert main(["eval", "--out", str(tmp_path / "r")]) == 2
+    assert "either a folder of generated videos or --benchmark" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["eval", str(tmp_path / "empty"), "--out", str(tmp_path / "r"), "--no-identity"]) == 2
+    assert "no videos" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "empty"), "--out", str(tmp_path / "r"), "--syncnet", str(tmp_path / "x")]) == 2
+    assert "no SyncNet weights" in capsys.readouterr().err

@@ -1,0 +1,1 @@
+"""`vasa eval`: measure talking-face videos (ours or any method's) and write a report."""

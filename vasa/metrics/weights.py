@@ -1,0 +1,37 @@
+"""Third-party weights for the metric networks (SyncNet, I3D): read from a user path, loaded strictly."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vasa.errors import VasaError
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike, what: str) -> nn.Module:
+    """Load a state dict (.safetensors, or a torch file read with weights_only=True: tensors, no code) into
+    `model` with strict keys; `what` names the network in errors. Returns the model in eval mode."""
+    path = Path(path)
+    if not path.is_file():
+        raise VasaError(f"no {what} weights at {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # torch raises several types for foreign files
+            raise VasaError(f"cannot read {what} weights {path}: {error}") from None
+    if not isinstance(state, dict):
+        raise VasaError(f"{path} holds a {type(state).__name__}, not a {what} state dict")
+    expected = set(model.state_dict())
+    state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked") or k in expected}
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        raise VasaError(f"{path} is not a {what} state dict: missing {missing[:4]}, unexpected {unexpected[:4]}")
+    model.load_state_dict(state, strict=True)
+    return model.eval()

@@ -1,0 +1,202 @@
+"""Train a contrastive judge (`vasa.metrics.contrastive`) on records written by `vasa prepare`: CAPP
+(audio-pose, VASA-1 Sec. 4.1) or the offline lip-sync judge (audio-lip landmarks).
+
+    vasa train capp --data prepared/ --out runs/capp --holdout retalking_2 sadtalker_WDA_AOC_000
+    vasa train lipsync --data prepared/ --out runs/lipsync --holdout retalking_2 sadtalker_WDA_AOC_000
+
+One flat loop in one process, reusing the motion trainer's pieces (learning-rate schedule, EMA, atomic
+state, metrics.jsonl): AdamW, warmup then cosine decay, an EMA copy (what ships), CLIP's symmetric
+InfoNCE loss. A batch is `batch_size / group` segments with `group` windows each at random times: the
+other windows of the same clip are the hard negatives that make the judge look at timing rather than at
+who is speaking. Running the same command again resumes from state.pt. At the end the EMA weights are
+scored on the held-out records (true vs time-shifted pairs) and the figures go into the checkpoint.
+
+Outputs in --out: judge.safetensors (EMA weights + config + held-out figures), state.pt, metrics.jsonl,
+train_config.json.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from vasa.data.records import Record, read_record
+from vasa.errors import VasaError
+from vasa.face.model import FaceModel
+from vasa.metrics.contrastive import (PRESETS, STD_FLOOR, ContrastiveJudge, lip_features, pose_features,
+                                      save_judge, shift_separation)
+from vasa.train.motion import Metrics, Processes, ema_decay, learning_rate, save_atomic, split_records, update_ema
+
+SEPARATION_SHIFTS = {"capp": [5, 10, 25], "lipsync": [3, 6, 12]}  # frames, held-out true-vs-shifted check
+SEPARATION_HOP = 5  # frames between scored windows in that check
+
+
+@dataclass(frozen=True)
+class JudgeTrainConfig:
+    data: Path
+    out: Path
+    kind: str = "capp"  # "capp" or "lipsync"
+    preset: str = ""  # a name in vasa.metrics.contrastive.PRESETS; default: the kind's own
+    steps: int = 3000
+    batch_size: int = 64
+    group: int = 8  # windows per segment in a batch (hard negatives)
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1
+    ema_decay: float = 0.995
+    log_every: int = 50
+    save_every: int = 500
+    seed: int = 0
+    holdout: tuple[str, ...] = ()
+    threads: int = 0
+
+    def __post_init__(self):
+        if self.kind not in ("capp", "lipsync"):
+            raise VasaError(f"judge kind must be capp or lipsync, got {self.kind!r}")
+        if self.preset and self.preset not in PRESETS:
+            raise VasaError(f"unknown preset {self.preset!r}: choose from {', '.join(PRESETS)}")
+        if self.batch_size % self.group:
+            raise VasaError(f"batch size {self.batch_size} is not a multiple of group {self.group}")
+        for name in ("steps", "batch_size", "group", "log_every", "save_every"):
+            if getattr(self, name) < 1:
+                raise VasaError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+    def to_json(self) -> dict:
+        return {k: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
+                for k, v in asdict(self).items()}
+
+
+def record_sequences(records: list[Record], kind: str, face_model: FaceModel) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(motion features (T, M), audio features (T, D)) per segment."""
+    out = []
+    for record in records:
+        for s in record.segments:
+            if kind == "capp":
+                motion = pose_features(s.pose)
+            else:
+                motion = lip_features(face_model.mean_shape + face_model.decode_dynamics(s.dynamics))
+            out.append((motion, s.audio.astype(np.float32)))
+    return out
+
+
+def feature_stats(sequences: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(motion std of segment-centred frames (M,), audio mean (D,), audio std (D,))."""
+    motion = np.concatenate([m - m.mean(axis=0) for m, _ in sequences])
+    audio = np.concatenate([a for _, a in sequences])
+    return (np.maximum(motion.std(axis=0), STD_FLOOR), audio.mean(axis=0),
+            np.maximum(audio.std(axis=0), STD_FLOOR))
+
+
+def sample_batch(sequences, window: int, batch_size: int, group: int,
+                 rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """motion (B, W, M), audio (B, W, D): batch_size / group segments (weighted by length), group windows each."""
+    lengths = np.array([len(m) for m, _ in sequences], float)
+    usable = np.maximum(lengths - window + 1, 0)
+    picks = rng.choice(len(sequences), size=batch_size // group, p=usable / usable.sum())
+    motion, audio = [], []
+    for k in picks:
+        m, a = sequences[k]
+        for start in rng.integers(0, len(m) - window + 1, size=group):
+            motion.append(m[start:start + window])
+            audio.append(a[start:start + window])
+    return torch.from_numpy(np.stack(motion)), torch.from_numpy(np.stack(audio))
+
+
+def train_judge(config: JudgeTrainConfig) -> Path:
+    """Train (or resume) the judge in config.out; returns the path of judge.safetensors."""
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    out = Path(config.out)
+    model_path, state_path = out / "judge.safetensors", out / "state.pt"
+
+    def say(message: str) -> None:
+        tqdm.write(message, file=sys.stderr)
+
+    face_model = FaceModel.load()
+    training_files, held_out_files = split_records(config, Processes())
+    records = [read_record(f) for f in training_files]
+    model_config = PRESETS[config.preset or config.kind]
+    train = [s for s in record_sequences(records, config.kind, face_model) if len(s[0]) >= model_config.window_frames]
+    if not train:
+        raise VasaError(f"no training segment is as long as the judge's window ({model_config.window_frames} frames)")
+    audio_dim = train[0][1].shape[1]
+    model_config = replace(model_config, kind=config.kind, motion_dim=train[0][0].shape[1], audio_dim=audio_dim)
+    held_out = record_sequences([read_record(f) for f in held_out_files], config.kind, face_model)
+
+    torch.manual_seed(config.seed)
+    model = ContrastiveJudge(model_config)
+    for buffer, value in zip((model.motion_std, model.audio_mean, model.audio_std), feature_stats(train)):
+        buffer.copy_(torch.from_numpy(value))
+    ema = copy.deepcopy(model).requires_grad_(False).eval()
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+    rng = np.random.default_rng(config.seed)
+    step, seconds_before = 0, 0.0
+    if state_path.exists():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        if state["model_config"] != asdict(model_config):
+            raise VasaError(f"{state_path} is a run of another judge: use another --out")
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        rng.bit_generator.state = state["rng"]
+        step, seconds_before = state["step"], state["seconds"]
+        say(f"resumed {out} at step {step}")
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train_config.json").write_text(json.dumps(config.to_json(), indent=2) + "\n")
+    metrics = Metrics(out, say, tag=config.kind)
+    say(f"{config.kind} judge: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, "
+        f"{len(train)} segments ({sum(len(m) for m, _ in train)} frames), {len(held_out)} held-out segments")
+    started_at, started = step, time.perf_counter()
+    progress = tqdm(total=config.steps, initial=step, desc=config.kind, dynamic_ncols=True)
+    loss_sum, loss_count = 0.0, 0
+    while step < config.steps:
+        lr = learning_rate(config, step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        motion, audio = sample_batch(train, model_config.window_frames, config.batch_size, config.group, rng)
+        loss = model.loss(motion, audio)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        update_ema(ema, model, ema_decay(config, step))
+        step += 1
+        loss_sum, loss_count = loss_sum + loss.item(), loss_count + 1
+        progress.update(1)
+        last = step == config.steps
+        if step % config.log_every == 0 or last:
+            metrics.write({"step": step, "loss": loss_sum / loss_count, "lr": lr, "grad_norm": grad_norm.item(),
+                           "seconds": seconds_before + time.perf_counter() - started})
+            progress.set_postfix(loss=f"{loss_sum / loss_count:.3f}")
+            loss_sum, loss_count = 0.0, 0
+        if step % config.save_every == 0 or last:
+            figures = {}
+            if last and held_out:
+                figures = {"held_out": [f.stem for f in held_out_files],
+                           "separation": shift_separation(ema, held_out, SEPARATION_SHIFTS[config.kind], SEPARATION_HOP)}
+            save_judge(model_path, ema, {"audio_encoder": records[0].audio_encoder, "fps": str(records[0].fps),
+                                         "step": str(step), **figures})
+            save_atomic({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
+                         "step": step, "seconds": seconds_before + time.perf_counter() - started,
+                         "rng": rng.bit_generator.state, "model_config": asdict(model_config)}, state_path)
+            if figures:
+                say(f"held-out {', '.join(figures['held_out'])}: {figures['separation']}")
+    progress.close()
+    metrics.close()
+    say(f"wrote {model_path} (step {step})" if started_at < step else
+        f"{out} is already at step {step}: nothing to do (a larger --steps trains on)")
+    return model_path
