@@ -338,7 +338,11 @@ class Renderer:
         self.resampler = Resampler(MODEL_FPS, fps)
 
     def push(self, x: np.ndarray) -> list[np.ndarray]:
-        return list(self.head.render(self.resampler.push(x), self.source))
+        return list(self.frames(x))
+
+    def frames(self, x: np.ndarray) -> Iterator[np.ndarray]:
+        """The frames of motion chunk x, made one by one as they are asked for."""
+        return self.head.render(self.resampler.push(x), self.source)
 
 
 class Resampler:

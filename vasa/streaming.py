@@ -95,12 +95,19 @@ class _Stage(threading.Thread):
             self._put(_Failure(error))
 
     def _emit(self, work: Callable) -> None:
+        """Run `work` (its outputs may be a generator: each goes downstream as soon as it is made)."""
         start = time.perf_counter()
-        outputs = work()
-        self.stats.busy_s += time.perf_counter() - start
-        for output in outputs:
+        outputs = iter(work())
+        while True:
+            try:
+                output = next(outputs)
+            except StopIteration:
+                self.stats.busy_s += time.perf_counter() - start
+                return
+            self.stats.busy_s += time.perf_counter() - start
             self.stats.items += 1
             self._put(output)
+            start = time.perf_counter()
 
     def _put(self, item) -> None:
         while not self.stopped.is_set():
@@ -155,7 +162,7 @@ class StreamingSession:
             "features": (lambda chunk: [audio.push(chunk)], lambda: [audio.flush()]),
             "motion": (lambda part: [x] if len(x := motion.push(part)) else [],
                        lambda: [x] if len(x := motion.flush()) else []),
-            "render": (lambda x: renderer.push(x), lambda: []),
+            "render": (lambda x: renderer.frames(x), lambda: []),  # one frame at a time
             "encode": (lambda image: [(image, encode(image))], lambda: []),
         }
         self._stages = []
