@@ -43,6 +43,7 @@ class ServerConfig:
     max_audio_s: float = 600.0  # audio one session may stream
     max_message_bytes: int = 1 << 16  # largest WebSocket message from a client (2 s of audio)
     send_queue_frames: int = 60  # frames held for a slow client (a window comes at once); older ones are dropped
+    send_buffer_bytes: int | None = 1 << 18  # kernel send buffer per stream: a slow client is seen sooner
     jpeg_quality: int = 85
     fps: float = 25.0
     step_frames: int | None = None  # motion frames per window (None: the model's window)
@@ -159,18 +160,18 @@ async def _index(request: web.Request) -> web.FileResponse:
 
 
 async def _list_portraits(request: web.Request) -> web.Response:
-    server: VasaServer = request.app["vasa"]
+    server: VasaServer = request.app[SERVER]
     return web.json_response([{"id": key, "name": p.name} for key, p in server.portraits.items()])
 
 
 async def _portrait_image(request: web.Request) -> web.Response:
-    server: VasaServer = request.app["vasa"]
+    server: VasaServer = request.app[SERVER]
     data = await asyncio.get_running_loop().run_in_executor(None, server.thumbnail, request.match_info["id"])
     return web.Response(body=data, content_type="image/jpeg")
 
 
 async def _upload_portrait(request: web.Request) -> web.Response:
-    server: VasaServer = request.app["vasa"]
+    server: VasaServer = request.app[SERVER]
     limit = server.config.upload_bytes
     if request.content_length is not None and request.content_length > limit:
         return _error_response(413, f"portrait upload is larger than {limit >> 20} MB")
@@ -195,7 +196,7 @@ async def _demo_speech(request: web.Request) -> web.FileResponse:
 
 
 async def _status(request: web.Request) -> web.Response:
-    server: VasaServer = request.app["vasa"]
+    server: VasaServer = request.app[SERVER]
     return web.json_response({**server.stats.__dict__, "max_sessions": server.config.max_sessions})
 
 
@@ -203,12 +204,15 @@ def _error_response(status: int, message: str) -> web.Response:
     return web.json_response({"type": "error", "message": message}, status=status)
 
 
+SERVER = web.AppKey("vasa", VasaServer)
+
+
 def build_app(head: TalkingHead, config: ServerConfig = ServerConfig()) -> web.Application:
     """The aiohttp application: the page, its static files, the portrait API and the /ws stream."""
     from vasa.server.session import websocket_handler
 
     app = web.Application(client_max_size=config.upload_bytes + (1 << 16))
-    app["vasa"] = VasaServer(head, config)
+    app[SERVER] = VasaServer(head, config)
     app.router.add_get("/", _index)
     app.router.add_static("/static/", STATIC)
     app.router.add_get("/api/portraits", _list_portraits)

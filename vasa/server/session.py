@@ -14,6 +14,7 @@ import asyncio
 import collections
 import json
 import logging
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +24,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from vasa.errors import VasaError
 from vasa.pipeline import Controls
-from vasa.server.app import FRAME_HEADER, SAMPLE_RATE, STATS_EVERY_S, VasaServer
+from vasa.server.app import FRAME_HEADER, SAMPLE_RATE, SERVER, STATS_EVERY_S, VasaServer
 from vasa.streaming import StreamFrame, StreamingSession
 
 log = logging.getLogger(__name__)
@@ -211,10 +212,13 @@ class _Connection:
 
 
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
-    server: VasaServer = request.app["vasa"]
+    server: VasaServer = request.app[SERVER]
     config = server.config
     ws = web.WebSocketResponse(max_msg_size=config.max_message_bytes, heartbeat=10.0)
     await ws.prepare(request)
+    sock = request.transport.get_extra_info("socket") if request.transport else None
+    if sock is not None and config.send_buffer_bytes:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, config.send_buffer_bytes)
     if server.stats.active >= config.max_sessions:
         server.stats.sessions_refused += 1
         await ws.send_json({"type": "error", "code": "busy",
