@@ -3,11 +3,11 @@
 "use strict";
 const RATE = 16000;
 const CHUNK = 320;          // 20 ms of audio per message up
-const LEAD_S = 0.25;        // playback starts this long after the first frame arrives (absorbs jitter)
+const LEAD_S = 0.5;         // playback starts this long after the first frame arrives (absorbs jitter)
 const $ = (id) => document.getElementById(id);
 
 const stats = { frames: 0, shown: 0, firstFrameMs: null, fps: null, maxDriftMs: null, lateAudio: 0,
-                dropped: 0, designLatencyMs: null, done: false, error: null, streaming: false };
+                dropped: 0, designLatencyMs: null, done: false, error: null, streaming: false, driftsMs: [] };
 window.vasa = { stats };     // read by the browser test
 
 let picked = null, ws = null, ctx = null, input = null, micStream = null;
@@ -107,6 +107,8 @@ function draw() {                          // show the newest frame whose time h
       stats.shown++;
       const driftMs = 1000 * (media - frame.t);   // audio position minus the shown frame's time
       stats.maxDriftMs = Math.max(stats.maxDriftMs ?? 0, Math.round(driftMs));
+      stats.driftsMs.push(Math.round(driftMs));
+      if (stats.driftsMs.length > 3000) stats.driftsMs.shift();
     }
   }
   showStats();
@@ -127,7 +129,7 @@ async function start(kind, file) {
   if (!picked) return say("pick a portrait first");
   await stop();
   Object.assign(stats, { frames: 0, shown: 0, firstFrameMs: null, fps: null, maxDriftMs: null, lateAudio: 0,
-                         dropped: 0, done: false, error: null, streaming: true });
+                         dropped: 0, done: false, error: null, streaming: true, driftsMs: [] });
   sendStart = playStart = null; pendingLength = 0; arrivals = []; queue.length = 0; say("");
   ctx = new AudioContext({ sampleRate: RATE });
   await ctx.audioWorklet.addModule("/static/capture.js");
