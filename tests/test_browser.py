@@ -32,6 +32,9 @@ def chromium_path() -> str | None:
     return None
 
 
+pytestmark = pytest.mark.skipif(chromium_path() is None, reason="no system Chromium (apt-get install chromium)")
+
+
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory):
     from aiohttp import web
@@ -53,8 +56,6 @@ def server_url(tmp_path_factory):
 
 def test_page_streams_speech_and_shows_a_talking_face_in_sync(server_url, tmp_path, detector):
     executable = chromium_path()
-    if executable is None:
-        pytest.skip("no system Chromium (apt-get install chromium)")
     args = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
             f"--use-file-for-fake-audio-capture={DEMO_SPEECH}", "--autoplay-policy=no-user-gesture-required"]
     with playwright.sync_playwright() as p:

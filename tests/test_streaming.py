@@ -77,6 +77,7 @@ def test_design_latency_shrinks_with_the_window(head):
     assert design_latency_s(head, None, gate=False) == pytest.approx(12 / 25 + 0.04)
     assert design_latency_s(head, 5, gate=False) == pytest.approx(0.2 + 0.04)
     assert design_latency_s(head, 5, gate=True) > design_latency_s(head, 5, gate=False)  # voice lookahead
+    assert design_latency_s(head, None, first=True) == pytest.approx(10 / 25 + 0.04)  # frame 0 needs frame 7
 
 
 def test_a_reader_that_stops_reading_blocks_the_writer_instead_of_growing_memory(head):

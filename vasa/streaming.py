@@ -149,7 +149,9 @@ class StreamingSession:
         audio = head.encoder.stream(vad)
         motion = MotionStage(head, controls, source, step_frames=step_frames)
         renderer = Renderer(head, source, fps)
-        self.algorithmic_latency_s = design_latency_s(head, step_frames, controls.close_mouth_in_silence)
+        gate = controls.close_mouth_in_silence
+        self.algorithmic_latency_s = design_latency_s(head, step_frames, gate)  # the worst frame's wait
+        self.first_frame_wait_s = design_latency_s(head, step_frames, gate, first=True)
         self._stopped = threading.Event()
         self._ended = False
         self._pushed_samples = 0
@@ -265,11 +267,12 @@ class StreamingSession:
         self.close()
 
 
-def design_latency_s(head: TalkingHead, step_frames: int | None = None, gate: bool = True) -> float:
-    """Audio a frame waits for at most before it can be made, compute not included: the worst frame
-    of a periodic stretch. Feature frame g is final when its hop has ended plus the lookahead; a motion
-    frame needs every feature frame of its window and, with the mouth gate, the voice activity of
-    SILENCE_HOLD_FRAMES frames after it (which comes with their features)."""
+def design_latency_s(head: TalkingHead, step_frames: int | None = None, gate: bool = True,
+                     first: bool = False) -> float:
+    """Audio a frame waits for before it can be made, compute not included: the worst frame of a
+    periodic stretch, or with `first` the first frame. Feature frame g is final when its hop has ended
+    plus the lookahead; a motion frame needs every feature frame of its window and, with the mouth
+    gate, the voice activity of SILENCE_HOLD_FRAMES frames after it (which comes with their features)."""
     from vasa.pipeline import SILENCE_HOLD_FRAMES
 
     config = head.motion_model.config
@@ -282,7 +285,7 @@ def design_latency_s(head: TalkingHead, step_frames: int | None = None, gate: bo
 
     hold = SILENCE_HOLD_FRAMES if gate and head.vad is not None else 0
     worst = 0.0
-    for f in range(4 * step * hop):
+    for f in range(1 if first else 4 * step * hop):
         window_last = (f // step + 1) * step - 1
         ready = max(features_final_s(window_last), features_final_s(f + hold))
         worst = max(worst, ready - f / MODEL_FPS)

@@ -81,7 +81,8 @@ class _Connection:
         self.pump.start()
         await self.ws.send_json({"type": "ready", "fps": self.config.fps, "sample_rate": SAMPLE_RATE,
                                  "size": self.server.head.face.size,
-                                 "design_latency_ms": round(1000 * self.session.algorithmic_latency_s)})
+                                 "design_latency_ms": round(1000 * self.session.algorithmic_latency_s),
+                                 "first_frame_wait_ms": round(1000 * self.session.first_frame_wait_s)})
 
     async def handle_audio(self, data: bytes) -> None:
         if self.session is None:
