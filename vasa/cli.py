@@ -162,8 +162,7 @@ def _run_demo(args) -> None:
 def _add_serve(commands) -> None:
     p = commands.add_parser("serve", help="web page: speak into the microphone, see the portrait talk live",
                             description="Serve a page where a portrait is picked or uploaded and speech from the "
-                                        "microphone or a file drives it live (docs/serve.md). Needs the `serve` "
-                                        "extra (aiohttp).")
+                                        "microphone or a file drives it live (docs/serve.md).")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--model", type=Path, help="motion model .safetensors (default: the shipped one)")
@@ -182,7 +181,7 @@ def _run_serve(args) -> None:
     try:
         from aiohttp import web
     except ImportError:
-        raise VasaError("vasa serve needs aiohttp: pip install 'vasa[serve]'") from None
+        raise VasaError("vasa serve needs aiohttp, a dependency of vasa: run ./install.sh again") from None
     from vasa.pipeline import TalkingHead
     from vasa.server import ServerConfig, build_app
 
