@@ -219,3 +219,13 @@ def test_portrait_upload(head, astronaut):
             assert (await client.get("/static/app.js")).status == 200
 
     asyncio.run(scenario())
+
+
+def test_serve_command_line_mistakes_are_one_line(tmp_path, capsys):
+    from test_cli import assert_one_error_line
+    from vasa.cli import main
+
+    assert main(["serve", "--portraits", str(tmp_path / "missing.jpg")]) == 2
+    assert "portrait not found" in assert_one_error_line(capsys)
+    assert main(["serve", "--step-frames", "3"]) == 2  # below the shipped model's 10-frame context
+    assert "step_frames" in assert_one_error_line(capsys)

@@ -117,3 +117,17 @@ def test_bad_input_is_refused(head):
             session.end()
     with pytest.raises(ValueError, match="step_frames"):
         MotionStream(head.motion_model, step_frames=2)  # below the context of 3 frames
+
+
+def test_bench_prints_and_appends_a_row_per_size(tmp_path, capsys):
+    from vasa.bench import run_bench
+
+    path = tmp_path / "tiny.safetensors"
+    save_motion_model(path, randomized(TINY_MEL, seed=0), {"audio_encoder": "mel"})
+    out = tmp_path / "bench.md"
+    out.write_text("# before\n")
+    text = run_bench(model=path, sizes=[64], seconds=1.0, threads=1, step_frames=[None, 5], out=out)
+    rows = [line for line in text.splitlines() if line.startswith("| 64 |")]
+    assert len(rows) == 2 and "| 64 | 8 |" in rows[0] and "| 64 | 5 |" in rows[1]
+    assert out.read_text().startswith("# before\n") and rows[1] in out.read_text()
+    assert rows[0] in capsys.readouterr().out
