@@ -229,3 +229,20 @@ def test_serve_command_line_mistakes_are_one_line(tmp_path, capsys):
     assert "portrait not found" in assert_one_error_line(capsys)
     assert main(["serve", "--step-frames", "3"]) == 2  # below the shipped model's 10-frame context
     assert "step_frames" in assert_one_error_line(capsys)
+
+
+def test_silent_and_overlong_sessions_are_closed(head):
+    async def scenario():
+        async with serving(head, idle_timeout_s=0.5, max_audio_s=0.4) as (client, portrait, server):
+            async with client.ws_connect("/ws") as ws:
+                await ws.send_json({"type": "start", "portrait": portrait})
+                assert (await ws.receive_json(timeout=30))["type"] == "ready"
+                message = await ws.receive_json(timeout=10)  # nothing sent for 0.5 s
+                assert message["type"] == "error" and "no message" in message["message"]
+                assert (await ws.receive()).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+            frames, messages = await stream(client, portrait, pcm(1.0))  # longer than max_audio_s
+            assert any("at most" in m.get("message", "") for m in messages)
+            assert len(frames) == 10 and messages[-1]["type"] == "done"  # the allowed 0.4 s, then done
+            await wait_idle(server)
+
+    asyncio.run(scenario())

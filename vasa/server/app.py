@@ -100,24 +100,31 @@ class VasaServer:
                 portrait.source = self.head.encode_source(portrait.path)
         return portrait.source
 
-    def add_upload(self, data: bytes) -> str:
-        """Encode an uploaded image (raises VasaError when it is not an image or has no face)."""
+    def encode_upload(self, data: bytes) -> tuple[str, Source, bytes]:
+        """Worker thread: an uploaded image -> (id, encoded portrait, thumbnail JPEG); VasaError when it
+        is not an image or shows no face."""
         import cv2
 
         key = _portrait_id(data)
-        if key in self.portraits:
-            return key
+        known = self.portraits.get(key)
+        if known is not None and known.source is not None:
+            return key, known.source, known.jpeg
         with tempfile.NamedTemporaryFile(suffix=".img") as file:  # read_image follows EXIF orientation
             file.write(data)
             file.flush()
             with self._encode_lock:
                 source = self.head.encode_source(file.name)
         ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(_thumbnail(source.photo), cv2.COLOR_RGB2BGR))
-        self.portraits[key] = _Portrait(f"upload {len(self._uploads) + 1}", None, source, jpeg.tobytes() if ok else b"")
+        return key, source, jpeg.tobytes() if ok else b""
+
+    def add_upload(self, key: str, source: Source, jpeg: bytes) -> None:
+        """Event loop: keep an encoded upload (the oldest uploads are forgotten beyond max_uploads)."""
+        if key in self.portraits:
+            return
+        self.portraits[key] = _Portrait(f"upload {len(self._uploads) + 1}", None, source, jpeg)
         self._uploads.append(key)
         while len(self._uploads) > self.config.max_uploads:
             self.portraits.pop(self._uploads.popleft(), None)
-        return key
 
     def thumbnail(self, portrait_id: str) -> bytes:
         import cv2
@@ -183,9 +190,10 @@ async def _upload_portrait(request: web.Request) -> web.Response:
     if not data:
         return _error_response(400, "empty upload: send the image file as the request body")
     try:
-        key = await asyncio.get_running_loop().run_in_executor(None, server.add_upload, bytes(data))
+        key, source, jpeg = await asyncio.get_running_loop().run_in_executor(None, server.encode_upload, bytes(data))
     except VasaError as error:
         return _error_response(400, str(error))
+    server.add_upload(key, source, jpeg)
     return web.json_response({"id": key, "name": server.portraits[key].name})
 
 
