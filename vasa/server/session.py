@@ -100,7 +100,10 @@ class _Connection:
         self.pcm += data
         self.samples_in += len(data) // 2
         samples = np.frombuffer(data, "<i2").astype(np.float32) / 32768.0
-        await self.loop.run_in_executor(self.pusher, self.session.push, samples)  # blocks while behind
+        try:
+            await self.loop.run_in_executor(self.pusher, self.session.push, samples)  # blocks while behind
+        except VasaError as error:  # the session stopped (a pipeline failure is reported by the pump)
+            await self.error(str(error))
 
     # --- server -> client -----------------------------------------------------------------------
     def pump_frames(self) -> None:
