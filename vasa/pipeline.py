@@ -7,6 +7,8 @@
 Stages, each streaming (memory stays flat for any audio length): audio -> speech features and voice
 activity (`vasa.audio`, 1 s chunks) -> motion windows (`vasa.motion.MotionStream`) -> relative motion
 made absolute around the portrait (`vasa.data.representation`) -> frames (`vasa.face.mesh`) -> H.264.
+The stage objects (`AudioStream`, `MotionStage`, `Renderer`) are the ones `vasa.streaming.StreamingSession`
+runs in threads for live use: offline is streaming with one thread and 1 s chunks.
 
 Controls act in two places: gaze, distance and emotion are the generator's conditions (with Eq. 2
 guidance scales `cfg_audio`, `cfg_gaze`); head/expression scale, smoothing, still head and closing
