@@ -131,3 +131,26 @@ def test_bench_prints_and_appends_a_row_per_size(tmp_path, capsys):
     assert len(rows) == 2 and "| 64 | 8 |" in rows[0] and "| 64 | 5 |" in rows[1]
     assert out.read_text().startswith("# before\n") and rows[1] in out.read_text()
     assert rows[0] in capsys.readouterr().out
+
+
+def test_concurrent_sessions_on_one_head_do_not_share_state(head, speech, astronaut):
+    """Two portraits, two voices, pushes interleaved: each equals its own offline run."""
+    other_voice = np.roll(speech, RATE // 2)[: RATE * 3 // 2]
+    other_source = head.encode_source(np.ascontiguousarray(astronaut[:, ::-1]))  # mirrored: another portrait
+    controls_b = dataclasses.replace(FAST, seed=3)
+    with StreamingSession(head, controls=FAST) as a, StreamingSession(head, other_source, controls_b) as b:
+        for start in range(0, len(speech), 2000):
+            a.push(speech[start:start + 2000])
+            b.push(other_voice[start:start + 2000]) if start < len(other_voice) else None
+        a.end()
+        b.end()
+        frames_a, frames_b = [f.image for f in a.frames()], [f.image for f in b.frames()]
+    expected_a = list(head.frames(speech, FAST))
+    saved, head.source = head.source, other_source
+    try:
+        expected_b = list(head.frames(other_voice, controls_b))
+    finally:
+        head.source = saved
+    assert len(frames_a) == len(expected_a) and len(frames_b) == len(expected_b)
+    assert all(np.array_equal(x, y) for x, y in zip(frames_a, expected_a))
+    assert all(np.array_equal(x, y) for x, y in zip(frames_b, expected_b))
