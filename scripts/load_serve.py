@@ -36,7 +36,6 @@ async def main(args) -> None:
     from vasa.pipeline import TalkingHead
     from vasa.server import ServerConfig, build_app
     from vasa.server.app import FRAME_HEADER, SERVER
-    from vasa.streaming import StreamingSession  # noqa: F401  (imported for its threads' names)
 
     torch.set_num_threads(2)
     head = TalkingHead.from_pretrained(size=args.size)

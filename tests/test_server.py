@@ -8,7 +8,6 @@ import contextlib
 import dataclasses
 import json
 import socket
-import struct
 import threading
 
 import cv2

@@ -257,7 +257,9 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         if not sender.done():
             sender.cancel()
         for result in await asyncio.gather(sender, return_exceptions=True):
-            if isinstance(result, Exception):
+            if isinstance(result, ConnectionError):  # the client went away while frames were on their way
+                log.debug("client gone: %r", result)
+            elif isinstance(result, Exception):
                 log.error("sending to a client failed: %r", result)
         if not ws.closed:
             await ws.close()
