@@ -226,6 +226,73 @@ def _run_eval(args) -> None:
     print(f"wrote {report} and {args.out / 'metrics.json'}")
 
 
+def _add_serve(commands) -> None:
+    p = commands.add_parser("serve", help="web page: speak into the microphone, see the portrait talk live",
+                            description="Serve a page where a portrait is picked or uploaded and speech from the "
+                                        "microphone or a file drives it live (docs/serve.md).")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--model", type=Path, help="motion model .safetensors (default: the shipped one)")
+    p.add_argument("--size", type=_positive_size, default=256, help="frame side in pixels (default 256)")
+    p.add_argument("--portraits", nargs="+", type=Path, default=[], metavar="IMAGE",
+                   help="portraits offered on the page besides the bundled one")
+    p.add_argument("--max-sessions", type=int, default=2, help="live streams at once (default 2)")
+    p.add_argument("--step-frames", type=int,
+                   help="motion frames per generator window: fewer = lower latency, more compute "
+                        "(default: the model's window)")
+    p.add_argument("--idle-timeout", type=float, default=20.0, help="close a silent session after this many seconds")
+    p.set_defaults(run=_run_serve)
+
+
+def _run_serve(args) -> None:
+    try:
+        from aiohttp import web
+    except ImportError:
+        raise VasaError("vasa serve needs aiohttp, a dependency of vasa: run ./install.sh again") from None
+    from vasa.pipeline import TalkingHead
+    from vasa.server import ServerConfig, build_app
+
+    portraits = tuple(args.portraits)
+    for path in portraits:
+        if not path.is_file():
+            raise VasaError(f"portrait not found: {path}")
+    config = ServerConfig(max_sessions=args.max_sessions, step_frames=args.step_frames,
+                          idle_timeout_s=args.idle_timeout, portraits=portraits)
+    head = TalkingHead.from_pretrained(args.model, size=args.size)
+    if args.step_frames is not None:
+        from vasa.motion import MotionStream
+
+        try:
+            MotionStream(head.motion_model, step_frames=args.step_frames)
+        except ValueError as error:
+            raise VasaError(str(error)) from None
+    app = build_app(head, config)
+    print(f"vasa serve: open http://{args.host}:{args.port}/ (Ctrl-C stops)")
+    web.run_app(app, host=args.host, port=args.port, print=None)
+
+
+def _add_bench(commands) -> None:
+    p = commands.add_parser("bench", help="offline and streaming speed: fps, first-frame latency, stage shares",
+                            description="Time offline generation and live streaming (audio pushed at real-time "
+                                        "pace) at each size on CPU, and on CUDA when present. Prints a Markdown "
+                                        "table; --out appends it to a file (e.g. docs/benchmarks.md).")
+    p.add_argument("--model", type=Path, help="motion model .safetensors (default: the shipped one)")
+    p.add_argument("--sizes", nargs="+", type=_positive_size, default=[256, 512])
+    p.add_argument("--seconds", type=float, default=12.0, help="speech length per run (default 12)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    p.add_argument("--step-frames", nargs="+", type=int, default=[0],
+                   help="motion window steps to stream with (0 = the model's window; default 0)")
+    p.add_argument("--out", type=Path, help="append the results to this Markdown file")
+    p.set_defaults(run=_run_bench)
+
+
+def _run_bench(args) -> None:
+    from vasa.bench import run_bench
+
+    run_bench(model=args.model, sizes=args.sizes, seconds=args.seconds, threads=args.threads,
+              step_frames=[s or None for s in args.step_frames], out=args.out)
+
+
 def _add_train(commands) -> None:
     p = commands.add_parser("train", help="train a model on records written by `vasa prepare`")
     models = p.add_subparsers(dest="model", required=True)
@@ -359,6 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_prepare(commands)
     _add_demo(commands)
     _add_eval(commands)
+    _add_serve(commands)
+    _add_bench(commands)
     _add_train(commands)
     return parser
 

@@ -7,14 +7,17 @@
 Stages, each streaming (memory stays flat for any audio length): audio -> speech features and voice
 activity (`vasa.audio`, 1 s chunks) -> motion windows (`vasa.motion.MotionStream`) -> relative motion
 made absolute around the portrait (`vasa.data.representation`) -> frames (`vasa.face.mesh`) -> H.264.
+The stage objects (`AudioStream`, `MotionStage`, `Renderer`) are the ones `vasa.streaming.StreamingSession`
+runs in threads for live use: offline is streaming with one thread and 1 s chunks.
 
 Controls act in two places: gaze and emotion are the generator's conditions (with Eq. 2 guidance
 scales `cfg_audio`, `cfg_gaze`); head distance, head/expression scale, smoothing, still head and
 closing the mouth in silence act on the generated motion. Distance is applied exactly: in the relative
 motion space a head `d` times farther away is, by definition (the augmentation that teaches the
 distance condition), the scale divided by `d`, while the trained model's own response to its distance
-condition overshot (0.8 -> 0.67, 1.25 -> 1.59), so the generator runs at distance 1. Relative motion makes the scales simple: the
-portrait's rest pose and face are x = 0 (scale 1), so scaling x scales the motion around them.
+condition overshot (0.8 -> 0.67, 1.25 -> 1.59), so the generator runs at distance 1. Relative motion
+makes the scales simple: the portrait's rest pose and face are x = 0 (scale 1), so scaling x scales
+the motion around them.
 """
 
 from __future__ import annotations
@@ -105,7 +108,9 @@ def parse_emotion(items: list[str] | None) -> dict[str, float] | None:
 
 
 @dataclass
-class _Source:
+class Source:
+    """An encoded portrait: what every frame of it is decoded from (encode once, decode many)."""
+
     appearance: object
     reference: object
     photo: np.ndarray  # the whole portrait (RGB), for pasting the animated crop back
@@ -121,7 +126,7 @@ class TalkingHead:
     encoder: object  # vasa.audio.AudioEncoder
     vad: object | None  # vasa.audio.VoiceActivity
     space: MotionSpace = field(init=False)
-    source: _Source | None = field(default=None, init=False)
+    source: Source | None = field(default=None, init=False)
 
     def __post_init__(self):
         if getattr(self.face, "name", "mesh") != "mesh":
@@ -160,79 +165,54 @@ class TalkingHead:
 
     def set_source(self, image) -> None:
         """Encode the portrait (path or RGB array) once; every `generate` call then only decodes."""
+        self.source = self.encode_source(image)
+
+    def encode_source(self, image) -> Source:
+        """Encode a portrait (path or RGB array) without making it this head's source (one per session)."""
         from vasa.media import read_image
 
         photo = read_image(image)
         appearance, motion = self.face.encode(photo)
         reference = self.space.portrait_reference(motion.pose, motion.dynamics, appearance.identity)
         gaze = self.face.model.eye_gaze(appearance.identity)
-        self.source = _Source(appearance, reference, photo, (float(gaze[0]), float(gaze[1])))
+        return Source(appearance, reference, photo, (float(gaze[0]), float(gaze[1])))
 
     # --- motion ---------------------------------------------------------------------------------
-    def motion(self, waveform: np.ndarray, controls: Controls = Controls()) -> Iterator[np.ndarray]:
-        """Relative motion x (n, 46) chunk by chunk for a mono 16 kHz waveform, controls applied."""
-        from vasa.motion import Guidance, MotionStream, Sampler
-        from vasa.motion.controls import Smoother
-
-        sampler = Sampler("ancestral" if controls.steps == 0 else "ddim", max(controls.steps, 1),
-                          Guidance(audio=controls.cfg_audio, gaze=controls.cfg_gaze))
-        gaze = controls.gaze if controls.gaze is not None else (self.source.gaze if self.source else None)
-        gaze = None if gaze is None else np.radians(gaze)
-        stream = MotionStream(self.motion_model, gaze=gaze, distance=1.0,  # distance: see _controlled
-                              emotion=controls.emotion_vector(), sampler=sampler, seed=controls.seed)
+    def motion(self, waveform: np.ndarray, controls: Controls = Controls(),
+               step_frames: int | None = None) -> Iterator[np.ndarray]:
+        """Relative motion x (n, 46) chunk by chunk for a mono 16 kHz waveform, controls applied.
+        The same stages as streaming (`vasa.streaming`), fed CHUNK_SECONDS of audio at a time."""
         audio = self.encoder.stream(self.vad)
-        smoother = Smoother(pose=controls.smoothing, dynamics=0.0)
-        # The generator learned the gaze condition as iris motion (the gaze augmentation turns the iris
-        # only); the lids follow a requested change of the main gaze from the portrait's own.
-        lids = 0.0
-        if controls.gaze is not None and self.source is not None:
-            lids = self.space.lids_for_gaze(self.source.gaze, controls.gaze)
-        mouth = MouthGate(self.face.model.group_mask("mouth"), controls.close_mouth_in_silence)
+        stage = MotionStage(self, controls, step_frames=step_frames)
         chunk = int(CHUNK_SECONDS * 16000)
-        for start in range(0, len(waveform) + 1, chunk):
-            last = start + chunk > len(waveform)
-            features = audio.push(waveform[start:start + chunk]) if start < len(waveform) else None
-            parts = [features] if features is not None and len(features) else []
-            if last:
-                parts.append(audio.flush())
-            for part in parts:
-                mouth.push_voice(part.voice)
-                x = stream.push(part.features)
-                if len(x):
-                    yield self._controlled(mouth.apply(x), controls, smoother, lids)
-            if last:
-                break
-        x = stream.flush()
-        if len(x):
-            yield self._controlled(mouth.apply(x), controls, smoother, lids)
-
-    @staticmethod
-    def _controlled(x: np.ndarray, controls: Controls, smoother, lids: np.ndarray | float = 0.0) -> np.ndarray:
-        x = np.array(x, dtype=np.float64)
-        pose, dynamics = x[:, :POSE_DIM], x[:, POSE_DIM:]
-        pose[:] = REST_POSE + controls.head_scale * (pose - REST_POSE)
-        if controls.still:  # rotation and position at the portrait's; the scale still follows distance
-            pose[:, :5] = REST_POSE[:5]
-        dynamics *= controls.expression_scale
-        dynamics += lids
-        if controls.distance is not None:  # after head_scale, which would scale the distance too
-            x = MotionSpace.scale_distance(x, controls.distance)
-        return smoother.push(x)
+        for start in range(0, len(waveform), chunk):
+            x = stage.push(audio.push(waveform[start:start + chunk]))
+            if len(x):
+                yield x
+        for x in (stage.push(audio.flush()), stage.flush()):
+            if len(x):
+                yield x
 
     # --- frames ---------------------------------------------------------------------------------
-    def frames(self, waveform: np.ndarray, controls: Controls = Controls(), fps: float = MODEL_FPS) -> Iterator[np.ndarray]:
+    def frames(self, waveform: np.ndarray, controls: Controls = Controls(), fps: float = MODEL_FPS,
+               step_frames: int | None = None) -> Iterator[np.ndarray]:
         """Rendered frames (S, S, 3) uint8 at `fps` (motion resampled from the model's 25 fps)."""
+        renderer = Renderer(self, fps=fps)
+        for x in self.motion(waveform, controls, step_frames):
+            yield from renderer.push(x)
+
+    def render(self, x: np.ndarray, source: "Source | None" = None) -> Iterator[np.ndarray]:
+        """Relative motion x (n, 46) -> frames (S, S, 3) uint8 of the source portrait."""
         from vasa.face.edits import keep_physical
         from vasa.latents import Motion
 
-        if self.source is None:
+        source = source or self.source
+        if source is None:
             raise VasaError("no portrait: call set_source(image) first")
-        appearance, reference = self.source.appearance, self.source.reference
-        for x in resample(self.motion(waveform, controls), MODEL_FPS, fps):
-            pose, dynamics = self.space.to_absolute(x, reference)
-            for k in range(len(x)):
-                motion = keep_physical(self.face, appearance, Motion(pose[k], dynamics[k]))
-                yield self.face.decode(appearance, motion)
+        pose, dynamics = self.space.to_absolute(x, source.reference)
+        for k in range(len(x)):
+            motion = keep_physical(self.face, source.appearance, Motion(pose[k], dynamics[k]))
+            yield self.face.decode(source.appearance, motion)
 
     def generate(self, audio: str | os.PathLike, out: str | os.PathLike, controls: Controls = Controls(),
                  fps: float = MODEL_FPS, progress: bool = True, paste_back: bool = False) -> int:
@@ -281,6 +261,11 @@ class MouthGate:
         self._done = 0  # frames already gated
         self._heard = False  # any voice activity pushed at all (no VAD: nothing is gated)
 
+    @property
+    def frames_done(self) -> int:
+        """Motion frames gated so far."""
+        return self._done
+
     def push_voice(self, voice: np.ndarray | None) -> None:
         if voice is not None:
             self._heard = True
@@ -304,32 +289,124 @@ class MouthGate:
         return x
 
 
-def resample(chunks: Iterator[np.ndarray], source_fps: float, target_fps: float) -> Iterator[np.ndarray]:
+class MotionStage:
+    """Audio features -> relative motion x (n, 46) at the model's 25 fps, controls applied: motion windows,
+    mouth gate, amplitude scales, smoothing. `push(AudioFeatures)` as they come, `flush()` at the end.
+
+    Chunk-invariant: a frame leaves only once the voice activity it is gated with is known
+    (SILENCE_OPEN_FRAMES after it), so any chunking of the audio gives the same motion.
+    """
+
+    def __init__(self, head: TalkingHead, controls: Controls = Controls(), source: Source | None = None,
+                 step_frames: int | None = None):
+        from vasa.motion import Guidance, MotionStream, Sampler
+        from vasa.motion.controls import Smoother
+
+        sampler = Sampler("ancestral" if controls.steps == 0 else "ddim", max(controls.steps, 1),
+                          Guidance(audio=controls.cfg_audio, gaze=controls.cfg_gaze))
+        source = source or head.source
+        gaze = controls.gaze if controls.gaze is not None else (source.gaze if source else None)
+        gaze = None if gaze is None else np.radians(gaze)
+        self.stream = MotionStream(head.motion_model, gaze=gaze, distance=1.0,  # distance: see _controlled
+                                   emotion=controls.emotion_vector(), sampler=sampler, seed=controls.seed,
+                                   step_frames=step_frames)
+        self.controls = controls
+        # The generator learned the gaze condition as iris motion (the gaze augmentation turns the iris
+        # only); the lids follow a requested change of the main gaze from the portrait's own.
+        self.lids = 0.0
+        if controls.gaze is not None and source is not None:
+            self.lids = head.space.lids_for_gaze(source.gaze, controls.gaze)
+        self.smoother = Smoother(pose=controls.smoothing, dynamics=0.0)
+        self.mouth = MouthGate(head.face.model.group_mask("mouth"), controls.close_mouth_in_silence)
+        self._held = np.zeros((0, head.motion_model.config.motion_dim))  # frames waiting for voice lookahead
+        self._voice_frames: int | None = None  # frames of voice activity known (None: no VAD)
+
+    def push(self, part) -> np.ndarray:
+        """`vasa.audio.AudioFeatures` -> the motion frames now final (n, 46)."""
+        if part.voice is not None:
+            self.mouth.push_voice(part.voice)
+            self._voice_frames = (self._voice_frames or 0) + len(part.voice)
+        x = self.stream.push(part.features) if len(part) else self._held[:0]
+        return self._release(x, final=False)
+
+    def flush(self) -> np.ndarray:
+        return self._release(self.stream.flush(), final=True)
+
+    def _release(self, x: np.ndarray, final: bool) -> np.ndarray:
+        held = np.concatenate([self._held, x])
+        ready = len(held)
+        if not final and self._voice_frames is not None and self.mouth.enabled:
+            ready = min(ready, max(self._voice_frames - SILENCE_OPEN_FRAMES - self.mouth.frames_done, 0))
+        out, self._held = held[:ready], held[ready:]
+        if not len(out):
+            return out
+        return self._controlled(self.mouth.apply(out))
+
+    def _controlled(self, x: np.ndarray) -> np.ndarray:
+        controls = self.controls
+        x = np.array(x, dtype=np.float64)
+        pose, dynamics = x[:, :POSE_DIM], x[:, POSE_DIM:]
+        pose[:] = REST_POSE + controls.head_scale * (pose - REST_POSE)
+        if controls.still:  # rotation and position at the portrait's; the scale still follows distance
+            pose[:, :5] = REST_POSE[:5]
+        dynamics *= controls.expression_scale
+        dynamics += self.lids
+        if controls.distance is not None:  # after head_scale, which would scale the distance too
+            x = MotionSpace.scale_distance(x, controls.distance)
+        return self.smoother.push(x)
+
+
+class Renderer:
+    """Relative motion chunks at 25 fps -> frames at `fps` (resampled), one portrait. push(x) -> frames."""
+
+    def __init__(self, head: TalkingHead, source: Source | None = None, fps: float = MODEL_FPS):
+        self.head, self.source = head, source or head.source
+        if self.source is None:
+            raise VasaError("no portrait: call set_source(image) first")
+        self.resampler = Resampler(MODEL_FPS, fps)
+
+    def push(self, x: np.ndarray) -> list[np.ndarray]:
+        return list(self.frames(x))
+
+    def frames(self, x: np.ndarray) -> Iterator[np.ndarray]:
+        """The frames of motion chunk x, made one by one as they are asked for."""
+        return self.head.render(self.resampler.push(x), self.source)
+
+
+class Resampler:
     """Frames (n, D) at source_fps, chunk by chunk -> frames at target_fps by linear interpolation;
-    frame j of the output shows time j / target_fps. Streams: keeps one source frame of state."""
-    if abs(source_fps - target_fps) < 1e-9:
-        yield from chunks
-        return
-    history = None  # all source frames received so far that are still needed, from index `base`
-    base, emitted, received = 0, 0, 0
-    ratio = source_fps / target_fps
-    for chunk in chunks:
-        history = chunk if history is None else np.concatenate([history, chunk])
-        received += len(chunk)
+    frame j of the output shows time j / target_fps. Keeps the source frames still needed."""
+
+    def __init__(self, source_fps: float, target_fps: float):
+        self.ratio = source_fps / target_fps
+        self.same = abs(source_fps - target_fps) < 1e-9
+        self._history: np.ndarray | None = None  # source frames from index `_base` on
+        self._base = self._emitted = self._received = 0
+
+    def push(self, chunk: np.ndarray) -> np.ndarray:
+        if self.same or not len(chunk):
+            return chunk
+        history = chunk if self._history is None else np.concatenate([self._history, chunk])
+        self._received += len(chunk)
         out = []
-        while True:
-            position = emitted * ratio
-            if position > received - 1:
-                break
+        while (position := self._emitted * self.ratio) <= self._received - 1:
             low = int(np.floor(position))
-            high = min(low + 1, received - 1)
+            high = min(low + 1, self._received - 1)
             weight = position - low
-            out.append(history[low - base] * (1 - weight) + history[high - base] * weight)
-            emitted += 1
-        keep_from = max(int(np.floor(emitted * ratio)) - 1, base)
-        history, base = history[keep_from - base:], keep_from
-        if out:
-            yield np.stack(out)
+            out.append(history[low - self._base] * (1 - weight) + history[high - self._base] * weight)
+            self._emitted += 1
+        keep_from = max(int(np.floor(self._emitted * self.ratio)) - 1, self._base)
+        self._history, self._base = history[keep_from - self._base:], keep_from
+        return np.stack(out) if out else chunk[:0]
+
+
+def resample(chunks: Iterator[np.ndarray], source_fps: float, target_fps: float) -> Iterator[np.ndarray]:
+    """`Resampler` over an iterator of chunks (empty outputs skipped)."""
+    resampler = Resampler(source_fps, target_fps)
+    for chunk in chunks:
+        out = resampler.push(chunk)
+        if len(out):
+            yield out
 
 
 def model_card(path: str | os.PathLike | None = None) -> dict:

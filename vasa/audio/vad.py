@@ -46,6 +46,13 @@ class VoiceActivity:
         self._rate = np.array(SAMPLE_RATE, dtype=np.int64)
         self.reset()
 
+    def clone(self) -> "VoiceActivity":
+        """A fresh stream state sharing this one's ONNX session (sessions run concurrently)."""
+        other = object.__new__(VoiceActivity)
+        other.session, other._rate = self.session, self._rate
+        other.reset()
+        return other
+
     def reset(self) -> None:
         self._state = np.zeros(STATE_SHAPE, np.float32)
         self._context = np.zeros(CONTEXT_SAMPLES, np.float32)

@@ -20,6 +20,12 @@ Lookahead. Every frame of a window sees all of that window's audio and nothing a
 depends on audio up to the end of its window, at most W - 1 frames ahead (1.96 s at the default W),
 never beyond. The stream runs a window as soon as its W audio frames have arrived.
 
+Shorter windows for lower latency (`step_frames` = S, K <= S <= W): each window then makes only S new
+frames from S audio frames, run exactly like the short last window (the other W - S positions get the
+null audio embedding, as in training's truncation). The lookahead drops to S - 1 frames at the price
+of W / S times the compute per frame and less audio context per window. Offline with the same S gives
+the same motion (the window loop is the same).
+
 Randomness. The stream owns a torch.Generator; every window draws the same amount of noise whatever the
 chunking, so streaming equals offline for any chunk sizes and a seed reproduces a clip.
 """
@@ -57,8 +63,12 @@ class MotionStream:
 
     def __init__(self, model: MotionDiT, *, gaze: Sequence[float] | None = None, distance: float | None = None,
                  emotion: Sequence[float] | None = None, sampler: Sampler = Sampler(), seed: int = 0,
-                 schedule: Schedule | None = None):
+                 schedule: Schedule | None = None, step_frames: int | None = None):
         config = model.config
+        self.step_frames = config.window_frames if step_frames is None else int(step_frames)
+        if not config.context_frames <= self.step_frames <= config.window_frames:
+            raise ValueError(f"step_frames must be in [context_frames={config.context_frames}, "
+                             f"window_frames={config.window_frames}], got {step_frames}")
         self.model = model
         self.config = config
         self.sampler = sampler
@@ -80,7 +90,7 @@ class MotionStream:
     @property
     def lookahead_frames(self) -> int:
         """How far ahead of a motion frame its audio reaches, at most (the rest of its window)."""
-        return self.config.window_frames - 1
+        return self.step_frames - 1
 
     def push(self, features: np.ndarray | Tensor) -> np.ndarray:
         """Audio features (n, audio_dim) -> motion frames (m, motion_dim) of every window now complete."""
@@ -90,7 +100,7 @@ class MotionStream:
         if features.dim() != 2 or features.shape[1] != self.config.audio_dim:
             raise ValueError(f"audio features must be (n, {self.config.audio_dim}), got {tuple(features.shape)}")
         self._pending = torch.cat([self._pending, features])
-        W = self.config.window_frames
+        W = self.step_frames
         out = []
         while self._pending.shape[0] >= W:
             out.append(self._window(self._pending[:W]))

@@ -1,0 +1,156 @@
+"""`StreamingSession`: equals offline for any chunking, audio-clock timestamps, bounded queues, clean stops."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from test_motion_dit import randomized
+from vasa.errors import VasaError
+from vasa.motion import PRESETS, MotionStream, save_motion_model
+from vasa.pipeline import Controls, TalkingHead
+from vasa.streaming import StreamingSession, design_latency_s
+
+TINY_MEL = dataclasses.replace(PRESETS["tiny"], audio_dim=80)  # window 8 frames, context 3
+FAST = Controls(steps=2, seed=0, smoothing=0.3)
+RATE = 16000
+
+
+@pytest.fixture(scope="module")
+def head(tmp_path_factory, astronaut):
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    save_motion_model(path, randomized(TINY_MEL, seed=0), {"audio_encoder": "mel"})
+    head = TalkingHead.from_pretrained(path, size=96)  # with voice activity: the mouth gate is exercised
+    head.set_source(astronaut)
+    return head
+
+
+@pytest.fixture(scope="module")
+def speech() -> np.ndarray:
+    """1.9 s: 4 Hz bursts of harmonics, then 0.5 s of silence (the gate closes the mouth there)."""
+    t = np.arange(int(1.9 * RATE)) / RATE
+    voiced = sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((140, 280, 420, 700), start=1))
+    return (0.3 * voiced * np.clip(np.sin(2 * np.pi * 4 * t), 0, None) * (t < 1.4)).astype(np.float32)
+
+
+def stream(head, waveform, chunk, **options) -> list:
+    with StreamingSession(head, **options) as session:
+        for start in range(0, len(waveform), chunk):
+            session.push(waveform[start:start + chunk])
+        session.end()
+        return list(session.frames())
+
+
+@pytest.mark.parametrize("chunk,step_frames", [(333, None), (5000, None), (RATE * 3, None), (777, 3)])
+def test_streaming_equals_offline(head, speech, chunk, step_frames):
+    """Chunk sizes that do not line up with feature hops (0.2 s), windows (8 frames) or each other."""
+    offline = list(head.frames(speech, FAST, step_frames=step_frames))
+    frames = stream(head, speech, chunk, controls=FAST, step_frames=step_frames)
+    assert len(frames) == len(offline) == round(len(speech) / RATE * 25)
+    for frame, expected in zip(frames, offline):
+        assert np.array_equal(frame.image, expected)
+
+
+def test_shorter_windows_change_motion_but_stay_seeded(head, speech):
+    a = np.concatenate(list(head.motion(speech, FAST, step_frames=3)))
+    b = np.concatenate(list(head.motion(speech, FAST)))
+    assert a.shape == b.shape and not np.allclose(a, b)
+    assert np.array_equal(a, np.concatenate(list(head.motion(speech, FAST, step_frames=3))))
+
+
+@pytest.mark.parametrize("fps", [25.0, 30.0])
+def test_timestamps_follow_the_audio_clock(head, speech, fps):
+    frames = stream(head, speech, 4000, controls=FAST, fps=fps, encode=lambda image: image[:2].tobytes())
+    assert [f.index for f in frames] == list(range(len(frames)))
+    assert np.allclose([f.time_s for f in frames], np.arange(len(frames)) / fps)
+    assert frames[-1].time_s < len(speech) / RATE <= frames[-1].time_s + 2 / fps
+    assert all(f.data == f.image[:2].tobytes() for f in frames)  # the encode stage ran on every frame
+
+
+def test_design_latency_shrinks_with_the_window(head):
+    # mel features: hop 0.2 s (5 frames) + lookahead 0.04 s; tiny windows of 8 frames
+    # window [8, 16) needs the hop [15, 20): frame 8 waits for 12 frames of audio plus the lookahead
+    assert design_latency_s(head, None, gate=False) == pytest.approx(12 / 25 + 0.04)
+    assert design_latency_s(head, 5, gate=False) == pytest.approx(0.2 + 0.04)
+    assert design_latency_s(head, 5, gate=True) > design_latency_s(head, 5, gate=False)  # voice lookahead
+    assert design_latency_s(head, None, first=True) == pytest.approx(10 / 25 + 0.04)  # frame 0 needs frame 7
+
+
+def test_a_reader_that_stops_reading_blocks_the_writer_instead_of_growing_memory(head):
+    session = StreamingSession(head, controls=FAST)
+    noise = np.random.default_rng(0).normal(0, 0.1, RATE // 10).astype(np.float32)
+    pushed = 0
+    with pytest.raises(TimeoutError):
+        for _ in range(3000):  # 300 s of audio: far more than the queues hold
+            session.push(noise, timeout=2.0)
+            pushed += 1
+    assert pushed < 1000  # bounded: at most the queues' worth was taken
+    started = time.monotonic()
+    session.close()
+    assert time.monotonic() - started < 5
+    assert not any(t.name.startswith("vasa-") and t.is_alive() for t in threading.enumerate())
+
+
+def test_stage_failures_reach_the_reader(head, speech):
+    def broken(image):
+        raise RuntimeError("encoder broke")
+
+    with StreamingSession(head, controls=FAST, encode=broken) as session:
+        session.push(speech)
+        session.end()
+        with pytest.raises(RuntimeError, match="encoder broke"):
+            for _ in session.frames():
+                pass
+
+
+def test_bad_input_is_refused(head):
+    with StreamingSession(head, controls=FAST) as session:
+        with pytest.raises(VasaError, match="mono"):
+            session.push(np.zeros((2, 100), np.float32))
+        with pytest.raises(VasaError, match="NaN"):
+            session.push(np.full(100, np.nan, np.float32))
+        with pytest.raises(VasaError, match="no audio"):
+            session.end()
+    with pytest.raises(ValueError, match="step_frames"):
+        MotionStream(head.motion_model, step_frames=2)  # below the context of 3 frames
+
+
+def test_bench_prints_and_appends_a_row_per_size(tmp_path, capsys):
+    from vasa.bench import run_bench
+
+    path = tmp_path / "tiny.safetensors"
+    save_motion_model(path, randomized(TINY_MEL, seed=0), {"audio_encoder": "mel"})
+    out = tmp_path / "bench.md"
+    out.write_text("# before\n")
+    text = run_bench(model=path, sizes=[64], seconds=1.0, threads=1, step_frames=[None, 5], out=out)
+    rows = [line for line in text.splitlines() if line.startswith("| 64 |")]
+    assert len(rows) == 2 and "| 64 | 8 |" in rows[0] and "| 64 | 5 |" in rows[1]
+    assert out.read_text().startswith("# before\n") and rows[1] in out.read_text()
+    assert rows[0] in capsys.readouterr().out
+
+
+def test_concurrent_sessions_on_one_head_do_not_share_state(head, speech, astronaut):
+    """Two portraits, two voices, pushes interleaved: each equals its own offline run."""
+    other_voice = np.roll(speech, RATE // 2)[: RATE * 3 // 2]
+    other_source = head.encode_source(np.ascontiguousarray(astronaut[:, ::-1]))  # mirrored: another portrait
+    controls_b = dataclasses.replace(FAST, seed=3)
+    with StreamingSession(head, controls=FAST) as a, StreamingSession(head, other_source, controls_b) as b:
+        for start in range(0, len(speech), 2000):
+            a.push(speech[start:start + 2000])
+            b.push(other_voice[start:start + 2000]) if start < len(other_voice) else None
+        a.end()
+        b.end()
+        frames_a, frames_b = [f.image for f in a.frames()], [f.image for f in b.frames()]
+    expected_a = list(head.frames(speech, FAST))
+    saved, head.source = head.source, other_source
+    try:
+        expected_b = list(head.frames(other_voice, controls_b))
+    finally:
+        head.source = saved
+    assert len(frames_a) == len(expected_a) and len(frames_b) == len(expected_b)
+    assert all(np.array_equal(x, y) for x, y in zip(frames_a, expected_a))
+    assert all(np.array_equal(x, y) for x, y in zip(frames_b, expected_b))

@@ -1,0 +1,232 @@
+"""`vasa serve`: a web page that turns speech from the browser into a live talking portrait.
+
+The server only moves bytes: WebSocket audio in -> `vasa.streaming.StreamingSession` -> JPEG frames,
+each with its own slice of the audio, out. Protocol, limits and the latency design: docs/serve.md.
+
+    app = build_app(TalkingHead.from_pretrained(size=256), ServerConfig(max_sessions=2))
+    aiohttp.web.run_app(app, host="127.0.0.1", port=8080)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hashlib
+import logging
+import struct
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from aiohttp import web
+
+from vasa.errors import VasaError
+from vasa.pipeline import Source, TalkingHead
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+SAMPLE_RATE = 16000  # the browser sends and gets back mono 16-bit PCM at this rate
+FRAME_HEADER = struct.Struct("<IdI")  # frame index, time_s on the audio clock, bytes of PCM that follow
+STATS_EVERY_S = 1.0
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Limits that keep one server up whatever its clients do (docs/serve.md)."""
+
+    max_sessions: int = 2  # live streams at once; one more is refused with a 'busy' error
+    upload_bytes: int = 8 << 20  # largest portrait upload
+    max_uploads: int = 16  # uploaded portraits kept (oldest forgotten first)
+    idle_timeout_s: float = 20.0  # a session that sends nothing for this long is closed
+    max_audio_s: float = 600.0  # audio one session may stream
+    max_message_bytes: int = 1 << 16  # largest WebSocket message from a client (2 s of audio)
+    send_queue_frames: int = 60  # frames held for a slow client (a window comes at once); older ones are dropped
+    send_buffer_bytes: int | None = 1 << 18  # kernel send buffer per stream: a slow client is seen sooner
+    jpeg_quality: int = 85
+    fps: float = 25.0
+    step_frames: int | None = None  # motion frames per window (None: the model's window)
+    portraits: tuple[Path, ...] = ()  # pickable portraits besides the bundled demo one
+
+    def __post_init__(self):
+        if self.max_sessions < 1:
+            raise VasaError("max sessions must be at least 1")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise VasaError(f"JPEG quality must be in 1..100, got {self.jpeg_quality}")
+
+
+@dataclass
+class _Portrait:
+    name: str
+    path: Path | None = None  # encoded on first use
+    source: Source | None = None
+    jpeg: bytes = b""
+
+
+@dataclass
+class ServerStats:
+    sessions_started: int = 0
+    sessions_refused: int = 0
+    frames_sent: int = 0
+    frames_dropped: int = 0
+    malformed: int = 0
+    active: int = 0
+    errors: list[str] = field(default_factory=list)  # last few session failures (not user mistakes)
+
+
+class VasaServer:
+    """One loaded `TalkingHead` shared by every session; portraits encoded once and cached."""
+
+    def __init__(self, head: TalkingHead, config: ServerConfig = ServerConfig()):
+        from vasa.demo import demo_portrait
+
+        self.head, self.config = head, config
+        self.stats = ServerStats()
+        self.portraits: collections.OrderedDict[str, _Portrait] = collections.OrderedDict()
+        self._uploads: collections.deque[str] = collections.deque()
+        self._encode_lock = threading.Lock()  # one portrait encode at a time (face tracker state)
+        for path in (demo_portrait(), *config.portraits):
+            path = Path(path)
+            self.portraits[_portrait_id(path.read_bytes())] = _Portrait(path.stem, path)
+
+    # --- portraits ------------------------------------------------------------------------------
+    def source(self, portrait_id: str) -> Source:
+        portrait = self.portraits.get(portrait_id)
+        if portrait is None:
+            raise VasaError(f"unknown portrait {portrait_id!r}: pick one from /api/portraits or upload one")
+        with self._encode_lock:
+            if portrait.source is None:
+                portrait.source = self.head.encode_source(portrait.path)
+        return portrait.source
+
+    def encode_upload(self, data: bytes) -> tuple[str, Source, bytes]:
+        """Worker thread: an uploaded image -> (id, encoded portrait, thumbnail JPEG); VasaError when it
+        is not an image or shows no face."""
+        import cv2
+
+        key = _portrait_id(data)
+        known = self.portraits.get(key)
+        if known is not None and known.source is not None:
+            return key, known.source, known.jpeg
+        with tempfile.NamedTemporaryFile(suffix=".img") as file:  # read_image follows EXIF orientation
+            file.write(data)
+            file.flush()
+            with self._encode_lock:
+                source = self.head.encode_source(file.name)
+        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(_thumbnail(source.photo), cv2.COLOR_RGB2BGR))
+        return key, source, jpeg.tobytes() if ok else b""
+
+    def add_upload(self, key: str, source: Source, jpeg: bytes) -> None:
+        """Event loop: keep an encoded upload (the oldest uploads are forgotten beyond max_uploads)."""
+        if key in self.portraits:
+            return
+        self.portraits[key] = _Portrait(f"upload {len(self._uploads) + 1}", None, source, jpeg)
+        self._uploads.append(key)
+        while len(self._uploads) > self.config.max_uploads:
+            self.portraits.pop(self._uploads.popleft(), None)
+
+    def thumbnail(self, portrait_id: str) -> bytes:
+        import cv2
+
+        from vasa.media import read_image
+
+        portrait = self.portraits.get(portrait_id)
+        if portrait is None:
+            raise web.HTTPNotFound()
+        if not portrait.jpeg:
+            image = _thumbnail(read_image(portrait.path))
+            portrait.jpeg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))[1].tobytes()
+        return portrait.jpeg
+
+    def encode_jpeg(self, image: np.ndarray) -> bytes:
+        import cv2
+
+        ok, data = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
+                                [cv2.IMWRITE_JPEG_QUALITY, self.config.jpeg_quality])
+        if not ok:
+            raise RuntimeError("JPEG encoding failed")
+        return data.tobytes()
+
+
+def _portrait_id(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def _thumbnail(image: np.ndarray, side: int = 160) -> np.ndarray:
+    import cv2
+
+    scale = side / max(image.shape[:2])
+    return cv2.resize(image, (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))),
+                      interpolation=cv2.INTER_AREA)
+
+
+# --- HTTP routes ------------------------------------------------------------------------------------
+async def _index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "index.html")
+
+
+async def _list_portraits(request: web.Request) -> web.Response:
+    server: VasaServer = request.app[SERVER]
+    return web.json_response([{"id": key, "name": p.name} for key, p in server.portraits.items()])
+
+
+async def _portrait_image(request: web.Request) -> web.Response:
+    server: VasaServer = request.app[SERVER]
+    data = await asyncio.get_running_loop().run_in_executor(None, server.thumbnail, request.match_info["id"])
+    return web.Response(body=data, content_type="image/jpeg")
+
+
+async def _upload_portrait(request: web.Request) -> web.Response:
+    server: VasaServer = request.app[SERVER]
+    limit = server.config.upload_bytes
+    if request.content_length is not None and request.content_length > limit:
+        return _error_response(413, f"portrait upload is larger than {limit >> 20} MB")
+    data = bytearray()
+    async for chunk in request.content.iter_chunked(1 << 16):
+        data += chunk
+        if len(data) > limit:
+            return _error_response(413, f"portrait upload is larger than {limit >> 20} MB")
+    if not data:
+        return _error_response(400, "empty upload: send the image file as the request body")
+    try:
+        key, source, jpeg = await asyncio.get_running_loop().run_in_executor(None, server.encode_upload, bytes(data))
+    except VasaError as error:
+        return _error_response(400, str(error))
+    server.add_upload(key, source, jpeg)
+    return web.json_response({"id": key, "name": server.portraits[key].name})
+
+
+async def _demo_speech(request: web.Request) -> web.FileResponse:
+    from vasa.demo import DEMO_SPEECH
+
+    return web.FileResponse(DEMO_SPEECH)
+
+
+async def _status(request: web.Request) -> web.Response:
+    server: VasaServer = request.app[SERVER]
+    return web.json_response({**server.stats.__dict__, "max_sessions": server.config.max_sessions})
+
+
+def _error_response(status: int, message: str) -> web.Response:
+    return web.json_response({"type": "error", "message": message}, status=status)
+
+
+SERVER = web.AppKey("vasa", VasaServer)
+
+
+def build_app(head: TalkingHead, config: ServerConfig = ServerConfig()) -> web.Application:
+    """The aiohttp application: the page, its static files, the portrait API and the /ws stream."""
+    from vasa.server.session import websocket_handler
+
+    app = web.Application(client_max_size=config.upload_bytes + (1 << 16))
+    app[SERVER] = VasaServer(head, config)
+    app.router.add_get("/", _index)
+    app.router.add_static("/static/", STATIC)
+    app.router.add_get("/api/portraits", _list_portraits)
+    app.router.add_get("/api/portraits/{id}.jpg", _portrait_image)
+    app.router.add_post("/api/portraits", _upload_portrait)
+    app.router.add_get("/api/demo_speech.wav", _demo_speech)
+    app.router.add_get("/api/status", _status)
+    app.router.add_get("/ws", websocket_handler)
+    return app

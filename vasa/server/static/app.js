@@ -1,0 +1,189 @@
+// vasa live page: audio up (16-bit PCM, 16 kHz) over a WebSocket, frames + their audio down.
+// Frame message: uint32 index, float64 time_s (audio clock), uint32 PCM bytes, PCM, JPEG (little endian).
+"use strict";
+const RATE = 16000;
+const CHUNK = 320;          // 20 ms of audio per message up
+const LEAD_S = 0.5;         // playback starts this long after the first frame arrives (absorbs jitter)
+const $ = (id) => document.getElementById(id);
+
+const stats = { frames: 0, shown: 0, firstFrameMs: null, fps: null, maxDriftMs: null, lateAudio: 0,
+                dropped: 0, designLatencyMs: null, done: false, error: null, streaming: false, driftsMs: [] };
+window.vasa = { stats };     // read by the browser test
+
+let picked = null, ws = null, ctx = null, input = null, micStream = null;
+let pending = new Int16Array(CHUNK), pendingLength = 0;
+let sendStart = null, playStart = null, lastShown = -1, arrivals = [];
+const queue = [];            // decoded frames waiting for their time: {index, t, bitmap}
+
+function say(text) { $("message").textContent = text || ""; }
+
+async function loadPortraits() {
+  const list = await (await fetch("/api/portraits")).json();
+  $("portraits").innerHTML = "";
+  for (const p of list) addPortrait(p);
+  if (list.length && !picked) pick(list[0].id);
+}
+
+function addPortrait(p) {
+  const img = document.createElement("img");
+  img.src = `/api/portraits/${p.id}.jpg`; img.title = p.name; img.dataset.id = p.id;
+  img.onclick = () => pick(p.id);
+  $("portraits").appendChild(img);
+}
+
+function pick(id) {
+  picked = id;
+  for (const img of $("portraits").children) img.classList.toggle("picked", img.dataset.id === id);
+}
+
+$("upload").onchange = async (event) => {
+  const file = event.target.files[0];
+  if (!file) return;
+  say("encoding the portrait...");
+  const response = await fetch("/api/portraits", { method: "POST", body: file });
+  const body = await response.json();
+  if (!response.ok) return say(body.message);
+  say("");
+  if (![...$("portraits").children].some((img) => img.dataset.id === body.id)) addPortrait(body);
+  pick(body.id);
+};
+
+function sendAudio(samples) {              // Float32Array at 16 kHz -> 20 ms int16 messages
+  for (let i = 0; i < samples.length; i++) {
+    const s = Math.max(-1, Math.min(1, samples[i]));
+    pending[pendingLength++] = s < 0 ? s * 32768 : s * 32767;
+    if (pendingLength === CHUNK) flushAudio();
+  }
+}
+
+function flushAudio() {
+  if (!pendingLength || !ws || ws.readyState !== WebSocket.OPEN) return;
+  if (sendStart === null) sendStart = performance.now();
+  ws.send(pending.slice(0, pendingLength).buffer);
+  pendingLength = 0;
+}
+
+function onFrame(buffer) {
+  const view = new DataView(buffer);
+  const index = view.getUint32(0, true), t = view.getFloat64(4, true), pcmBytes = view.getUint32(12, true);
+  const pcm = new Int16Array(buffer.slice(16, 16 + pcmBytes));
+  const jpeg = new Blob([buffer.slice(16 + pcmBytes)], { type: "image/jpeg" });
+  const now = performance.now();
+  if (playStart === null) {
+    stats.firstFrameMs = Math.round(now - sendStart);
+    playStart = ctx.currentTime + LEAD_S;
+  }
+  stats.frames++;
+  arrivals.push(now);
+  while (arrivals.length && arrivals[0] < now - 2000) arrivals.shift();
+  if (arrivals.length > 1) stats.fps = +(1000 * (arrivals.length - 1) / (now - arrivals[0])).toFixed(1);
+  if ($("playback").checked && pcm.length) {
+    const audio = ctx.createBuffer(1, pcm.length, RATE);
+    const channel = audio.getChannelData(0);
+    for (let i = 0; i < pcm.length; i++) channel[i] = pcm[i] / 32768;
+    const node = ctx.createBufferSource();
+    node.buffer = audio;
+    node.connect(ctx.destination);
+    const at = playStart + t;
+    if (at < ctx.currentTime) stats.lateAudio++;
+    node.start(Math.max(at, ctx.currentTime));
+  }
+  createImageBitmap(jpeg).then((bitmap) => queue.push({ index, t, bitmap }));
+}
+
+function draw() {                          // show the newest frame whose time has come on the audio clock
+  if (playStart !== null && ctx) {
+    const media = ctx.currentTime - playStart;
+    let frame = null;
+    while (queue.length && queue[0].t <= media) {
+      if (frame) frame.bitmap.close();
+      frame = queue.shift();
+    }
+    if (frame) {
+      const canvas = $("video");
+      canvas.getContext("2d").drawImage(frame.bitmap, 0, 0, canvas.width, canvas.height);
+      frame.bitmap.close();
+      lastShown = frame.index;
+      stats.shown++;
+      const driftMs = 1000 * (media - frame.t);   // audio position minus the shown frame's time
+      stats.maxDriftMs = Math.max(stats.maxDriftMs ?? 0, Math.round(driftMs));
+      stats.driftsMs.push(Math.round(driftMs));
+      if (stats.driftsMs.length > 3000) stats.driftsMs.shift();
+    }
+  }
+  showStats();
+}
+
+function showStats() {
+  if (!stats.streaming && !stats.done) return;
+  $("stats").textContent =
+    `first frame      ${stats.firstFrameMs ?? "-"} ms after the first audio sent\n` +
+    `design latency   ${stats.designLatencyMs ?? "-"} ms (audio a frame waits for)\n` +
+    `frames           ${stats.frames} received, ${stats.shown} shown, ${stats.dropped} dropped\n` +
+    `receive rate     ${stats.fps ?? "-"} fps\n` +
+    `max A/V offset   ${stats.maxDriftMs ?? "-"} ms (one frame = 40 ms)\n` +
+    `late audio       ${stats.lateAudio} chunks` + (stats.done ? "\ndone" : "");
+}
+
+async function start(kind, file) {
+  if (!picked) return say("pick a portrait first");
+  await stop();
+  Object.assign(stats, { frames: 0, shown: 0, firstFrameMs: null, fps: null, maxDriftMs: null, lateAudio: 0,
+                         dropped: 0, done: false, error: null, streaming: true, driftsMs: [] });
+  sendStart = playStart = null; pendingLength = 0; arrivals = []; queue.length = 0; say("");
+  ctx = new AudioContext({ sampleRate: RATE });
+  await ctx.audioWorklet.addModule("/static/capture.js");
+  ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`);
+  ws.binaryType = "arraybuffer";
+  const ready = new Promise((resolve, reject) => {
+    ws.onmessage = (event) => {
+      if (typeof event.data !== "string") return onFrame(event.data);
+      const message = JSON.parse(event.data);
+      if (message.type === "ready") { stats.designLatencyMs = message.design_latency_ms; resolve(); }
+      else if (message.type === "stats" || message.type === "done") {
+        stats.dropped = message.dropped;
+        if (message.type === "done") { stats.done = true; stats.streaming = false; setButtons(false); }
+      } else if (message.type === "error") { stats.error = message.message; say(message.message); reject(); }
+    };
+    ws.onclose = () => { stats.streaming = false; setButtons(false); reject(); };
+  });
+  ws.onopen = () => ws.send(JSON.stringify({ type: "start", portrait: picked }));
+  try { await ready; } catch { return; }
+  const capture = new AudioWorkletNode(ctx, "vasa-capture");
+  const mute = ctx.createGain();
+  mute.gain.value = 0;
+  capture.connect(mute).connect(ctx.destination);   // keeps the worklet running, silently
+  capture.port.onmessage = (event) => sendAudio(event.data);
+  if (kind === "mic") {
+    micStream = await navigator.mediaDevices.getUserMedia(
+      { audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false } });
+    input = ctx.createMediaStreamSource(micStream);
+  } else {
+    const data = file ? await file.arrayBuffer() : await (await fetch("/api/demo_speech.wav")).arrayBuffer();
+    input = ctx.createBufferSource();
+    input.buffer = await ctx.decodeAudioData(data);
+    input.onended = () => setTimeout(() => { flushAudio(); if (ws) ws.send(JSON.stringify({ type: "end" })); }, 50);
+    input.start();
+  }
+  input.connect(capture);
+  setButtons(true);
+}
+
+async function stop() {
+  if (input) { try { input.disconnect(); if (input.stop) input.stop(); } catch {} input = null; }
+  if (micStream) { micStream.getTracks().forEach((track) => track.stop()); micStream = null; }
+  if (ws && ws.readyState === WebSocket.OPEN) { flushAudio(); ws.send(JSON.stringify({ type: "end" })); }
+  setButtons(false);
+}
+
+function setButtons(streaming) {
+  $("stop").disabled = !streaming;
+  $("mic").disabled = $("demo").disabled = streaming;
+}
+
+$("mic").onclick = () => start("mic").catch((e) => say(String(e)));
+$("demo").onclick = () => start("file").catch((e) => say(String(e)));
+$("audiofile").onchange = (event) => event.target.files[0] && start("file", event.target.files[0]);
+$("stop").onclick = stop;
+setInterval(draw, 8);
+loadPortraits().catch((e) => say(String(e)));
