@@ -106,3 +106,15 @@ def test_command_line_mistakes_are_one_line(tmp_path, capsys):
     assert "no videos" in capsys.readouterr().err
     assert main(["eval", str(tmp_path / "empty"), "--out", str(tmp_path / "r"), "--syncnet", str(tmp_path / "x")]) == 2
     assert "no SyncNet weights" in capsys.readouterr().err
+
+
+def test_a_benchmark_case_without_a_face_names_the_case(tmp_path, capsys):
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "wall.png"), np.full((128, 128, 3), 120, np.uint8))
+    write_wav(tmp_path / "wall.wav", np.zeros(16000, np.float32))
+    assert main(["eval", "--benchmark", str(tmp_path), "--out", str(tmp_path / "r"), "--no-identity",
+                 "--no-controls"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "benchmark case wall: no face" in err
+    assert not (tmp_path / "r" / "report.md").exists()

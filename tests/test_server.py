@@ -228,6 +228,11 @@ def test_serve_command_line_mistakes_are_one_line(tmp_path, capsys):
     assert "portrait not found" in assert_one_error_line(capsys)
     assert main(["serve", "--step-frames", "3"]) == 2  # below the shipped model's 10-frame context
     assert "step_frames" in assert_one_error_line(capsys)
+    with socket.socket() as taken:  # a port another program listens on
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        assert main(["serve", "--port", str(taken.getsockname()[1])]) == 2
+    assert "cannot listen" in assert_one_error_line(capsys)
 
 
 def test_silent_and_overlong_sessions_are_closed(head):

@@ -226,12 +226,19 @@ def _run_eval(args) -> None:
     print(f"wrote {report} and {args.out / 'metrics.json'}")
 
 
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1..65535, got {value}")
+    return value
+
+
 def _add_serve(commands) -> None:
     p = commands.add_parser("serve", help="web page: speak into the microphone, see the portrait talk live",
                             description="Serve a page where a portrait is picked or uploaded and speech from the "
                                         "microphone or a file drives it live (docs/serve.md).")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--port", type=_port, default=8080, help="TCP port (default 8080)")
     p.add_argument("--model", type=Path, help="motion model .safetensors (default: the shipped one)")
     p.add_argument("--size", type=_positive_size, default=256, help="frame side in pixels (default 256)")
     p.add_argument("--portraits", nargs="+", type=Path, default=[], metavar="IMAGE",
@@ -268,7 +275,10 @@ def _run_serve(args) -> None:
             raise VasaError(str(error)) from None
     app = build_app(head, config)
     print(f"vasa serve: open http://{args.host}:{args.port}/ (Ctrl-C stops)")
-    web.run_app(app, host=args.host, port=args.port, print=None)
+    try:
+        web.run_app(app, host=args.host, port=args.port, print=None)
+    except OSError as error:  # the port is taken, or the address is not this machine's
+        raise VasaError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from None
 
 
 def _add_bench(commands) -> None:

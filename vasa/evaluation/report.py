@@ -154,7 +154,8 @@ def plot_sanity(path: Path, sanity: dict, offsets: dict) -> str:
         if rows:
             axes[0, 0].plot(list(rows), list(rows.values()), "o-", label=kind)
     axes[0, 0].set(title="real clips: score vs audio shift", xlabel="|shift| frames", ylabel="cosine score")
-    axes[0, 0].legend(fontsize=8)
+    if axes[0, 0].lines:  # no real clips: nothing to label
+        axes[0, 0].legend(fontsize=8)
     if sanity.get("capp_pose_scale"):
         rows = sanity["capp_pose_scale"]
         axes[0, 1].plot(list(rows), list(rows.values()), "o-")

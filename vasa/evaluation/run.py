@@ -165,7 +165,7 @@ def run_benchmark(folder: Path, out: Path, model: Path | None = None, size: int 
                   command: str = "vasa eval --benchmark", work: Path | None = None) -> Path:
     """Generate every case with the motion model into WORK/videos (portraits into WORK/portraits; WORK
     defaults to `out`), then evaluate against the real videos."""
-    from vasa.media import iter_video_frames
+    from vasa.media import iter_video_frames, read_image
     from vasa.pipeline import Controls, TalkingHead, model_card
 
     judges = judges or Judges.load(size=size)
@@ -177,11 +177,14 @@ def run_benchmark(folder: Path, out: Path, model: Path | None = None, size: int 
     head = TalkingHead.from_pretrained(model, size=size)
     timings = {}
     for case in cases:
-        image = case["portrait"] or next(iter_video_frames(case["real"], measure.FPS))
+        image = read_image(case["portrait"]) if case["portrait"] else next(iter_video_frames(case["real"], measure.FPS))
         _save_png(portraits / f"{case['name']}.png", image)
-        head.set_source(image)
         start = time.perf_counter()
-        head.generate(case["audio"], videos / f"{case['name']}.mp4", Controls(seed=seed))
+        try:
+            head.set_source(image)
+            head.generate(case["audio"], videos / f"{case['name']}.mp4", Controls(seed=seed))
+        except VasaError as error:
+            raise VasaError(f"benchmark case {case['name']}: {error}") from None
         timings[case["name"]] = time.perf_counter() - start
     extra = {"benchmark": {"cases": [{k: str(v) if v is not None else None for k, v in c.items()} for c in cases],
                            "model": str(model or "shipped default"), "model_card": model_card(model),
