@@ -76,3 +76,7 @@ def test_weights_load_strictly_from_safetensors_and_state_dicts(model, tmp_path)
         syncnet.load_syncnet(tmp_path / "broken.model")
     with pytest.raises(VasaError, match="no SyncNet weights"):
         syncnet.load_syncnet(tmp_path / "absent.model")
+    for name in ("garbage.safetensors", "garbage.model"):
+        (tmp_path / name).write_bytes(b"not weights")
+        with pytest.raises(VasaError, match="cannot read SyncNet weights"):
+            syncnet.load_syncnet(tmp_path / name)

@@ -17,15 +17,15 @@ def load_weights(model: nn.Module, path: str | os.PathLike, what: str) -> nn.Mod
     path = Path(path)
     if not path.is_file():
         raise VasaError(f"no {what} weights at {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        state = load_file(str(path))
-    else:
-        try:
+            state = load_file(str(path))
+        else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # torch raises several types for foreign files
-            raise VasaError(f"cannot read {what} weights {path}: {error}") from None
+    except Exception as error:  # safetensors and torch raise several types for foreign files
+        raise VasaError(f"cannot read {what} weights {path}: {error}") from None
     if not isinstance(state, dict):
         raise VasaError(f"{path} holds a {type(state).__name__}, not a {what} state dict")
     expected = set(model.state_dict())
