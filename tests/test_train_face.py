@@ -150,8 +150,31 @@ def test_prepare_with_the_neural_backend_stores_its_latents_and_the_frames(drive
     assert record.face_backend == "neural" and record.segments[0].dynamics.shape[1] == TINY.dynamics_dim
     stored = list(media.iter_video_frames(frame_store_path(path)))
     assert len(stored) == 12 and stored[0].shape == (64, 64, 3)
-    with pytest.raises(VasaError, match="mesh latent"):  # the motion generator trains on mesh latents only
+    with pytest.raises(VasaError, match="dynamics coefficients"):  # not the mesh latent's space
         MotionData([record], MotionSpace())
+
+
+def test_the_motion_generator_trains_on_neural_latents_and_drives_the_neural_face(driver_clip, checkpoint,
+                                                                                   astronaut, tmp_path):
+    from test_train_motion import tiny_run
+    from vasa.data.representation import LatentSpace
+    from vasa.motion.checkpoint import read_metadata
+    from vasa.pipeline import Controls, TalkingHead
+    from vasa.train.motion import train_motion
+
+    out = tmp_path / "prepared"
+    config = PrepareConfig(audio_encoder="mel", min_frames=5, face="neural", face_checkpoint=str(checkpoint))
+    prepare([driver_clip], out, config, progress=False)
+    data = MotionData([read_record(p) for p in record_files(out)])
+    assert type(data.space) is LatentSpace and data.space.dim == 6 + TINY.dynamics_dim
+    path = train_motion(tiny_run(out, tmp_path / "run"))
+    assert read_metadata(path)["face_backend"] == "neural"
+    head = TalkingHead.from_pretrained(path, face=NeuralFace.from_checkpoint(checkpoint, size=64))
+    head.set_source(astronaut)
+    frames = list(head.frames(np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32), Controls(steps=2)))
+    assert len(frames) == 25 and frames[0].shape == (64, 64, 3)
+    with pytest.raises(VasaError, match="trained on neural face latents"):
+        TalkingHead.from_pretrained(path)  # the mesh face
 
 
 def test_neural_without_a_checkpoint_is_one_line_on_the_command_line(tmp_path, driver_clip, astronaut, capsys):

@@ -32,7 +32,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vasa.data.records import EMOTION_NAMES
-from vasa.data.representation import POSE_DIM, MotionSpace
+from vasa.data.representation import POSE_DIM, LatentSpace, MotionSpace
 from vasa.errors import VasaError
 
 ASSETS = Path(__file__).parent / "assets"
@@ -114,7 +114,7 @@ class Source:
     appearance: object
     reference: object
     photo: np.ndarray  # the whole portrait (RGB), for pasting the animated crop back
-    gaze: tuple[float, float]  # the portrait's own eye-in-head gaze, degrees: the default gaze condition
+    gaze: tuple[float, float] | None  # the portrait's own eye-in-head gaze, degrees: the default gaze condition
 
 
 @dataclass
@@ -125,15 +125,14 @@ class TalkingHead:
     face: object  # vasa.face.mesh.MeshFace
     encoder: object  # vasa.audio.AudioEncoder
     vad: object | None  # vasa.audio.VoiceActivity
-    space: MotionSpace = field(init=False)
+    space: LatentSpace = field(init=False)
     source: Source | None = field(default=None, init=False)
 
     def __post_init__(self):
-        if getattr(self.face, "name", "mesh") != "mesh":
-            raise VasaError(f"speech-driven generation runs on the mesh face latent only (the motion generator's "
-                            f"relative-motion space is built on it); with --face {self.face.name} use "
-                            "--motion-from VIDEO (reenactment)")
-        self.space = MotionSpace(self.face.model)
+        self.mesh = getattr(self.face, "name", "mesh") == "mesh"
+        # the mesh latent's own space (gaze, lids, resting mouth); a learned latent gets the generic one,
+        # without eye straightening, lids following gaze or the silence gate (no known mouth coefficients)
+        self.space = MotionSpace(self.face.model) if self.mesh else LatentSpace(self.face.dynamics_dim)
         if self.motion_model.config.motion_dim != self.space.dim:
             raise VasaError(f"the motion model makes {self.motion_model.config.motion_dim}-d motion, "
                             f"the face backend needs {self.space.dim}")
@@ -173,6 +172,8 @@ class TalkingHead:
 
         photo = read_image(image)
         appearance, motion = self.face.encode(photo)
+        if not self.mesh:  # a learned latent: no eye gaze to read (the gaze condition defaults to "absent")
+            return Source(appearance, self.space.portrait_reference(motion.pose, motion.dynamics), photo, None)
         reference = self.space.portrait_reference(motion.pose, motion.dynamics, appearance.identity)
         gaze = self.face.model.eye_gaze(appearance.identity)
         return Source(appearance, reference, photo, (float(gaze[0]), float(gaze[1])))
@@ -211,7 +212,9 @@ class TalkingHead:
             raise VasaError("no portrait: call set_source(image) first")
         pose, dynamics = self.space.to_absolute(x, source.reference)
         for k in range(len(x)):
-            motion = keep_physical(self.face, source.appearance, Motion(pose[k], dynamics[k]))
+            motion = Motion(pose[k], dynamics[k])
+            if self.mesh:
+                motion = keep_physical(self.face, source.appearance, motion)
             yield self.face.decode(source.appearance, motion)
 
     def generate(self, audio: str | os.PathLike, out: str | os.PathLike, controls: Controls = Controls(),
@@ -314,10 +317,11 @@ class MotionStage:
         # The generator learned the gaze condition as iris motion (the gaze augmentation turns the iris
         # only); the lids follow a requested change of the main gaze from the portrait's own.
         self.lids = 0.0
-        if controls.gaze is not None and source is not None:
+        if controls.gaze is not None and source is not None and head.mesh:
             self.lids = head.space.lids_for_gaze(source.gaze, controls.gaze)
         self.smoother = Smoother(pose=controls.smoothing, dynamics=0.0)
-        self.mouth = MouthGate(head.face.model.group_mask("mouth"), controls.close_mouth_in_silence)
+        mouth = head.face.model.group_mask("mouth") if head.mesh else np.zeros(head.space.dynamics_dim, bool)
+        self.mouth = MouthGate(mouth, controls.close_mouth_in_silence and head.mesh)
         self._held = np.zeros((0, head.motion_model.config.motion_dim))  # frames waiting for voice lookahead
         self._voice_frames: int | None = None  # frames of voice activity known (None: no VAD)
 

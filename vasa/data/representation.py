@@ -15,6 +15,9 @@ from the portrait (its own pose; its dynamics with the eyes straightened and, if
 the mouth closed), then adds x. Two augmentations change x and its condition together (the data has
 only a few gaze directions and distances): `shift_gaze` turns the eyes by a known angle and
 `scale_distance` moves the head away by a known factor.
+
+`LatentSpace` is the same relative motion for a learned latent (the neural backend): references are
+median (segment) or own (portrait) latents, without the gaze and mouth refinements.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vasa.errors import VasaError
 from vasa.face.model import EYEBALL_RADIUS, FaceModel
 
 POSE_DIM = 6
@@ -38,20 +42,76 @@ class Reference:
     dynamics: np.ndarray
 
 
-class MotionSpace:
-    """Conversions between a face backend's absolute Motion arrays and the generator's relative x."""
+class LatentSpace:
+    """Relative motion for any face latent: x = [pose change, dynamics - reference dynamics].
+
+    This is all a learned latent (the neural backend) gets: its z_dyn has no known iris or mouth
+    coordinates, so a segment's reference is simply its median pose and median dynamics, the portrait's
+    its own, and gaze can be neither shifted (no gaze augmentation) nor straightened. `MotionSpace`
+    (the mesh latent) refines the references and adds the gaze operations.
+    """
+
+    can_shift_gaze = False
+
+    def __init__(self, dynamics_dim: int):
+        self.dynamics_dim = int(dynamics_dim)
+
+    @property
+    def dim(self) -> int:
+        return POSE_DIM + self.dynamics_dim
+
+    def segment_reference(self, pose: np.ndarray, dynamics: np.ndarray, gaze_deg: np.ndarray) -> Reference:
+        return Reference(np.median(pose, axis=0), np.median(dynamics, axis=0))
+
+    def portrait_reference(self, pose: np.ndarray, dynamics: np.ndarray, canonical: np.ndarray | None = None) -> Reference:
+        return Reference(np.asarray(pose, dtype=np.float64), np.asarray(dynamics, dtype=np.float64))
+
+    # --- absolute <-> relative -----------------------------------------------------------------
+    def to_relative(self, pose: np.ndarray, dynamics: np.ndarray, reference: Reference) -> np.ndarray:
+        """Absolute frames (T, 6), (T, K) -> x (T, 6 + K)."""
+        rel_pose = np.asarray(pose, dtype=np.float64) - reference.pose
+        rel_pose[:, 5] = pose[:, 5] / reference.pose[5]
+        return np.concatenate([rel_pose, np.asarray(dynamics) - reference.dynamics], axis=1)
+
+    def to_absolute(self, x: np.ndarray, reference: Reference) -> tuple[np.ndarray, np.ndarray]:
+        """x (T, 6 + K) -> absolute (pose (T, 6), dynamics (T, K)) around `reference`."""
+        x = np.asarray(x, dtype=np.float64)
+        pose = x[:, :POSE_DIM] + reference.pose
+        pose[:, 5] = x[:, 5] * reference.pose[5]
+        return pose, x[:, POSE_DIM:] + reference.dynamics
+
+    @staticmethod
+    def scale_distance(x: np.ndarray, factor: float) -> np.ndarray:
+        """The head `factor` times farther away: the face scale divides by it."""
+        out = np.array(x, dtype=np.float64)
+        out[:, 5] /= factor
+        return out
+
+
+def space_for(face_backend: str, dynamics_dim: int) -> LatentSpace:
+    """The relative-motion space of a face backend's latents: the mesh latent's own, or the generic one."""
+    if face_backend == "mesh":
+        space = MotionSpace()
+        if space.model.dim != dynamics_dim:
+            raise VasaError(f"mesh latents with {dynamics_dim} dynamics coefficients, the shipped face model has "
+                            f"{space.model.dim}: prepared with another face model")
+        return space
+    return LatentSpace(dynamics_dim)
+
+
+class MotionSpace(LatentSpace):
+    """Conversions between the mesh backend's absolute Motion arrays and the generator's relative x."""
+
+    can_shift_gaze = True
 
     def __init__(self, model: FaceModel | None = None):
         self.model = model or FaceModel.load()
+        super().__init__(self.model.dim)
         basis = self.model.basis  # (K, 478, 3)
         self.iris_jacobian = np.stack([self.model.iris_offset(b) for b in basis], axis=1)  # (2, K)
         self.gaze_directions = np.stack([self.model.directions["gaze_x"], self.model.directions["gaze_y"]])  # (2, K)
         # dynamics change per unit change of iris offset, along the gaze directions: (K, 2)
         self._offset_to_dynamics = self.gaze_directions.T @ np.linalg.inv(self.iris_jacobian @ self.gaze_directions.T)
-
-    @property
-    def dim(self) -> int:
-        return POSE_DIM + self.model.dim
 
     # --- gaze <-> iris offset ------------------------------------------------------------------
     def gaze_to_offset(self, gaze_deg: np.ndarray) -> np.ndarray:
@@ -96,20 +156,6 @@ class MotionSpace:
                 rest = rest + direction * (CLOSED_MOUTH_OPENING - opening) / per_unit
         return Reference(np.asarray(pose, dtype=np.float64), rest)
 
-    # --- absolute <-> relative -----------------------------------------------------------------
-    def to_relative(self, pose: np.ndarray, dynamics: np.ndarray, reference: Reference) -> np.ndarray:
-        """Absolute frames (T, 6), (T, K) -> x (T, 6 + K)."""
-        rel_pose = np.asarray(pose, dtype=np.float64) - reference.pose
-        rel_pose[:, 5] = pose[:, 5] / reference.pose[5]
-        return np.concatenate([rel_pose, np.asarray(dynamics) - reference.dynamics], axis=1)
-
-    def to_absolute(self, x: np.ndarray, reference: Reference) -> tuple[np.ndarray, np.ndarray]:
-        """x (T, 6 + K) -> absolute (pose (T, 6), dynamics (T, K)) around `reference`."""
-        x = np.asarray(x, dtype=np.float64)
-        pose = x[:, :POSE_DIM] + reference.pose
-        pose[:, 5] = x[:, 5] * reference.pose[5]
-        return pose, x[:, POSE_DIM:] + reference.dynamics
-
     def eye_gaze(self, x: np.ndarray) -> np.ndarray:
         """Eye-in-head gaze (T, 2) degrees that relative frames x show."""
         offset = self.model.neutral_gaze + np.asarray(x)[:, POSE_DIM:] @ self.iris_jacobian.T
@@ -122,11 +168,4 @@ class MotionSpace:
         change = self.gaze_to_offset(np.asarray(main_gaze_deg) + delta_deg) - self.gaze_to_offset(main_gaze_deg)
         out = np.array(x, dtype=np.float64)
         out[:, POSE_DIM:] += self._offset_to_dynamics @ change
-        return out
-
-    @staticmethod
-    def scale_distance(x: np.ndarray, factor: float) -> np.ndarray:
-        """The head `factor` times farther away: the face scale divides by it."""
-        out = np.array(x, dtype=np.float64)
-        out[:, 5] /= factor
         return out

@@ -1,6 +1,6 @@
 """Training windows for the motion generator: records -> batches of (context, window) pairs.
 
-    data = MotionData([read_record(p) for p in files], MotionSpace())
+    data = MotionData([read_record(p) for p in files])              # space: the records' face backend
     mean, std = data.stats()                                         # (46,), (46,) for the model's buffers
     batch = sample_batch(data, config, 64, np.random.default_rng(0), Augment())
     val = validation_batches(held_out, config, 64)                  # fixed, so val loss compares across steps
@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from vasa.data.records import Record
-from vasa.data.representation import MotionSpace
+from vasa.data.representation import LatentSpace, space_for
 from vasa.errors import VasaError
 from vasa.motion.config import MotionConfig
 
@@ -89,10 +89,14 @@ class Batch:
 class MotionData:
     """Every segment of `records` as relative motion x (T, 46), audio (T, D) and its conditions."""
 
-    def __init__(self, records: list[Record], space: MotionSpace):
+    def __init__(self, records: list[Record], space: LatentSpace | None = None):
+        """`space`: the relative-motion space; None = the one of the records' face backend (`space_for`)."""
         if not records:
             raise VasaError("no training records to build windows from")
         first = records[0]
+        if space is None:
+            dims = [s.dynamics.shape[1] for r in records for s in r.segments if len(s)]
+            space = space_for(first.face_backend, dims[0] if dims else 0)
         self.space = space
         self.audio_dim: int | None = None
         self.fps, self.face_backend, self.audio_encoder = first.fps, first.face_backend, first.audio_encoder
@@ -119,13 +123,9 @@ class MotionData:
         elif audio_dim != self.audio_dim:
             raise VasaError(f"record {record.source} has audio features of dim {audio_dim}, others {self.audio_dim}: "
                             "prepare all videos with the same audio encoder")
-        if record.face_backend != "mesh":
-            raise VasaError(f"record {record.source} holds {record.face_backend} face latents: the motion generator's "
-                            "relative-motion space (gaze via the iris, the resting mouth) is built on the mesh latent, "
-                            "so `vasa train motion` needs records prepared with --face mesh")
         if segment.pose.shape[1] + segment.dynamics.shape[1] != self.space.dim:
             raise VasaError(f"record {record.source} has {segment.dynamics.shape[1]} dynamics coefficients, "
-                            f"the face model has {self.space.dim - 6}: prepared with another face model")
+                            f"the face latent has {self.space.dim - 6}: prepared with another face model")
         reference = self.space.segment_reference(segment.pose, segment.dynamics, segment.gaze)
         self.motion.append(self.space.to_relative(segment.pose, segment.dynamics, reference).astype(np.float32))
         self.audio.append(np.asarray(segment.audio, dtype=np.float16))
@@ -216,7 +216,7 @@ def _cut(data: MotionData, segment: int, start: int, config: MotionConfig, speed
 def _augment(window: _Window, data: MotionData, augment: Augment, generator: np.random.Generator) -> _Window:
     """Gaze and distance augmentations: motion and its condition change together, context included."""
     motion, gaze, distance = window.motion, window.gaze_deg, window.distance
-    if generator.random() < augment.gaze_p:
+    if generator.random() < augment.gaze_p and data.space.can_shift_gaze:  # a learned latent: no known iris
         delta = generator.uniform(-1, 1, 2) * (augment.gaze_theta_deg, augment.gaze_phi_deg)  # degrees
         motion = data.space.shift_gaze(motion, window.gaze_deg, delta)
         gaze = window.gaze_deg + delta

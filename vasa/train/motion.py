@@ -40,7 +40,6 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from vasa.data.records import read_record, record_files
-from vasa.data.representation import MotionSpace
 from vasa.data.windows import Augment, Batch, MotionData, motion_stats, sample_batch, validation_batches
 from vasa.errors import VasaError
 from vasa.motion.checkpoint import save_motion_model
@@ -345,13 +344,12 @@ def _train(config: TrainConfig, procs: Processes, device: torch.device) -> Path:
             tqdm.write(message, file=sys.stderr)
 
     # data: this rank's training shard; the held-out records on rank 0 only
-    space = MotionSpace()
     training_files, held_out = split_records(config, procs)
-    train = MotionData([read_record(f) for f in training_files], space)
-    val = MotionData([read_record(f) for f in held_out], space) if held_out and procs.main else None
+    train = MotionData([read_record(f) for f in training_files])  # the space of the records' face backend
+    val = MotionData([read_record(f) for f in held_out], train.space) if held_out and procs.main else None
     if val is not None and val.audio_dim != train.audio_dim:
         raise VasaError(f"held-out records have audio dim {val.audio_dim}, training records {train.audio_dim}")
-    model_config = replace(PRESETS[config.preset], audio_dim=train.audio_dim)
+    model_config = replace(PRESETS[config.preset], audio_dim=train.audio_dim, motion_dim=train.space.dim)
     augment = Augment() if config.augment else Augment.none()
     mean, std = shared_stats(train, procs, device, model_config, augment, config.seed)
 
