@@ -235,3 +235,22 @@ def test_look_moves_the_rendered_irises(face, encoded, remeasure):
         seen.append(remeasure(face.decode(appearance, edited))[2][iris, 0])
     assert (asked[0] - asked[1] > 0).all()
     assert (seen[0] - seen[1] > 0.5 * (asked[0] - asked[1])).all()
+
+
+def test_opening_a_closed_mouth_folds_no_warp_triangle(face, grace_hopper):
+    """Grace Hopper's closed lips meet on one seam; the warp mesh holds them apart (SEAM_GAP_PX), so no
+    triangle across the seam turns over as the mouth opens (a turned triangle drew a dark loop)."""
+    from vasa.face.mesh import NUM_MESH
+
+    appearance, motion = face.encode(grace_hopper)
+    mesh = appearance.texture.warp
+    lips = set(mouth.INNER_LIPS_UPPER) | set(mouth.INNER_LIPS_LOWER)
+    triangles = mesh.triangles[(mesh.triangles < NUM_MESH).all(axis=1) & np.isin(mesh.triangles, list(lips)).any(axis=1)]
+
+    def winding(points: np.ndarray) -> np.ndarray:
+        a, b, c = (points[triangles[:, k]] for k in range(3))
+        return np.sign((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0]))
+
+    opened = face.target_points(appearance, edits.open_mouth(face, appearance, motion, opening=0.08))[:, :2]
+    assert len(triangles) > 20 and np.array_equal(winding(opened), winding(mesh.vertices))
+    assert np.array_equal(face.decode(appearance, motion), appearance.image)  # the source is still exact

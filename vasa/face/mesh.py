@@ -18,7 +18,7 @@ import numpy as np
 from vasa.errors import VasaError
 from vasa.face import eyes, geometry, mouth, warp
 from vasa.face.landmarks import FaceCrop, LandmarkDetector, TrackedVideo, locate_face, track_video
-from vasa.face.model import FaceModel
+from vasa.face.model import INNER_LIPS_LOWER, INNER_LIPS_UPPER, FaceModel
 from vasa.latents import Appearance, Motion
 from vasa.media import read_image
 
@@ -35,6 +35,10 @@ FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365
 ANCHOR_RINGS = ((1.25, 1.0, 0.85), (1.7, 0.55, 0.2))
 CROP_MARGIN = 0.01
 BACKGROUND_DEPTH = 10.0  # anchors and border lie behind every face vertex
+# A closed mouth's inner-lip landmarks lie on one seam, often crossed by a fraction of a pixel; warp
+# triangles joining the two lips across it then turn over as the mouth opens and fold the lip (a small
+# dark loop under the teeth). The warp mesh's source holds the lips at least this far apart.
+SEAM_GAP_PX = 1.0
 
 
 @dataclass(frozen=True)
@@ -90,7 +94,7 @@ class MeshFace:
     def appearance_from_landmarks(self, cropped: np.ndarray, points: np.ndarray, crop: FaceCrop) -> Appearance:
         canonical, pose, _ = self.model.canonicalize(points)
         source = Motion(pose, self.model.encode_dynamics(canonical))
-        mesh_points = _on_silhouette(points)[:, :2]
+        mesh_points = _part_lips(_on_silhouette(points)[:, :2], SEAM_GAP_PX / self.size)
         outline, scales, weights = _anchors(mesh_points, canonical)
         anchors = _ring(mesh_points, outline, scales)
         vertices = np.concatenate([mesh_points[WARP_LANDMARKS], anchors, warp.border_points()])
@@ -139,13 +143,26 @@ class MeshFace:
         moved_anchors = _ring(target[:, :2], texture.anchor_outline, texture.anchor_scales)
         anchors = source_anchors + texture.anchor_weights[:, None] * (moved_anchors - source_anchors)
         border = warp.border_points()
-        positions = np.concatenate([face[:, :2], anchors, border])
+        lips_apart = _part_lips(face[:, :2], SEAM_GAP_PX / appearance.size)  # as the mesh's source was made
+        positions = np.concatenate([lips_apart, anchors, border])
         depth = np.concatenate([face[:, 2], np.full(len(anchors) + len(border), BACKGROUND_DEPTH)])
         map_x, map_y = warp.backward_map(texture.warp, positions, depth, appearance.size)
         frame = warp.remap(appearance.image, map_x, map_y)
         scale_ratio = motion.pose[5] / appearance.source.pose[5]
         eyes.paint_irises(frame, map_x, map_y, texture.irises, texture.source_points, target[:, :2], scale_ratio)
         return mouth.paint_interior(frame, target[:, :2], texture.mouth)
+
+
+def _part_lips(points: np.ndarray, gap: float) -> np.ndarray:
+    """Points (N, 2) with each inner-lip pair (upper, the lower one facing it) at least `gap` apart in y:
+    both move half of what is missing, away from each other."""
+    out = points.copy()
+    upper = list(INNER_LIPS_UPPER[1:-1])  # the corners are shared
+    lower = list(INNER_LIPS_LOWER[1:-1])[::-1]  # the lower lip runs right to left
+    missing = np.maximum(gap - (out[lower, 1] - out[upper, 1]), 0.0)
+    out[upper, 1] -= missing / 2
+    out[lower, 1] += missing / 2
+    return out
 
 
 def _anchors(points: np.ndarray, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
