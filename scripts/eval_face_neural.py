@@ -5,9 +5,11 @@ cross-identity reenactment sheets, training curves.
         --holdout retalking_2 sadtalker_WDA_AOC_000 [--metrics RUN/metrics.jsonl] [--out docs/img]
 
 PSNR/SSIM: every 5th frame of each held-out segment rebuilt from the segment's first frame (source)
-with the frame's own motion (the driver), at the model's size, whole crop. Sheets: the first held-out
+with the frame's own motion (the driver), at the model's size, whole crop; beside them the same scores
+of the source frame itself, unchanged (the baseline a reenactment model has to beat). Sheets: the first held-out
 clip's first frame driven by 6 frames of itself (same identity) and of the second clip (cross identity);
-top row drivers, bottom row results. Writes face_neural_{same_identity,cross_identity,curves}.png.
+top row drivers, bottom row results. Writes face_neural_{same_identity,cross_identity,curves}.png
+(curves: a dotted line where a reconstruction warm-up ends).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def held_out(data: Path, names: list[str], size: int) -> list[FaceFrames]:
 
 @torch.no_grad()
 def reconstruction_scores(model, clips: list[FaceFrames]) -> dict:
-    scores = {"psnr": [], "ssim": []}
+    scores = {"psnr": [], "ssim": [], "copy_psnr": [], "copy_ssim": []}
     for clip in clips:
         for video, start, length in clip.segments:
             frames = clip.frames[video]
@@ -48,8 +50,11 @@ def reconstruction_scores(model, clips: list[FaceFrames]) -> dict:
                 rebuilt = to_images(model(to_tensor(source, torch.device("cpu")), to_tensor(batch, torch.device("cpu"))))
                 scores["psnr"] += [psnr(a, b) for a, b in zip(rebuilt, batch)]
                 scores["ssim"] += [ssim(a, b) for a, b in zip(rebuilt, batch)]
+                scores["copy_psnr"] += [psnr(source[0], b) for b in batch]  # baseline: the source unchanged
+                scores["copy_ssim"] += [ssim(source[0], b) for b in batch]
     return {"frames": len(scores["psnr"]), "psnr_db": float(np.mean(scores["psnr"])),
-            "ssim": float(np.mean(scores["ssim"]))}
+            "ssim": float(np.mean(scores["ssim"])), "copy_source_psnr_db": float(np.mean(scores["copy_psnr"])),
+            "copy_source_ssim": float(np.mean(scores["copy_ssim"]))}
 
 
 @torch.no_grad()
@@ -76,17 +81,25 @@ def curves(metrics: Path, path: Path) -> None:
 
     lines = [json.loads(line) for line in metrics.read_text().splitlines()]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    steps = [line["step"] for line in lines]
+
+    def plot(ax, name: str, *style, **kwargs) -> None:  # terms absent during a reconstruction warm-up: no points
+        points = [(line["step"], line[name]) for line in lines if name in line]
+        if points:
+            ax.plot(*zip(*points), *style, **kwargs)
+
     for name in ("reconstruction", "transfer", "feature_matching", "pose", "cycle", "identity"):
-        if name in lines[0]:
-            axes[0].plot(steps, [line[name] for line in lines], label=name)
+        plot(axes[0], name, label=name)
     axes[0].set_yscale("log")
     axes[0].set_title("generator terms (unweighted)")
     axes[0].legend(fontsize=7)
-    axes[1].plot(steps, [line["discriminator"] for line in lines], label="discriminator hinge")
-    axes[1].plot(steps, [line["adversarial"] for line in lines], label="generator hinge")
+    plot(axes[1], "discriminator", label="discriminator hinge")
+    plot(axes[1], "adversarial", label="generator hinge")
     axes[1].set_title("adversarial")
     axes[1].legend(fontsize=7)
+    full = [line["step"] for line in lines if "discriminator" in line]
+    if full and full[0] > lines[0]["step"]:  # mark the end of the reconstruction warm-up
+        for ax in axes:
+            ax.axvline(full[0], color="grey", linestyle=":", linewidth=1)
     val = [line for line in lines if line.get("val_psnr") is not None]
     axes[2].plot([line["step"] for line in val], [line["val_psnr"] for line in val], "o-", label="PSNR (dB)")
     twin = axes[2].twinx()

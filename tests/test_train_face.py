@@ -80,6 +80,17 @@ def test_a_three_step_run_writes_a_loadable_checkpoint_and_resumes(prepared, tmp
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 4
 
 
+def test_the_reconstruction_warm_up_trains_reconstruction_alone_then_every_term(prepared, tmp_path):
+    out = tmp_path / "warm"
+    train_face(config(prepared, out, steps=4, reconstruction_warmup_steps=2, val_every=4, save_every=4))
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [set(line) & {"reconstruction", "pose", "transfer", "discriminator"} for line in lines[:2]] == \
+        [{"reconstruction", "pose"}] * 2  # no discriminator, no disentangling terms
+    assert {"reconstruction", "pose", "transfer", "cycle", "identity", "feature_matching", "discriminator"} <= set(lines[2])
+    with pytest.raises(VasaError, match="reconstruction_warmup_steps"):
+        config(prepared, out, reconstruction_warmup_steps=-1)
+
+
 def test_records_without_stored_frames_are_a_clear_error(prepared, tmp_path):
     data = make_prepared(tmp_path / "data", clips=1)
     frame_store_path(record_files(data)[0]).unlink()

@@ -382,6 +382,9 @@ def _add_train_face(models) -> None:
     for name in ("reconstruction", "perceptual", "feature-matching", "adversarial", "transfer", "cycle",
                  "identity", "pose"):
         f.add_argument(f"--{name}-weight", type=float, help=f"weight of the {name} loss (0 = off)")
+    f.add_argument("--reconstruction-warmup-steps", type=int, metavar="N",
+                   help="first N steps: reconstruction and pose losses only, no discriminator (cheap steps; "
+                        "default 0)")
     f.add_argument("--perceptual", type=Path, help="TorchScript feature network for the perceptual loss")
     f.add_argument("--identity-descriptor", type=Path, help="TorchScript face descriptor for the identity loss")
     f.add_argument("--log-every", type=int, help="steps between metrics lines")

@@ -62,7 +62,10 @@ class FaceTrainConfig:
     """Everything a run depends on. Loss weights: a weight of 0 turns its term off. perceptual: a
     TorchScript feature network (`losses.load_feature_network`); without one the discriminator's
     feature matching stands in. identity_descriptor: a TorchScript face descriptor (112 x 112 RGB in
-    [-1, 1] -> (B, E)); without one the model's own identity encoder, frozen inside the term, stands in."""
+    [-1, 1] -> (B, E)); without one the model's own identity encoder, frozen inside the term, stands in.
+    reconstruction_warmup_steps: the first steps train reconstruction (and pose supervision) only, with
+    one decode and no discriminator step: a step costs a fraction of a full one, and the model learns to
+    rebuild a face before the adversarial and disentangling terms weigh in (docs/face_neural.md)."""
 
     data: Path
     out: Path
@@ -84,6 +87,7 @@ class FaceTrainConfig:
     cycle_weight: float = 0.5
     identity_weight: float = 0.2
     pose_weight: float = 0.5
+    reconstruction_warmup_steps: int = 0
     perceptual: Path | None = None
     identity_descriptor: Path | None = None
     log_every: int = 20
@@ -97,6 +101,8 @@ class FaceTrainConfig:
 
     def __post_init__(self):
         check_run_config(self, PRESETS)
+        if self.reconstruction_warmup_steps < 0:
+            raise VasaError(f"reconstruction_warmup_steps must be >= 0, got {self.reconstruction_warmup_steps}")
 
     def to_json(self) -> dict:
         return run_config_json(self)
@@ -188,12 +194,16 @@ class GeneratorStep(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, source: Tensor, driver: Tensor, other: Tensor) -> dict[str, Tensor]:
+    def forward(self, source: Tensor, driver: Tensor, other: Tensor, full: bool = True) -> dict[str, Tensor]:
+        """full=False (the reconstruction warm-up): only I_hat_j and the poses of i and j."""
         m = self.model
         pose_i, dynamics_i = m.encode_motion(source)
         pose_j, dynamics_j = m.encode_motion(driver)
-        pose_x, dynamics_x = m.encode_motion(other)
         volume_i, identity_i = m.encode_appearance(source, pose_i, dynamics_i)
+        if not full:
+            return {"reconstruction": m.decode(volume_i, identity_i, pose_j, dynamics_j),
+                    "pose_i": pose_i, "pose_j": pose_j}
+        pose_x, dynamics_x = m.encode_motion(other)
         volume_j, identity_j = m.encode_appearance(driver, pose_j, dynamics_j)
         return {
             "reconstruction": m.decode(volume_i, identity_i, pose_j, dynamics_j),
@@ -215,11 +225,31 @@ def frozen_identity_encoder(model: NeuralFaceModel):
 
 def generator_losses(config: FaceTrainConfig, out: dict[str, Tensor], model: NeuralFaceModel,
                      discriminator: nn.Module, source: Tensor, driver: Tensor, source_pose: Tensor,
-                     driver_pose: Tensor, perceptual, descriptor) -> dict[str, Tensor]:
-    """Each weighted term (unweighted values; `total` is the weighted sum)."""
+                     driver_pose: Tensor, perceptual, descriptor, full: bool = True) -> dict[str, Tensor]:
+    """Each weighted term (unweighted values; `total` is the weighted sum). full=False: the reconstruction
+    warm-up's terms only (reconstruction, pose supervision)."""
     terms: dict[str, tuple[float, Tensor]] = {}
     reconstruction = out["reconstruction"]
     terms["reconstruction"] = (config.reconstruction_weight, losses.reconstruction_loss(reconstruction, driver))
+    if full:
+        _adversarial_and_disentangling_terms(terms, config, out, model, discriminator, source, driver,
+                                             perceptual, descriptor)
+    if config.pose_weight:  # frames without a geometry pose (NaN) do not count; the term is kept (0) so
+        known = ~(torch.isnan(source_pose).any(-1) | torch.isnan(driver_pose).any(-1))  # ranks log alike
+        predicted = torch.cat([out["pose_i"][known], out["pose_j"][known]])
+        target = torch.cat([source_pose[known], driver_pose[known]])
+        value = losses.pose_supervision_loss(predicted, target, model.pose_units) if known.any() else predicted.sum()
+        terms["pose"] = (config.pose_weight, value)
+    values = {name: value for name, (_, value) in terms.items()}
+    values["total"] = sum(weight * value for weight, value in terms.values())
+    return values
+
+
+def _adversarial_and_disentangling_terms(terms: dict, config: FaceTrainConfig, out: dict[str, Tensor],
+                                         model: NeuralFaceModel, discriminator: nn.Module, source: Tensor,
+                                         driver: Tensor, perceptual, descriptor) -> None:
+    """Adds the adversarial, perceptual (or feature matching), transfer, cycle and identity terms."""
+    reconstruction = out["reconstruction"]
     fake = discriminator(reconstruction)
     terms["adversarial"] = (config.adversarial_weight, losses.generator_hinge_loss(fake))
     if perceptual is not None:
@@ -236,15 +266,6 @@ def generator_losses(config: FaceTrainConfig, out: dict[str, Tensor], model: Neu
     if config.identity_weight:
         size = losses.DESCRIPTOR_SIZE if config.identity_descriptor is not None else None
         terms["identity"] = (config.identity_weight, losses.identity_loss(descriptor, out["cross"], source, size))
-    if config.pose_weight:  # frames without a geometry pose (NaN) do not count; the term is kept (0) so
-        known = ~(torch.isnan(source_pose).any(-1) | torch.isnan(driver_pose).any(-1))  # ranks log alike
-        predicted = torch.cat([out["pose_i"][known], out["pose_j"][known]])
-        target = torch.cat([source_pose[known], driver_pose[known]])
-        value = losses.pose_supervision_loss(predicted, target, model.pose_units) if known.any() else predicted.sum()
-        terms["pose"] = (config.pose_weight, value)
-    values = {name: value for name, (_, value) in terms.items()}
-    values["total"] = sum(weight * value for weight, value in terms.values())
-    return values
 
 
 @torch.no_grad()
@@ -338,7 +359,7 @@ def _train(config: FaceTrainConfig, procs: Processes, device: torch.device) -> P
     progress = tqdm(total=config.steps, initial=step, disable=not procs.main, desc="face", dynamic_ncols=True)
     started = time.perf_counter()
     sums: dict[str, float] = {}
-    count = 0
+    counts: dict[str, int] = {}
     while step < config.steps:
         lr = learning_rate(config, step)
         for group in optimizer.param_groups:
@@ -350,42 +371,46 @@ def _train(config: FaceTrainConfig, procs: Processes, device: torch.device) -> P
         source, driver, other = (v.permute(0, 3, 1, 2).float() / 127.5 - 1 for v in (source, driver, other))
 
         # generator step (the discriminator only judges: its weights take no gradient here)
+        full = step >= config.reconstruction_warmup_steps
         discriminator.requires_grad_(False)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.amp):
-            generated = network(source, driver, other)
+            generated = network(source, driver, other, full)
             values = generator_losses(config, generated, model, discriminator, source, driver,
-                                      source_pose, driver_pose, perceptual, descriptor)
+                                      source_pose, driver_pose, perceptual, descriptor, full)
         optimizer.zero_grad(set_to_none=True)
         values["total"].backward()
         grad_norm = nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip if config.grad_clip > 0 else math.inf)
         optimizer.step()
         update_ema(ema, model, ema_decay(config, step))
 
-        # discriminator step: real drivers and reconstructions in one batch (one forward for DDP)
-        discriminator.requires_grad_(True)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.amp):
-            scores = critic(torch.cat([driver, generated["reconstruction"].detach()]))
-            real = [([f[:len(driver)] for f in feats], s[:len(driver)]) for feats, s in scores]
-            fake = [([f[len(driver):] for f in feats], s[len(driver):]) for feats, s in scores]
-            disc_loss = losses.discriminator_hinge_loss(real, fake)
-        disc_optimizer.zero_grad(set_to_none=True)
-        disc_loss.backward()
-        disc_optimizer.step()
+        # discriminator step: real drivers and reconstructions in one batch (one forward for DDP);
+        # none during the reconstruction warm-up
+        if full:
+            discriminator.requires_grad_(True)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.amp):
+                scores = critic(torch.cat([driver, generated["reconstruction"].detach()]))
+                real = [([f[:len(driver)] for f in feats], s[:len(driver)]) for feats, s in scores]
+                fake = [([f[len(driver):] for f in feats], s[len(driver):]) for feats, s in scores]
+                disc_loss = losses.discriminator_hinge_loss(real, fake)
+            disc_optimizer.zero_grad(set_to_none=True)
+            disc_loss.backward()
+            disc_optimizer.step()
+            values["discriminator"] = disc_loss
 
         step += 1
-        count += 1
-        for name, value in [*values.items(), ("discriminator", disc_loss)]:
+        for name, value in values.items():  # a term's mean over the steps that had it
             sums[name] = sums.get(name, 0.0) + value.item()
+            counts[name] = counts.get(name, 0) + 1
         progress.update(1)
         last = step == config.steps
         validate_now = val_pairs is not None and (step % config.val_every == 0 or last)
         if step % config.log_every == 0 or last or step % config.val_every == 0:
             names = sorted(sums)
-            means = torch.tensor([sums[n] / count for n in names], dtype=torch.float64, device=device)
+            means = torch.tensor([sums[n] / counts[n] for n in names], dtype=torch.float64, device=device)
             if procs.distributed:
                 dist.all_reduce(means)
                 means /= procs.world
-            sums, count = {}, 0
+            sums, counts = {}, {}
             if procs.main:
                 line = {"step": step, **{n: v for n, v in zip(names, means.tolist())}, "lr": lr,
                         "grad_norm": grad_norm.item(), "seconds": seconds_before + time.perf_counter() - started}
