@@ -21,7 +21,7 @@ def save_weights(path: str | os.PathLike, model: nn.Module, metadata: dict[str, 
     """Write the state dict with string `metadata`; the file appears only when complete (temp file, then
     rename), so a run killed mid-save leaves the previous checkpoint intact."""
     path = Path(path)
-    tensors = {name: t.detach().contiguous() for name, t in model.state_dict().items()}
+    tensors = {name: t.detach().contiguous().cpu() for name, t in model.state_dict().items()}
     temporary = path.with_name(f".{path.name}.tmp")
     try:
         save_file(tensors, str(temporary), metadata={str(k): str(v) for k, v in metadata.items()})

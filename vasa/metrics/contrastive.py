@@ -22,14 +22,12 @@ import json
 import math
 import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from vasa.checkpoints import load_weights, read_weights_metadata, save_weights
 from vasa.errors import VasaError
 from vasa.face.model import INNER_LIP_MIDDLE, MOUTH_CORNERS
 
@@ -227,26 +225,12 @@ def roc_auc(positive: np.ndarray, negative: np.ndarray) -> float:
 # --- checkpoints ---------------------------------------------------------------------------------------
 def save_judge(path: str | os.PathLike, model: ContrastiveJudge, metadata: dict | None = None) -> None:
     """Weights + config (+ string metadata, e.g. the audio encoder and held-out figures): complete or not at all."""
-    path = Path(path)
-    tensors = {name: t.detach().contiguous().cpu() for name, t in model.state_dict().items()}
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        extra = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
-        save_file(tensors, str(temporary), metadata={**extra, CONFIG_KEY: json.dumps(asdict(model.config))})
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    extra = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
+    save_weights(path, model, {**extra, CONFIG_KEY: json.dumps(asdict(model.config))})
 
 
 def judge_metadata(path: str | os.PathLike) -> dict[str, str]:
-    path = Path(path)
-    if not path.is_file():
-        raise VasaError(f"no judge weights at {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return dict(f.metadata() or {})
-    except (SafetensorError, OSError) as error:
-        raise VasaError(f"cannot read judge weights {path}: {error}") from None
+    return read_weights_metadata(path, "judge weights")
 
 
 def load_judge(path: str | os.PathLike) -> ContrastiveJudge:
@@ -254,11 +238,4 @@ def load_judge(path: str | os.PathLike) -> ContrastiveJudge:
     metadata = judge_metadata(path)
     if CONFIG_KEY not in metadata:
         raise VasaError(f"{path} has no {CONFIG_KEY} metadata: not a judge written by save_judge")
-    model = ContrastiveJudge(JudgeConfig(**json.loads(metadata[CONFIG_KEY])))
-    state = load_file(str(path))
-    expected = set(model.state_dict())
-    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-    if missing or unexpected:
-        raise VasaError(f"{path} does not match its config: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    model.load_state_dict(state, strict=True)
-    return model.eval()
+    return load_weights(path, ContrastiveJudge(JudgeConfig(**json.loads(metadata[CONFIG_KEY]))))
