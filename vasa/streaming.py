@@ -34,6 +34,7 @@ from typing import Callable
 import numpy as np
 
 from vasa.audio import SAMPLE_RATE
+from vasa.audio.streaming import audio_chunk
 from vasa.errors import VasaError
 from vasa.pipeline import MODEL_FPS, Controls, MotionStage, Renderer, Source, TalkingHead
 
@@ -188,11 +189,7 @@ class StreamingSession:
         `timeout` s, then raises TimeoutError: the caller decides whether to drop or wait)."""
         if self._ended:
             raise VasaError("this session has ended; start a new one for more audio")
-        samples = np.asarray(samples, dtype=np.float32)
-        if samples.ndim != 1:
-            raise VasaError(f"audio chunks must be mono (samples,) at 16 kHz, got shape {samples.shape}")
-        if not np.all(np.isfinite(samples)):
-            raise VasaError("audio chunk contains NaN or infinite samples")
+        samples = audio_chunk(samples)
         if not len(samples):
             return
         if self.stats.started_s is None:

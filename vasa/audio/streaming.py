@@ -29,6 +29,16 @@ if TYPE_CHECKING:
     from vasa.audio.vad import VoiceActivity
 
 
+def audio_chunk(samples) -> np.ndarray:
+    """A pushed chunk as float32 (n,), or a VasaError saying what is wrong with it (mono 16 kHz, finite)."""
+    samples = np.asarray(samples, dtype=np.float32)
+    if samples.ndim != 1:
+        raise VasaError(f"audio chunks must be mono (samples,) at 16 kHz, got shape {samples.shape}")
+    if not np.all(np.isfinite(samples)):
+        raise VasaError("audio chunk contains NaN or infinite samples")
+    return samples
+
+
 @dataclass(frozen=True)
 class WindowSchedule:
     """How audio is cut into encoder windows. Seconds; the hop is rounded to whole video frames."""
@@ -112,11 +122,7 @@ class AudioStream:
     def push(self, samples: np.ndarray) -> AudioFeatures:
         if self._finished:
             raise VasaError("audio stream already flushed; start a new one with encoder.stream()")
-        samples = np.asarray(samples, dtype=np.float32)
-        if samples.ndim != 1:
-            raise VasaError(f"stream chunks must be mono (samples,) at 16 kHz, got shape {samples.shape}")
-        if not np.all(np.isfinite(samples)):
-            raise VasaError("audio chunk contains NaN or infinite samples")
+        samples = audio_chunk(samples)
         self._buffer = np.concatenate([self._buffer, samples])
         self._received += samples.shape[0]
         if self.vad is not None:
