@@ -14,6 +14,7 @@ from test_imports import imports_of, sources, within
 from vasa.audio import (SAMPLE_RATE, AudioFeatures, LogMelEncoder, TransformersEncoder, VoiceActivity,
                         WhisperEncoder, WindowSchedule, load_audio, load_encoder)
 from vasa.audio import mel
+from vasa.audio.encoders import encoder_spec, parse_encoder_spec
 from vasa.errors import VasaError
 
 SHARED_AUDIO = Path(__file__).resolve().parents[1].parent / "shared" / "media" / "audio"
@@ -150,6 +151,19 @@ def test_whisper_context_is_bounded_by_the_schedule(whisper):
     np.testing.assert_allclose(whisper.encode(changed).features[:10], reference[:10], atol=STREAM_TOLERANCE)
     changed[10 * 640 + lookahead - 1600 :] = 0.0  # inside it
     assert np.abs(whisper.encode(changed).features[:10] - reference[:10]).max() > 1e-3
+
+
+def test_an_encoder_spec_carries_its_schedule_and_loads_it_back():
+    schedule = WindowSchedule(hop_s=0.16, left_context_s=1.0, lookahead_s=0.04)
+    spec = encoder_spec("mel", schedule)
+    assert spec == "mel:hop=0.16,left=1,lookahead=0.04" and encoder_spec("mel") == "mel"
+    assert parse_encoder_spec(spec) == ("mel", schedule) and parse_encoder_spec("whisper") == ("whisper", None)
+    assert load_encoder(spec).schedule == schedule
+    assert load_encoder("mel").schedule == LogMelEncoder.default_schedule
+    with pytest.raises(VasaError, match="unknown schedule key 'hops'"):
+        load_encoder("mel:hops=0.2")
+    with pytest.raises(VasaError, match="must be a number"):
+        load_encoder("mel:hop=fast")
 
 
 def test_stream_misuse_is_a_clear_error():

@@ -15,7 +15,7 @@ from vasa.data.prepare import PrepareConfig, is_cut, main_direction, parse_shard
 from vasa.data.records import read_record, record_files
 from vasa.errors import VasaError
 
-CONFIG = PrepareConfig(audio_encoder="mel", min_frames=5)
+CONFIG = PrepareConfig(audio_encoder="mel", min_frames=5, audio_schedule=(0.08, 0.04, 0.02))
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,9 @@ def test_segments_split_at_the_cut_and_drop_the_faceless_stretch(prepared):
 
 def test_per_frame_arrays_are_filled(prepared, face):
     out, _ = prepared
-    segment = read_record(record_files(out)[0]).segments[0]
+    record = read_record(record_files(out)[0])
+    segment = record.segments[0]
+    assert record.audio_encoder == "mel:hop=0.08,left=0.04,lookahead=0.02"  # what a model trained on it runs
     assert segment.pose.shape == (12, 6) and segment.dynamics.shape == (12, face.model.dim)
     assert segment.audio.shape == (12, 80) and segment.voice.shape == (12,)
     assert np.allclose(segment.emotion.sum(axis=1), 1, atol=1e-3)

@@ -9,6 +9,9 @@ from pathlib import Path
 
 from vasa.errors import VasaError
 
+MODEL_HELP = ("motion model: a .safetensors path, or a shipped one by name: default (best quality) or live "
+              "(low latency, docs/serve.md); default: default")
+
 
 def _positive_size(text: str) -> int:
     value = int(text)
@@ -78,6 +81,9 @@ def _add_prepare(commands) -> None:
     p.add_argument("--shard", default="0/1", help="i/n: prepare only every n-th video starting at i (job arrays)")
     p.add_argument("--audio-encoder", default="whisper", choices=["whisper", "wav2vec2", "mel"])
     p.add_argument("--audio-model", type=Path, help="local model folder for wav2vec2/HuBERT (or another Whisper)")
+    p.add_argument("--audio-schedule", nargs=3, type=float, metavar=("HOP", "LEFT", "LOOKAHEAD"),
+                   help="encoder windows in seconds (default: the encoder's); a model trained on these records "
+                        "runs on the same windows, e.g. 0.16 1 0.04 for the live model (docs/serve.md)")
     p.add_argument("--min-frames", type=int, default=25, help="shortest segment kept, in frames (default 25)")
     p.add_argument("--overwrite", action="store_true", help="prepare videos again even if their record exists")
     p.add_argument("--frames", type=int, default=0, metavar="SIZE",
@@ -90,6 +96,7 @@ def _run_prepare(args) -> None:
     from vasa.data.prepare import PrepareConfig, parse_shard, prepare
 
     config = PrepareConfig(audio_encoder=args.audio_encoder, min_frames=args.min_frames,
+                           audio_schedule=tuple(args.audio_schedule) if args.audio_schedule else None,
                            audio_model=str(args.audio_model) if args.audio_model else None, frames=args.frames,
                            face=args.face, face_checkpoint=str(args.face_checkpoint) if args.face_checkpoint else None)
     report = prepare(args.videos, args.out, config, parse_shard(args.shard), args.overwrite)
@@ -134,7 +141,7 @@ def _add_generate(commands) -> None:
     p.add_argument("--image", required=True, type=Path, help="portrait photo")
     p.add_argument("--audio", required=True, type=Path, help="speech (any audio file, or a video's soundtrack)")
     p.add_argument("--out", required=True, type=Path, help="output .mp4 (H.264 + the input audio)")
-    p.add_argument("--model", type=Path, help="motion model .safetensors (default: the shipped one)")
+    p.add_argument("--model", help=MODEL_HELP)
     p.add_argument("--motion-from", type=Path, metavar="VIDEO",
                    help="take the motion from this talking video instead of generating it (reenactment)")
     p.add_argument("--size", type=_positive_size, default=512, help="output side in pixels (default 512)")
@@ -191,7 +198,7 @@ def _add_eval(commands) -> None:
     p.add_argument("--benchmark", type=Path, metavar="CASES",
                    help="generate each case of this folder (x.mp4 real video, or x.png + x.wav) and evaluate it")
     p.add_argument("--cases", nargs="+", metavar="NAME", help="with --benchmark: only these cases")
-    p.add_argument("--model", type=Path, help="with --benchmark: motion model (default: the shipped one)")
+    p.add_argument("--model", help="with --benchmark: " + MODEL_HELP)
     p.add_argument("--size", type=_positive_size, default=256, help="generated side / tracker crop (default 256)")
     p.add_argument("--seed", type=int, default=0, help="with --benchmark: generation seed")
     p.add_argument("--no-controls", action="store_true", help="with --benchmark: skip the gaze/distance requests")
@@ -239,7 +246,7 @@ def _add_serve(commands) -> None:
                                         "microphone or a file drives it live (docs/serve.md).")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=_port, default=8080, help="TCP port (default 8080)")
-    p.add_argument("--model", type=Path, help="motion model .safetensors (default: the shipped one)")
+    p.add_argument("--model", help=MODEL_HELP)
     p.add_argument("--size", type=_positive_size, default=256, help="frame side in pixels (default 256)")
     p.add_argument("--portraits", nargs="+", type=Path, default=[], metavar="IMAGE",
                    help="portraits offered on the page besides the bundled one")
@@ -286,7 +293,7 @@ def _add_bench(commands) -> None:
                             description="Time offline generation and live streaming (audio pushed at real-time "
                                         "pace) at each size on CPU, and on CUDA when present. Prints a Markdown "
                                         "table; --out appends it to a file (e.g. docs/benchmarks.md).")
-    p.add_argument("--model", type=Path, help="motion model .safetensors (default: the shipped one)")
+    p.add_argument("--model", help=MODEL_HELP)
     p.add_argument("--sizes", nargs="+", type=_positive_size, default=[256, 512])
     p.add_argument("--seconds", type=float, default=12.0, help="speech length per run (default 12)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")

@@ -59,7 +59,9 @@ class LogMelEncoder(AudioEncoder):
     """Log-mel filterbanks (Whisper's filters and log10 scaling, without the per-window floor), 100 Hz."""
 
     native_rate_hz = 1000.0 / 10.0  # hop 160 samples
-    default_schedule = WindowSchedule(hop_s=0.2, left_context_s=0.04, lookahead_s=0.04)  # > 12.5 ms half-window
+    # Mel frames are local (a 25 ms window), so the features do not depend on the hop: hops of one video
+    # frame make each frame final 20 ms after it ends (> the 12.5 ms half-window plus half a mel hop).
+    default_schedule = WindowSchedule(hop_s=0.04, left_context_s=0.04, lookahead_s=0.02)
 
     def __init__(self, fps: float = DEFAULT_FPS, schedule: WindowSchedule | None = None, n_mels: int = mel.N_MELS):
         super().__init__(fps, schedule)
@@ -74,7 +76,13 @@ class LogMelEncoder(AudioEncoder):
 
 def load_encoder(name: str = "whisper", fps: float = DEFAULT_FPS, schedule: WindowSchedule | None = None,
                  model_path: str | os.PathLike | None = None) -> AudioEncoder:
-    """By name: "whisper" (packaged tiny.en, or `model_path`), "wav2vec2" (needs `model_path`), "mel"."""
+    """By name: "whisper" (packaged tiny.en, or `model_path`), "wav2vec2" (needs `model_path`), "mel".
+
+    `name` may carry the window schedule the features were made with, as `encoder_spec` writes it
+    ("whisper:hop=0.16,left=1,lookahead=0.04"): records and motion models store that, so a model is run
+    on the same windows it was trained on. An explicit `schedule` takes precedence."""
+    name, stored = parse_encoder_spec(name)
+    schedule = schedule or stored
     if name == "whisper":
         from vasa.audio.whisper import WhisperEncoder
 
@@ -88,3 +96,31 @@ def load_encoder(name: str = "whisper", fps: float = DEFAULT_FPS, schedule: Wind
     if name == "mel":
         return LogMelEncoder(fps=fps, schedule=schedule)
     raise VasaError(f"unknown audio encoder {name!r}: choose whisper, wav2vec2 or mel")
+
+
+SPEC_KEYS = {"hop": "hop_s", "left": "left_context_s", "lookahead": "lookahead_s"}
+
+
+def encoder_spec(name: str, schedule: WindowSchedule | None = None) -> str:
+    """An encoder's name with its window schedule, e.g. "whisper:hop=0.16,left=1,lookahead=0.04";
+    the bare name when `schedule` is None (the encoder's own default)."""
+    if schedule is None:
+        return name
+    return name + ":" + ",".join(f"{key}={getattr(schedule, field):g}" for key, field in SPEC_KEYS.items())
+
+
+def parse_encoder_spec(spec: str) -> tuple[str, WindowSchedule | None]:
+    """`encoder_spec`'s inverse: (name, schedule or None)."""
+    name, _, options = spec.partition(":")
+    if not options:
+        return name, None
+    values = {}
+    for item in options.split(","):
+        key, _, value = item.partition("=")
+        if key not in SPEC_KEYS:
+            raise VasaError(f"audio encoder {spec!r}: unknown schedule key {key!r} (use hop, left, lookahead)")
+        try:
+            values[SPEC_KEYS[key]] = float(value)
+        except ValueError:
+            raise VasaError(f"audio encoder {spec!r}: {key} must be a number of seconds, got {value!r}") from None
+    return name, WindowSchedule(**values)

@@ -56,10 +56,19 @@ class PrepareConfig:
     size: int = 256  # tracking crop side in pixels
     audio_encoder: str = "whisper"
     audio_model: str | None = None  # a local folder for wav2vec2/HuBERT, or another CTranslate2 Whisper
+    audio_schedule: tuple[float, float, float] | None = None  # (hop, left context, lookahead) s; None: the encoder's
     min_frames: int = 25  # shortest segment kept (1 s)
     frames: int = 0  # side of the face-crop frame store OUT/frames/*.mp4 in pixels; 0 = no frame store
     face: str = "mesh"  # whose latents the records hold: "mesh" or "neural" (then face_checkpoint)
     face_checkpoint: str | None = None
+
+    @property
+    def encoder_spec(self) -> str:
+        """The audio encoder with its schedule, as records and motion models store it."""
+        from vasa.audio.encoders import encoder_spec
+        from vasa.audio.streaming import WindowSchedule
+
+        return encoder_spec(self.audio_encoder, WindowSchedule(*self.audio_schedule) if self.audio_schedule else None)
 
     def __post_init__(self):
         if self.face == "neural" and not self.face_checkpoint:
@@ -160,7 +169,7 @@ class Preparer:
 
             self.neural = load_face(config.face, config.face_checkpoint, size=config.size)
         self.emotion = EmotionClassifier()
-        self.encoder = load_encoder(config.audio_encoder, fps=config.fps, model_path=config.audio_model)
+        self.encoder = load_encoder(config.encoder_spec, fps=config.fps, model_path=config.audio_model)
         self.vad = VoiceActivity()
 
     def prepare_video(self, video: Path, progress: bool = True, frames_path: Path | None = None) -> Record:
@@ -182,7 +191,7 @@ class Preparer:
         if frames_path is not None and config.frames:
             write_frame_store(frames_path, iter_video_frames(video, config.fps), [f.crop for f in frames],
                               config.frames, config.fps)
-        return Record(video.name, config.fps, config.audio_encoder, config.face, segments, dropped + more)
+        return Record(video.name, config.fps, config.encoder_spec, config.face, segments, dropped + more)
 
     def _track(self, frames: Iterable[np.ndarray], bar) -> list[_Frame]:
         from vasa.face.emotion import face_box_crop
@@ -309,7 +318,7 @@ def parse_shard(text: str) -> tuple[int, int]:
 def _check_settings(out: Path, config: PrepareConfig) -> None:
     """OUT/prepare.json records the settings; a later run into the same OUT must use the same ones."""
     settings = out / "prepare.json"
-    wanted = asdict(config)
+    wanted = json.loads(json.dumps(asdict(config)))  # as read back (tuples become lists)
     if settings.exists():
         existing = {**asdict(PrepareConfig()), **json.loads(settings.read_text())}  # older files lack new fields
         if existing != wanted:
@@ -343,7 +352,7 @@ def prepare(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, config:
         try:
             record = preparer.prepare_video(video, progress, frames_path)
         except VasaError as error:  # a bad video is reported and skipped, the rest go on
-            record = Record(video.name, config.fps, config.audio_encoder, config.face, [],
+            record = Record(video.name, config.fps, config.encoder_spec, config.face, [],
                             [{"start_frame": 0, "frames": 0, "reason": f"unusable video: {error}"}])
         write_record(path, record)
         records.append(record)
