@@ -37,11 +37,13 @@ def chromium_path() -> str | None:
 pytestmark = pytest.mark.skipif(chromium_path() is None, reason="no system Chromium (apt-get install chromium)")
 
 
-@pytest.fixture(scope="module")
-def server_url(tmp_path_factory):
+@pytest.fixture(scope="module", params=["default", "live"])
+def server_url(request):
+    """The server with each shipped motion model (a random tiny one makes no face): the default one
+    sends 2 s of frames at once, the live one a 4-frame window every 160 ms."""
     from aiohttp import web
 
-    head = TalkingHead.from_pretrained(size=256)  # the shipped model: a random tiny one makes no face
+    head = TalkingHead.from_pretrained(request.param, size=256)
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(build_app(head, ServerConfig()))
     loop.run_until_complete(runner.setup())

@@ -12,6 +12,7 @@ from test_cli import assert_one_error_line
 from test_motion_dit import randomized
 from vasa import media
 from vasa.cli import main
+from vasa.audio import WindowSchedule
 from vasa.errors import VasaError
 from vasa.media import write_wav
 from vasa.motion import PRESETS, save_motion_model
@@ -162,6 +163,16 @@ def test_no_portrait_is_a_clear_error(model_path, speech, tmp_path):
     head = TalkingHead.from_pretrained(model_path, size=128, voice_activity=False)
     with pytest.raises(VasaError, match="set_source"):
         head.generate(speech, tmp_path / "out.mp4", FAST, progress=False)
+
+
+def test_shipped_models_load_by_name_with_the_speech_windows_they_were_trained_on():
+    live = TalkingHead.from_pretrained("live", size=96, voice_activity=False)
+    assert live.motion_model.config.window_frames == 4
+    assert live.encoder.schedule == WindowSchedule(hop_s=0.08, left_context_s=1.0, lookahead_s=0.04)
+    default = TalkingHead.from_pretrained("default", size=96, voice_activity=False)
+    assert default.motion_model.config.window_frames == 50 and default.encoder.schedule == WindowSchedule()
+    with pytest.raises(VasaError, match="shipped model's name.*default, live"):
+        TalkingHead.from_pretrained("lvie")
 
 
 def run_generate(model_path, image, audio, out, *extra):

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from test_motion_dit import randomized
+from vasa.audio import WindowSchedule
 from vasa.errors import VasaError
 from vasa.motion import PRESETS, MotionStream, save_motion_model
-from vasa.pipeline import Controls, TalkingHead
+from vasa.pipeline import SILENCE_OPEN_FRAMES, Controls, TalkingHead, gate_open_frames
 from vasa.streaming import StreamingSession, design_latency_s
 
 TINY_MEL = dataclasses.replace(PRESETS["tiny"], audio_dim=80)  # window 8 frames, context 3
@@ -72,12 +73,33 @@ def test_timestamps_follow_the_audio_clock(head, speech, fps):
 
 
 def test_design_latency_shrinks_with_the_window(head):
-    # mel features: hop 0.2 s (5 frames) + lookahead 0.04 s; tiny windows of 8 frames
-    # window [8, 16) needs the hop [15, 20): frame 8 waits for 12 frames of audio plus the lookahead
-    assert design_latency_s(head, None, gate=False) == pytest.approx(12 / 25 + 0.04)
-    assert design_latency_s(head, 5, gate=False) == pytest.approx(0.2 + 0.04)
-    assert design_latency_s(head, 5, gate=True) > design_latency_s(head, 5, gate=False)  # voice lookahead
-    assert design_latency_s(head, None, first=True) == pytest.approx(10 / 25 + 0.04)  # frame 0 needs frame 7
+    # mel features: hops of one frame + 20 ms lookahead; voice activity in 32 ms blocks; tiny windows of 8
+    # frames: frame 8k waits for frame 8k + 7, final 0.32 s + 0.02 s after frame 8k starts
+    assert design_latency_s(head, None, gate=False) == pytest.approx(8 / 25 + 0.02)
+    assert design_latency_s(head, None, first=True) == pytest.approx(8 / 25 + 0.02)
+    # windows of 5: frame 0 waits for frame 4, whose last voice block ends at 7 x 32 ms (after its features)
+    assert design_latency_s(head, 5, gate=False) == pytest.approx(7 * 0.032)
+    # the gate looks no further ahead than a window's last frame already does: it adds no wait
+    assert design_latency_s(head, 5, gate=True) == pytest.approx(design_latency_s(head, 5, gate=False))
+
+
+def test_the_live_window_design_waits_a_fifth_of_a_second(tmp_path):
+    """The shipped live model's shape: 4-frame windows, features in hops of 2 frames with 40 ms lookahead
+    (stored in the model, so the head runs the schedule it was trained on). Frame 0 waits for frame 3's
+    features (0.16 + 0.04 s); with the gate's 3 frames of voice lookahead frames 4k + 1 and 4k + 3 wait
+    for the next hop (0.24 s)."""
+    live = dataclasses.replace(PRESETS["live"], width=32, depth=1, heads=2, audio_dim=80)
+    spec = "mel:hop=0.08,left=1,lookahead=0.04"
+    save_motion_model(tmp_path / "live.safetensors", randomized(live, seed=0), {"audio_encoder": spec})
+    head = TalkingHead.from_pretrained(tmp_path / "live.safetensors", size=96)
+    assert head.encoder.schedule == WindowSchedule(hop_s=0.08, left_context_s=1.0, lookahead_s=0.04)
+    assert design_latency_s(head, first=True) == pytest.approx(4 / 25 + 0.04)
+    assert design_latency_s(head) == pytest.approx(6 / 25)
+
+
+def test_the_gate_lookahead_stays_within_the_window():
+    assert [gate_open_frames(s) for s in (1, 2, 4, 7, 10, 50)] == [0, 1, 3, SILENCE_OPEN_FRAMES, SILENCE_OPEN_FRAMES,
+                                                                    SILENCE_OPEN_FRAMES]
 
 
 def test_a_reader_that_stops_reading_blocks_the_writer_instead_of_growing_memory(head):

@@ -98,7 +98,7 @@ def streaming_run(head, waveform: np.ndarray, step_frames: int | None = None) ->
     }
 
 
-def run_bench(model: Path | None = None, sizes=(256, 512), seconds: float = 12.0, threads: int = 2,
+def run_bench(model: str | Path | None = None, sizes=(256, 512), seconds: float = 12.0, threads: int = 2,
               step_frames=(None,), out: Path | None = None) -> str:
     import torch
 

@@ -37,6 +37,11 @@ from vasa.errors import VasaError
 
 ASSETS = Path(__file__).parent / "assets"
 DEFAULT_MOTION_MODEL = ASSETS / "motion_default.safetensors"
+# Motion models that ship in vasa/assets, by the name `--model` also takes (model cards beside them):
+# "default" (Whisper features in 3 s windows, 2 s motion windows: the best lip sync and head motion)
+# and "live" (Whisper features with 40 ms lookahead, 4-frame motion windows: a frame waits for at most
+# 0.24 s of audio instead of 1-2.6 s; docs/serve.md).
+SHIPPED_MODELS = {"default": DEFAULT_MOTION_MODEL, "live": ASSETS / "motion_live.safetensors"}
 MODEL_FPS = 25.0  # the motion model makes one frame per 40 ms of audio
 CHUNK_SECONDS = 1.0  # audio pushed through the stages per step
 SILENCE_LOW, SILENCE_HIGH = 0.3, 0.6  # voice probability ramp over which the mouth is allowed to move
@@ -151,7 +156,7 @@ class TalkingHead:
         from vasa.motion import load_motion_model
         from vasa.motion.checkpoint import read_metadata
 
-        path = Path(path) if path is not None else DEFAULT_MOTION_MODEL
+        path = motion_model_path(path)
         model = load_motion_model(path)
         metadata = read_metadata(path)
         face = face or MeshFace(size=size)
@@ -246,19 +251,27 @@ class TalkingHead:
             return write_video(out, counted(), fps, soundtrack)
 
 
+def gate_open_frames(step_frames: int) -> int:
+    """Voice lookahead of the mouth gate for windows of `step_frames`: SILENCE_OPEN_FRAMES, but no more
+    than the window's own lookahead (step_frames - 1)."""
+    return max(0, min(SILENCE_OPEN_FRAMES, step_frames - 1))
+
+
 class MouthGate:
     """Closes the mouth where voice activity says silence (users: "the mouth keeps moving in silence").
 
     Per frame a weight in [0, 1] from the speech probability (a ramp between SILENCE_LOW and
     SILENCE_HIGH, the largest over the SILENCE_CLOSE_FRAMES before and SILENCE_OPEN_FRAMES after the
     frame, so short pauses and word edges keep their motion) multiplies the mouth coefficients of x;
-    x = 0 is the portrait's closed rest mouth. The weights need SILENCE_OPEN_FRAMES of voice
-    lookahead, far less than the generator's window, so the gate never holds motion back.
+    x = 0 is the portrait's closed rest mouth. The weights need `open_frames` of voice lookahead,
+    which `MotionStage` keeps within a window (`gate_open_frames`): the live model's 4-frame windows
+    free the mouth 3 frames ahead instead of 6.
     """
 
-    def __init__(self, mouth_mask: np.ndarray, enabled: bool = True):
+    def __init__(self, mouth_mask: np.ndarray, enabled: bool = True, open_frames: int = SILENCE_OPEN_FRAMES):
         self.columns = POSE_DIM + np.flatnonzero(mouth_mask)
         self.enabled = enabled
+        self.open_frames = open_frames
         self._ramp = np.zeros(0)  # speech weight of frames [self._offset, self._offset + len)
         self._offset = 0
         self._done = 0  # frames already gated
@@ -283,7 +296,7 @@ class MouthGate:
         weight = np.empty(len(x))
         for k, frame in enumerate(range(first, self._done)):
             lo = max(frame - SILENCE_CLOSE_FRAMES - self._offset, 0)
-            hi = max(frame + SILENCE_OPEN_FRAMES + 1 - self._offset, 0)
+            hi = max(frame + self.open_frames + 1 - self._offset, 0)
             near = self._ramp[lo:hi]
             weight[k] = near.max() if len(near) else 0.0
         x[:, self.columns] *= weight[:, None]
@@ -297,7 +310,7 @@ class MotionStage:
     mouth gate, amplitude scales, smoothing. `push(AudioFeatures)` as they come, `flush()` at the end.
 
     Chunk-invariant: a frame leaves only once the voice activity it is gated with is known
-    (SILENCE_OPEN_FRAMES after it), so any chunking of the audio gives the same motion.
+    (`MouthGate.open_frames` after it), so any chunking of the audio gives the same motion.
     """
 
     def __init__(self, head: TalkingHead, controls: Controls = Controls(), source: Source | None = None,
@@ -321,7 +334,8 @@ class MotionStage:
             self.lids = head.space.lids_for_gaze(source.gaze, controls.gaze)
         self.smoother = Smoother(pose=controls.smoothing, dynamics=0.0)
         mouth = head.face.model.group_mask("mouth") if head.mesh else np.zeros(head.space.dynamics_dim, bool)
-        self.mouth = MouthGate(mouth, controls.close_mouth_in_silence and head.mesh)
+        self.mouth = MouthGate(mouth, controls.close_mouth_in_silence and head.mesh,
+                               gate_open_frames(self.stream.step_frames))
         self._held = np.zeros((0, head.motion_model.config.motion_dim))  # frames waiting for voice lookahead
         self._voice_frames: int | None = None  # frames of voice activity known (None: no VAD)
 
@@ -340,7 +354,7 @@ class MotionStage:
         held = np.concatenate([self._held, x])
         ready = len(held)
         if not final and self._voice_frames is not None and self.mouth.enabled:
-            ready = min(ready, max(self._voice_frames - SILENCE_OPEN_FRAMES - self.mouth.frames_done, 0))
+            ready = min(ready, max(self._voice_frames - self.mouth.open_frames - self.mouth.frames_done, 0))
         out, self._held = held[:ready], held[ready:]
         if not len(out):
             return out
@@ -413,8 +427,19 @@ def resample(chunks: Iterator[np.ndarray], source_fps: float, target_fps: float)
             yield out
 
 
+def motion_model_path(model: str | os.PathLike | None = None) -> Path:
+    """A motion model's file: a shipped model's name (`SHIPPED_MODELS`), a path, or None for the default."""
+    if model is None:
+        return DEFAULT_MOTION_MODEL
+    if isinstance(model, str) and model in SHIPPED_MODELS:
+        return SHIPPED_MODELS[model]
+    if not Path(model).exists():
+        raise VasaError(f"no motion model at {model}: give a .safetensors file or a shipped model's name "
+                        f"({', '.join(SHIPPED_MODELS)})")
+    return Path(model)
+
+
 def model_card(path: str | os.PathLike | None = None) -> dict:
     """The JSON model card that ships beside a motion model (empty when there is none)."""
-    path = Path(path) if path is not None else DEFAULT_MOTION_MODEL
-    card = path.with_suffix(".json")
+    card = motion_model_path(path).with_suffix(".json")
     return json.loads(card.read_text()) if card.exists() else {}

@@ -25,6 +25,7 @@ compute; docs/serve.md works it out.
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
@@ -268,19 +269,25 @@ def design_latency_s(head: TalkingHead, step_frames: int | None = None, gate: bo
                      first: bool = False) -> float:
     """Audio a frame waits for before it can be made, compute not included: the worst frame of a
     periodic stretch, or with `first` the first frame. Feature frame g is final when its hop has ended
-    plus the lookahead; a motion frame needs every feature frame of its window and, with the mouth
-    gate, the voice activity of SILENCE_OPEN_FRAMES frames after it (which comes with their features)."""
-    from vasa.pipeline import SILENCE_OPEN_FRAMES
+    plus the lookahead (and, with voice activity, when the last 32 ms VAD block over it is done); a
+    motion frame needs every feature frame of its window and, with the mouth gate, the voice activity
+    of `gate_open_frames(step)` frames after it."""
+    from vasa.audio.vad import BLOCK_SAMPLES
+    from vasa.pipeline import gate_open_frames
 
     config = head.motion_model.config
     step = config.window_frames if step_frames is None else step_frames
     schedule = head.encoder.schedule
     hop = schedule.hop_frames(MODEL_FPS)
+    block_s = BLOCK_SAMPLES / SAMPLE_RATE
 
     def features_final_s(g: int) -> float:
-        return (g // hop + 1) * hop / MODEL_FPS + schedule.lookahead_s
+        final = (g // hop + 1) * hop / MODEL_FPS + schedule.lookahead_s
+        if head.vad is not None:
+            final = max(final, math.ceil((g + 1) / MODEL_FPS / block_s - 1e-9) * block_s)
+        return final
 
-    hold = SILENCE_OPEN_FRAMES if gate and head.vad is not None else 0
+    hold = gate_open_frames(step) if gate and head.vad is not None else 0
     worst = 0.0
     for f in range(1 if first else 4 * step * hop):
         window_last = (f // step + 1) * step - 1

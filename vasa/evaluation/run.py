@@ -160,7 +160,7 @@ def benchmark_cases(folder: Path, only: list[str] | None = None) -> list[dict]:
     return cases
 
 
-def run_benchmark(folder: Path, out: Path, model: Path | None = None, size: int = 256, seed: int = 0,
+def run_benchmark(folder: Path, out: Path, model: str | Path | None = None, size: int = 256, seed: int = 0,
                   only: list[str] | None = None, controls: bool = True, judges: Judges | None = None,
                   command: str = "vasa eval --benchmark", work: Path | None = None) -> Path:
     """Generate every case with the motion model into WORK/videos (portraits into WORK/portraits; WORK

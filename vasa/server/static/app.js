@@ -3,11 +3,12 @@
 "use strict";
 const RATE = 16000;
 const CHUNK = 320;          // 20 ms of audio per message up
-const LEAD_S = 0.5;         // playback starts this long after the first frame arrives (absorbs jitter)
+const JITTER_S = 0.3;       // playback starts this long after the first frame arrives (absorbs compute and network
+                            // jitter), plus how much longer than the first frame a later frame may wait by design
 const $ = (id) => document.getElementById(id);
 
 const stats = { frames: 0, shown: 0, firstFrameMs: null, fps: null, maxDriftMs: null, lateAudio: 0,
-                dropped: 0, designLatencyMs: null, done: false, error: null, streaming: false, driftsMs: [] };
+                dropped: 0, designLatencyMs: null, firstFrameWaitMs: null, done: false, error: null, streaming: false, driftsMs: [] };
 window.vasa = { stats };     // read by the browser test
 
 let picked = null, ws = null, ctx = null, input = null, micStream = null;
@@ -71,7 +72,7 @@ function onFrame(buffer) {
   const now = performance.now();
   if (playStart === null) {
     stats.firstFrameMs = Math.round(now - sendStart);
-    playStart = ctx.currentTime + LEAD_S;
+    playStart = ctx.currentTime + JITTER_S + Math.max(0, (stats.designLatencyMs - stats.firstFrameWaitMs) / 1000 || 0);
   }
   stats.frames++;
   arrivals.push(now);
@@ -139,8 +140,11 @@ async function start(kind, file) {
     ws.onmessage = (event) => {
       if (typeof event.data !== "string") return onFrame(event.data);
       const message = JSON.parse(event.data);
-      if (message.type === "ready") { stats.designLatencyMs = message.design_latency_ms; resolve(); }
-      else if (message.type === "stats" || message.type === "done") {
+      if (message.type === "ready") {
+        stats.designLatencyMs = message.design_latency_ms;
+        stats.firstFrameWaitMs = message.first_frame_wait_ms;
+        resolve();
+      } else if (message.type === "stats" || message.type === "done") {
         stats.dropped = message.dropped;
         if (message.type === "done") { stats.done = true; stats.streaming = false; setButtons(false); }
       } else if (message.type === "error") { stats.error = message.message; say(message.message); reject(); }
