@@ -246,8 +246,12 @@ def _add_serve(commands) -> None:
                                         "microphone or a file drives it live (docs/serve.md).")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=_port, default=8080, help="TCP port (default 8080)")
-    p.add_argument("--model", help=MODEL_HELP)
+    p.add_argument("--model", default="live",
+                   help="motion model: live (default: the first frame about 0.25 s after the first audio), "
+                        "default (better lip sync, 2.8 s), or a .safetensors path")
     p.add_argument("--size", type=_positive_size, default=256, help="frame side in pixels (default 256)")
+    p.add_argument("--steps", type=int, default=10, help="DDIM steps per motion window (default 10; 5 halves "
+                                                         "the generator's cost, docs/serve.md)")
     p.add_argument("--portraits", nargs="+", type=Path, default=[], metavar="IMAGE",
                    help="portraits offered on the page besides the bundled one")
     p.add_argument("--max-sessions", type=int, default=2, help="live streams at once (default 2)")
@@ -270,7 +274,9 @@ def _run_serve(args) -> None:
     for path in portraits:
         if not path.is_file():
             raise VasaError(f"portrait not found: {path}")
-    config = ServerConfig(max_sessions=args.max_sessions, step_frames=args.step_frames,
+    if not 1 <= args.steps <= 50:
+        raise VasaError(f"--steps must be 1..50, got {args.steps}")
+    config = ServerConfig(max_sessions=args.max_sessions, step_frames=args.step_frames, steps=args.steps,
                           idle_timeout_s=args.idle_timeout, portraits=portraits)
     head = TalkingHead.from_pretrained(args.model, size=args.size)
     if args.step_frames is not None:

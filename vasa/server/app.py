@@ -47,6 +47,7 @@ class ServerConfig:
     jpeg_quality: int = 85
     fps: float = 25.0
     step_frames: int | None = None  # motion frames per window (None: the model's window)
+    steps: int = 10  # DDIM steps per window (the live model keeps its held-out lip sync at 5, at half the cost)
     portraits: tuple[Path, ...] = ()  # pickable portraits besides the bundled demo one
 
     def __post_init__(self):

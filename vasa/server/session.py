@@ -71,7 +71,8 @@ class _Connection:
         if self.session is not None:
             return await self.error("this connection already streams; open a new one", malformed=True)
         try:
-            controls = Controls(**{k: t(message[k]) for k, t in CONTROL_FIELDS.items() if k in message})
+            controls = Controls(steps=self.config.steps,
+                                **{k: t(message[k]) for k, t in CONTROL_FIELDS.items() if k in message})
             source = await self.loop.run_in_executor(None, self.server.source, str(message.get("portrait", "")))
         except (VasaError, TypeError, ValueError) as error:
             return await self.error(str(error))
