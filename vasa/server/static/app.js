@@ -5,10 +5,12 @@ const RATE = 16000;
 const CHUNK = 320;          // 20 ms of audio per message up
 const JITTER_S = 0.3;       // playback starts this long after the first frame arrives (absorbs compute and network
                             // jitter), plus how much longer than the first frame a later frame may wait by design
+const DECODE_S = 0.02;       // a frame must arrive this long before its time to be decoded and drawn in time
+const REBUFFER_S = 0.1;     // when one arrives later, playback moves back by its delay plus this much
 const $ = (id) => document.getElementById(id);
 
 const stats = { frames: 0, shown: 0, firstFrameMs: null, fps: null, maxDriftMs: null, lateAudio: 0,
-                dropped: 0, designLatencyMs: null, firstFrameWaitMs: null, done: false, error: null, streaming: false, driftsMs: [] };
+                rebuffers: 0, rebufferMs: 0, dropped: 0, designLatencyMs: null, firstFrameWaitMs: null, done: false, error: null, streaming: false, driftsMs: [] };
 window.vasa = { stats };     // read by the browser test
 
 let picked = null, ws = null, ctx = null, input = null, micStream = null;
@@ -78,6 +80,14 @@ function onFrame(buffer) {
   arrivals.push(now);
   while (arrivals.length && arrivals[0] < now - 2000) arrivals.shift();
   if (arrivals.length > 1) stats.fps = +(1000 * (arrivals.length - 1) / (now - arrivals[0])).toFixed(1);
+  // A frame later than its slot (the server fell behind: a busy machine) would put picture and voice
+  // apart; instead the whole schedule moves back, with a short pause in both, and they stay together.
+  const late = ctx.currentTime + DECODE_S - (playStart + t);
+  if (late > 0) {
+    playStart += late + REBUFFER_S;
+    stats.rebuffers++;
+    stats.rebufferMs += Math.round(1000 * (late + REBUFFER_S));
+  }
   if ($("playback").checked && pcm.length) {
     const audio = ctx.createBuffer(1, pcm.length, RATE);
     const channel = audio.getChannelData(0);
@@ -123,14 +133,16 @@ function showStats() {
     `frames           ${stats.frames} received, ${stats.shown} shown, ${stats.dropped} dropped\n` +
     `receive rate     ${stats.fps ?? "-"} fps\n` +
     `max A/V offset   ${stats.maxDriftMs ?? "-"} ms (one frame = 40 ms)\n` +
-    `late audio       ${stats.lateAudio} chunks` + (stats.done ? "\ndone" : "");
+    `late audio       ${stats.lateAudio} chunks\n` +
+    `rebuffers        ${stats.rebuffers} (${stats.rebufferMs} ms of pauses: the server fell behind)` +
+    (stats.done ? "\ndone" : "");
 }
 
 async function start(kind, file) {
   if (!picked) return say("pick a portrait first");
   await stop();
   Object.assign(stats, { frames: 0, shown: 0, firstFrameMs: null, fps: null, maxDriftMs: null, lateAudio: 0,
-                         dropped: 0, done: false, error: null, streaming: true, driftsMs: [] });
+                         rebuffers: 0, rebufferMs: 0, dropped: 0, done: false, error: null, streaming: true, driftsMs: [] });
   sendStart = playStart = null; pendingLength = 0; arrivals = []; queue.length = 0; say("");
   ctx = new AudioContext({ sampleRate: RATE });
   await ctx.audioWorklet.addModule("/static/capture.js");
