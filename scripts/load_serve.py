@@ -38,8 +38,8 @@ async def main(args) -> None:
     from vasa.server.app import FRAME_HEADER, SERVER
 
     torch.set_num_threads(2)
-    head = TalkingHead.from_pretrained(size=args.size)
-    app = build_app(head, ServerConfig(max_sessions=args.sessions, idle_timeout_s=10))
+    head = TalkingHead.from_pretrained(args.model, size=args.size)
+    app = build_app(head, ServerConfig(max_sessions=args.sessions, idle_timeout_s=10, steps=args.steps))
     server = app[SERVER]
     runner = web.AppRunner(app)
     await runner.setup()
@@ -151,7 +151,9 @@ async def main(args) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="live", help="motion model (default live, as `vasa serve`)")
     parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=10, help="DDIM steps per motion window (as `vasa serve --steps`)")
     parser.add_argument("--sessions", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=10.0)
     asyncio.run(main(parser.parse_args()))

@@ -254,7 +254,8 @@ def _add_serve(commands) -> None:
                                                          "the generator's cost, docs/serve.md)")
     p.add_argument("--portraits", nargs="+", type=Path, default=[], metavar="IMAGE",
                    help="portraits offered on the page besides the bundled one")
-    p.add_argument("--max-sessions", type=int, default=2, help="live streams at once (default 2)")
+    p.add_argument("--max-sessions", type=int, default=1,
+                   help="live streams at once (default 1: two live-model streams do not keep real time on 2 cores)")
     p.add_argument("--step-frames", type=int,
                    help="motion frames per generator window: fewer = lower latency, more compute "
                         "(default: the model's window)")

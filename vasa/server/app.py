@@ -36,7 +36,7 @@ STATS_EVERY_S = 1.0
 class ServerConfig:
     """Limits that keep one server up whatever its clients do (docs/serve.md)."""
 
-    max_sessions: int = 2  # live streams at once; one more is refused with a 'busy' error
+    max_sessions: int = 1  # live streams at once; one more is refused with a 'busy' error
     upload_bytes: int = 8 << 20  # largest portrait upload
     max_uploads: int = 16  # uploaded portraits kept (oldest forgotten first)
     idle_timeout_s: float = 20.0  # a session that sends nothing for this long is closed
