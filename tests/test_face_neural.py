@@ -114,17 +114,18 @@ def test_gradients_reach_every_parameter_through_both_warps():
     assert all(reached.values()), [n for n, r in reached.items() if not r]
 
 
-def fit(model: NeuralFaceModel, frames: np.ndarray, poses: torch.Tensor, steps: int, pairs: list[tuple[int, int]]
-        ) -> list[float]:
+def fit(model: NeuralFaceModel, frames: np.ndarray, poses: torch.Tensor, steps: int, pairs: list[tuple[int, int]],
+        lr: float = 3e-3, dynamics_code: torch.Tensor | None = None) -> list[float]:
     """Train on (source, driver) `pairs` of `frames` with reconstruction, transfer consistency and pose
-    supervision; returns the reconstruction loss per step."""
+    supervision; returns the reconstruction loss per step. `dynamics_code` (N, K), if given, is added
+    to each frame's z_dyn (`encode_motion_with`)."""
     images = to_tensor(frames)
     src, drv = (torch.tensor(v) for v in zip(*pairs))
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     units = torch.tensor(POSE_UNITS)
     history = []
     for _ in range(steps):
-        pose, dynamics = model.encode_motion(images)
+        pose, dynamics = encode_motion_with(model, images, dynamics_code)
         volume, identity = model.encode_appearance(images, pose, dynamics)
         loss = losses.reconstruction_loss(model.decode(volume[src], identity[src], pose[drv], dynamics[drv]), images[drv])
         a = model.decode(volume[drv], identity[drv], pose[src], dynamics[drv])
@@ -135,6 +136,13 @@ def fit(model: NeuralFaceModel, frames: np.ndarray, poses: torch.Tensor, steps: 
         optimizer.step()
         history.append(loss.item())
     return history
+
+
+def encode_motion_with(model: NeuralFaceModel, images: torch.Tensor, dynamics_code: torch.Tensor | None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's z_pose and z_dyn of `images`, with `dynamics_code` (N, K) added to z_dyn when given."""
+    pose, dynamics = model.encode_motion(images)
+    return pose, dynamics if dynamics_code is None else dynamics + dynamics_code
 
 
 def test_overfitting_two_frames():
@@ -159,37 +167,52 @@ def head_x_and_mouth(image: np.ndarray) -> tuple[float, float]:
     return x, float(255 - box.mean())
 
 
+FIT_STEPS = 120
+
+
 @pytest.fixture(scope="module")
 def fitted():
-    """A tiny model fitted to 4 cartoon frames: head left/right x mouth closed/open; each frame drives
-    itself and its position twin."""
+    """A tiny model fitted to 4 cartoon frames: head left/right (index bit 1) x mouth closed/open (bit 0).
+    Every frame drives every frame but its diagonal opposite, so the mouth has to change without the
+    head (and the head without the mouth). z_dyn is the motion encoder's output plus a known mouth code
+    (+-1 on its first component): within this budget the encoder does not yet separate the two mouths
+    on its own (docs/face_neural.md), so the code stands in for that half; what is tested is the rest:
+    z_dyn reaches the mouth through the non-rigid warps, z_pose the head through the rigid one."""
     centres, openings = (0.4, 0.6), (0.02, 0.16)
     frames = np.stack([cartoon_face(TINY.size, (cx, 0.5), m) for cx in centres for m in openings])
     poses = warps.identity_pose(4)
     poses[:, 3] = torch.tensor([cx for cx in centres for _ in openings])
-    pairs = [(i, i) for i in range(4)] + [(i, i ^ 2) for i in range(4)]
+    code = torch.zeros(4, TINY.dynamics_dim)
+    code[:, 0] = torch.tensor([-1.0, 1.0, -1.0, 1.0])
+    pairs = [(i, j) for i in range(4) for j in range(4) if i ^ j != 3]
     torch.manual_seed(0)
     model = NeuralFaceModel(TINY)
-    fit(model, frames, poses, 60, pairs)
-    return model.eval(), frames
-
-
-def test_swapping_pose_moves_the_head_and_swapping_dynamics_does_not(fitted):
-    """Frame 0: head left, mouth closed; frame 3: head right, mouth open. Frame 0 with frame 3's pose
-    has its head where frame 3's is; with frame 3's dynamics its head stays. Measured on the model's
-    own renders (equally sharp). (That the mouth follows z_dyn and not z_pose is not asserted: a model
-    small and short-trained enough for this test does not render the mouth yet; see docs/face_neural.md.)"""
-    model, frames = fitted
+    fit(model, frames, poses, FIT_STEPS, pairs, lr=6e-3, dynamics_code=code)
+    model.eval()
     images = to_tensor(frames)
     with torch.no_grad():
-        pose, dynamics = model.encode_motion(images)
+        pose, dynamics = encode_motion_with(model, images, code)
         volume, identity = model.encode_appearance(images, pose, dynamics)
-        v, i = volume[:1], identity[:1]
+        v, i = volume[:1], identity[:1]  # frame 0's appearance: head left, mouth closed
         renders = {"0": model.decode(v, i, pose[:1], dynamics[:1]), "3": model.decode(v, i, pose[3:], dynamics[3:]),
                    "pose": model.decode(v, i, pose[3:], dynamics[:1]), "dyn": model.decode(v, i, pose[:1], dynamics[3:])}
-    x = {k: head_x_and_mouth(((r[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).numpy())[0] for k, r in renders.items()}
-    assert x["3"] - x["0"] > 0.1  # the renders show the two head positions apart
+    return {k: head_x_and_mouth(((r[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).numpy()) for k, r in renders.items()}
+
+
+def test_swapping_pose_moves_the_head_and_not_the_mouth(fitted):
+    """Frame 0: head left, mouth closed; frame 3: head right, mouth open. Frame 0 with frame 3's pose has
+    its head where frame 3's is and keeps its closed mouth. Measured on the model's own renders."""
+    x, mouth = ({k: v[n] for k, v in fitted.items()} for n in (0, 1))
+    assert x["3"] - x["0"] > 0.1 and mouth["3"] - mouth["0"] > 15  # the renders show both differences
     assert abs(x["pose"] - x["3"]) < 0.25 * (x["3"] - x["0"])  # the head went to frame 3's place
+    assert mouth["pose"] - mouth["0"] < 0.25 * (mouth["3"] - mouth["0"])  # the mouth did not open
+
+
+def test_swapping_dynamics_moves_the_mouth_and_not_the_head(fitted):
+    """Frame 0 with frame 3's z_dyn opens its mouth like frame 3 and keeps its head where it was."""
+    x, mouth = ({k: v[n] for k, v in fitted.items()} for n in (0, 1))
+    assert x["3"] - x["0"] > 0.1 and mouth["3"] - mouth["0"] > 15
+    assert mouth["3"] - mouth["dyn"] < 0.25 * (mouth["3"] - mouth["0"])  # the mouth opened as far
     assert abs(x["dyn"] - x["0"]) < 0.25 * (x["3"] - x["0"])  # the head stayed
 
 

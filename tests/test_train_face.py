@@ -147,7 +147,9 @@ def test_neural_backend_encodes_and_decodes_through_the_latents(checkpoint, astr
     frame = face.decode(appearance, motion)
     assert frame.shape == (96, 96, 3) and frame.dtype == np.uint8
     batch = face.decode(appearance, Motion.stack([motion, motion.replace(pose=motion.pose + [10, 0, 0, 0, 0, 0])]))
-    assert batch.shape == (2, 96, 96, 3) and np.array_equal(batch[0], frame)
+    # the same frame alone or in a batch (float sums may differ in the last bit with the batch size: one
+    # grey level after rounding)
+    assert batch.shape == (2, 96, 96, 3) and np.abs(batch[0].astype(int) - frame).max() <= 1
     with pytest.raises(VasaError, match="dynamics coefficients"):
         face.decode(appearance, Motion(motion.pose, np.zeros(40)))
 

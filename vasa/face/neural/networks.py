@@ -3,6 +3,7 @@
     AppearanceEncoder  image (B, 3, S, S) -> source volume (B, C, D, V, V)
     VectorEncoder      image -> a vector: z_id (identity encoder) or [z_pose, z_dyn] (motion encoder)
     WarpGenerator      [z_id, z_dyn] (B, Z) -> non-rigid offset field (B, 3, Dw, Hw, Hw)
+                       (3D convolutions on [z_id, z_dyn] + a linear map of z_dyn onto learned offset fields)
     CanonicalNet       3D residual blocks on the canonical volume
     Decoder            volume (B, C, D, V, V) -> orthographic projection (C * D channels) -> image (B, 3, S, S)
 """
@@ -89,11 +90,22 @@ class VectorEncoder(nn.Module):
         return self.head(features)
 
 
+DYNAMICS_BASIS_INIT_STD = 0.1  # measured on the tiny preset (docs/face_neural.md, "Why the mouth did not follow z_dyn")
+DYNAMICS_BASIS_MAX_SIZE = 16  # the basis fields' height and width at most (upsampled to warp_size): caps its size
+
+
 class WarpGenerator(nn.Module):
     """[z_id, z_dyn] (B, Z) -> offsets (B, 3, Dw, Hw, Hw) in volume coordinates, |offset| < max_offset.
 
     A linear layer makes a (warp_channels, Dw, 4, 4) seed that 3D blocks upsample (height and width
-    x2 per stage) to (Dw, Hw, Hw). The output convolution starts at zero: the first warps are rigid."""
+    x2 per stage) to (Dw, Hw, Hw). The output convolution starts at zero. To that, before the bound,
+    `dynamics_basis` adds z_dyn's own linear combination of learned offset fields (one field per z_dyn
+    component, like blendshapes): without it the generator did not learn a local, z_dyn-dependent
+    offset (a mouth opening) even when z_dyn was given. It starts small and random, not zero: zero
+    there and in the motion encoder's zero-initialised dynamics head would be a saddle where neither
+    gets a gradient. A fresh model still starts rigid, since its z_dyn is zero. The basis fields are at
+    most DYNAMICS_BASIS_MAX_SIZE cells high and wide (trilinearly upsampled to the field's size), so the
+    linear map stays small in the large presets."""
 
     def __init__(self, config: NeuralFaceConfig):
         super().__init__()
@@ -106,6 +118,9 @@ class WarpGenerator(nn.Module):
         self.out = nn.Conv3d(width, 3, 3, padding=1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+        self.basis_size = min(config.warp_size, DYNAMICS_BASIS_MAX_SIZE)
+        self.dynamics_basis = nn.Linear(config.dynamics_dim, 3 * depth * self.basis_size ** 2, bias=False)
+        nn.init.normal_(self.dynamics_basis.weight, std=DYNAMICS_BASIS_INIT_STD)
 
     def forward(self, identity: Tensor, dynamics: Tensor) -> Tensor:
         c = self.config
@@ -113,7 +128,12 @@ class WarpGenerator(nn.Module):
         x = self.blocks[0](x)
         for block in self.blocks[1:]:
             x = block(F.interpolate(x, scale_factor=(1, 2, 2), mode="trilinear", align_corners=False))
-        return c.max_offset * torch.tanh(self.out(F.silu(self.norm(x))))  # (B, 3, Dw, Hw, Hw)
+        b = self.basis_size
+        basis = self.dynamics_basis(dynamics).view(-1, 3, c.warp_depth, b, b)  # (B, 3, Dw, Hb, Hb)
+        if b != c.warp_size:
+            basis = F.interpolate(basis, size=(c.warp_depth, c.warp_size, c.warp_size), mode="trilinear",
+                                  align_corners=False)
+        return c.max_offset * torch.tanh(self.out(F.silu(self.norm(x))) + basis)  # (B, 3, Dw, Hw, Hw)
 
 
 class CanonicalNet(nn.Module):
