@@ -83,7 +83,7 @@ def _add_prepare(commands) -> None:
     p.add_argument("--audio-model", type=Path, help="local model folder for wav2vec2/HuBERT (or another Whisper)")
     p.add_argument("--audio-schedule", nargs=3, type=float, metavar=("HOP", "LEFT", "LOOKAHEAD"),
                    help="encoder windows in seconds (default: the encoder's); a model trained on these records "
-                        "runs on the same windows, e.g. 0.16 1 0.04 for the live model (docs/serve.md)")
+                        "runs on the same windows, e.g. 0.08 1 0.04 for the live model (docs/serve.md)")
     p.add_argument("--min-frames", type=int, default=25, help="shortest segment kept, in frames (default 25)")
     p.add_argument("--overwrite", action="store_true", help="prepare videos again even if their record exists")
     p.add_argument("--frames", type=int, default=0, metavar="SIZE",

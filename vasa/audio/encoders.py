@@ -79,7 +79,7 @@ def load_encoder(name: str = "whisper", fps: float = DEFAULT_FPS, schedule: Wind
     """By name: "whisper" (packaged tiny.en, or `model_path`), "wav2vec2" (needs `model_path`), "mel".
 
     `name` may carry the window schedule the features were made with, as `encoder_spec` writes it
-    ("whisper:hop=0.16,left=1,lookahead=0.04"): records and motion models store that, so a model is run
+    ("whisper:hop=0.08,left=1,lookahead=0.04"): records and motion models store that, so a model is run
     on the same windows it was trained on. An explicit `schedule` takes precedence."""
     name, stored = parse_encoder_spec(name)
     schedule = schedule or stored
@@ -102,7 +102,7 @@ SPEC_KEYS = {"hop": "hop_s", "left": "left_context_s", "lookahead": "lookahead_s
 
 
 def encoder_spec(name: str, schedule: WindowSchedule | None = None) -> str:
-    """An encoder's name with its window schedule, e.g. "whisper:hop=0.16,left=1,lookahead=0.04";
+    """An encoder's name with its window schedule, e.g. "whisper:hop=0.08,left=1,lookahead=0.04";
     the bare name when `schedule` is None (the encoder's own default)."""
     if schedule is None:
         return name
