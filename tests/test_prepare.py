@@ -69,6 +69,13 @@ def test_resume_skips_prepared_videos_and_settings_must_match(prepared, cut_clip
         prepare([cut_clip], out, PrepareConfig(audio_encoder="mel", min_frames=9), progress=False)
 
 
+def test_a_bad_audio_schedule_is_refused_before_anything_is_written(tmp_path, cut_clip):
+    with pytest.raises(VasaError, match="hop_s > 0"):
+        prepare([cut_clip], tmp_path / "out", PrepareConfig(audio_encoder="mel", audio_schedule=(0.0, 1.0, 0.04)),
+                progress=False)
+    assert not (tmp_path / "out" / "prepare.json").exists()
+
+
 def test_shards_split_the_videos_between_runs(tmp_path, cut_clip):
     """Two shard runs into one folder prepare disjoint videos that together cover all of them."""
     videos = []

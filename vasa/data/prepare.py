@@ -71,6 +71,12 @@ class PrepareConfig:
         return encoder_spec(self.audio_encoder, WindowSchedule(*self.audio_schedule) if self.audio_schedule else None)
 
     def __post_init__(self):
+        if self.audio_schedule is not None:
+            from vasa.audio.streaming import WindowSchedule
+
+            if len(self.audio_schedule) != 3:
+                raise VasaError(f"audio_schedule is (hop, left context, lookahead) in seconds, got {self.audio_schedule}")
+            WindowSchedule(*self.audio_schedule)  # a bad schedule is an error before anything is written
         if self.face == "neural" and not self.face_checkpoint:
             raise VasaError("--face neural needs --face-checkpoint PATH (a model written by `vasa train face`)")
         if self.frames and (self.frames < 64 or self.frames % 2):
