@@ -1,12 +1,13 @@
 """Does z_dyn carry the mouth? The swap toy of tests/test_face_neural.py, with the switches that located
 why it did not (docs/face_neural.md, "Why the mouth did not follow z_dyn").
 
-    python scripts/probe_face_neural_swap.py [--seeds 0 1 2] [--steps 120] [--dynamics code|encoder] [--no-basis]
+    python scripts/probe_face_neural_swap.py [--seeds 0 1 2] [--steps 180] [--dynamics supervised|encoder] [--no-basis]
 
 A `tiny` model is fitted (1 thread) to the test's four cartoon frames (head left/right x mouth closed/
-open, 12 source-driver pairs, lr 6e-3) exactly as the test's fixture does. --dynamics code (the test):
-z_dyn = the motion encoder's output + a known mouth code (+-1 on its first component); encoder: the
-encoder's output alone. --no-basis zeroes and freezes the warp generators' `dynamics_basis` (the model
+open, 12 source-driver pairs, lr 6e-3) exactly as the test's fixture does (`fit_swap_toy`).
+--dynamics supervised (the test, and the trainer's default): a linear read-out of z_dyn is trained
+against the known mouth height (`losses.DynamicsProbe`); encoder: no such term, z_dyn is whatever the
+other losses make of it. --no-basis zeroes and freezes the warp generators' `dynamics_basis` (the model
 as it was before that path existed). Printed per seed: head x (crop units) and mouth darkness (0-255)
 of frame 0's renders with its own motion ("0"), frame 3's ("3"), frame 3's pose ("pose") and frame 3's
 z_dyn ("dyn"); how much the encoder's z_dyn differs between mouth states and between head positions
@@ -20,45 +21,25 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import test_face_neural as toy  # noqa: E402  (the test's own frames, fit loop and measure)
 
-from vasa.face.neural import NeuralFaceModel, warps  # noqa: E402
+
+def freeze_basis(model) -> None:
+    for generator in (model.warp_to_canonical, model.warp_to_driving):
+        torch.nn.init.zeros_(generator.dynamics_basis.weight)
+        generator.dynamics_basis.weight.requires_grad_(False)
 
 
-def probe(seed: int, steps: int, dynamics: str, basis: bool) -> None:
-    size = toy.TINY.size
-    frames = np.stack([toy.cartoon_face(size, (cx, 0.5), m) for cx in (0.4, 0.6) for m in (0.02, 0.16)])
-    poses = warps.identity_pose(4)
-    poses[:, 3] = torch.tensor([0.4, 0.4, 0.6, 0.6])
-    code = None
-    if dynamics == "code":
-        code = torch.zeros(4, toy.TINY.dynamics_dim)
-        code[:, 0] = torch.tensor([-1.0, 1.0, -1.0, 1.0])
-    pairs = [(i, j) for i in range(4) for j in range(4) if i ^ j != 3]
-    torch.manual_seed(seed)
-    model = NeuralFaceModel(toy.TINY)
-    if not basis:
-        for generator in (model.warp_to_canonical, model.warp_to_driving):
-            torch.nn.init.zeros_(generator.dynamics_basis.weight)
-            generator.dynamics_basis.weight.requires_grad_(False)
+def probe(seed: int, steps: int, supervised: bool, basis: bool) -> None:
     start = time.perf_counter()
-    toy.fit(model, frames, poses, steps, pairs, lr=6e-3, dynamics_code=code)
+    model, images = toy.fit_swap_toy(seed, steps, supervised, prepare=None if basis else freeze_basis)
     seconds = time.perf_counter() - start
-    model.eval()
-    images = toy.to_tensor(frames)
+    measured = toy.swap_renders(model, images)
     with torch.no_grad():
-        encoded = model.encode_motion(images)[1]  # (4, K) the encoder's own z_dyn
-        pose, dyn = toy.encode_motion_with(model, images, code)
-        volume, identity = model.encode_appearance(images, pose, dyn)
-        v, i = volume[:1], identity[:1]
-        renders = {"0": model.decode(v, i, pose[:1], dyn[:1]), "3": model.decode(v, i, pose[3:], dyn[3:]),
-                   "pose": model.decode(v, i, pose[3:], dyn[:1]), "dyn": model.decode(v, i, pose[:1], dyn[3:])}
-    measured = {k: toy.head_x_and_mouth(((r[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).numpy())
-                for k, r in renders.items()}
+        encoded = model.encode_motion(images)[1]  # (4, K) the encoder's z_dyn
     mouth_split = float(((encoded[0] - encoded[1]).abs().mean() + (encoded[2] - encoded[3]).abs().mean()) / 2)
     head_split = float(((encoded[0] - encoded[2]).abs().mean() + (encoded[1] - encoded[3]).abs().mean()) / 2)
     verdicts = []
@@ -78,13 +59,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=toy.FIT_STEPS)
-    parser.add_argument("--dynamics", choices=["code", "encoder"], default="code")
+    parser.add_argument("--dynamics", choices=["supervised", "encoder"], default="supervised")
     parser.add_argument("--no-basis", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print(f"tiny, {args.steps} steps, z_dyn: {args.dynamics}, dynamics basis: {'off' if args.no_basis else 'on'}")
+    print(f"tiny, {args.steps} steps, z_dyn read-out supervised: {args.dynamics == 'supervised'}, "
+          f"dynamics basis: {'off' if args.no_basis else 'on'}")
     for seed in args.seeds:
-        probe(seed, args.steps, args.dynamics, not args.no_basis)
+        probe(seed, args.steps, args.dynamics == "supervised", not args.no_basis)
 
 
 if __name__ == "__main__":

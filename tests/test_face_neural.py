@@ -115,34 +115,34 @@ def test_gradients_reach_every_parameter_through_both_warps():
 
 
 def fit(model: NeuralFaceModel, frames: np.ndarray, poses: torch.Tensor, steps: int, pairs: list[tuple[int, int]],
-        lr: float = 3e-3, dynamics_code: torch.Tensor | None = None) -> list[float]:
+        lr: float = 3e-3, geometry_dynamics: torch.Tensor | None = None) -> list[float]:
     """Train on (source, driver) `pairs` of `frames` with reconstruction, transfer consistency and pose
-    supervision; returns the reconstruction loss per step. `dynamics_code` (N, K), if given, is added
-    to each frame's z_dyn (`encode_motion_with`)."""
+    supervision, and, given `geometry_dynamics` (N, M), the trainer's z_dyn read-out
+    (`losses.DynamicsProbe`) against them; returns the reconstruction loss per step."""
     images = to_tensor(frames)
     src, drv = (torch.tensor(v) for v in zip(*pairs))
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    probe = None
+    if geometry_dynamics is not None:  # normalised as the trainer does (`FaceFrames.dynamics_spread`)
+        probe = losses.DynamicsProbe(model.config.dynamics_dim, geometry_dynamics.shape[1], geometry_dynamics.mean(0),
+                                     geometry_dynamics.std(0, unbiased=False).clamp_min(1e-3))
+    trained = list(model.parameters()) + ([] if probe is None else list(probe.parameters()))
+    optimizer = torch.optim.Adam(trained, lr=lr)
     units = torch.tensor(POSE_UNITS)
     history = []
     for _ in range(steps):
-        pose, dynamics = encode_motion_with(model, images, dynamics_code)
+        pose, dynamics = model.encode_motion(images)
         volume, identity = model.encode_appearance(images, pose, dynamics)
         loss = losses.reconstruction_loss(model.decode(volume[src], identity[src], pose[drv], dynamics[drv]), images[drv])
         a = model.decode(volume[drv], identity[drv], pose[src], dynamics[drv])
         b = model.decode(volume[src], identity[src], pose[src], dynamics[drv])
         total = loss + losses.transfer_consistency_loss(a, b) + losses.pose_supervision_loss(pose, poses, units)
+        if probe is not None:
+            total = total + losses.dynamics_supervision_loss(probe(dynamics), geometry_dynamics, probe)
         optimizer.zero_grad()
         total.backward()
         optimizer.step()
         history.append(loss.item())
     return history
-
-
-def encode_motion_with(model: NeuralFaceModel, images: torch.Tensor, dynamics_code: torch.Tensor | None
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The model's z_pose and z_dyn of `images`, with `dynamics_code` (N, K) added to z_dyn when given."""
-    pose, dynamics = model.encode_motion(images)
-    return pose, dynamics if dynamics_code is None else dynamics + dynamics_code
 
 
 def test_overfitting_two_frames():
@@ -167,36 +167,47 @@ def head_x_and_mouth(image: np.ndarray) -> tuple[float, float]:
     return x, float(255 - box.mean())
 
 
-FIT_STEPS = 120
+FIT_STEPS = 180
+SWAP_CENTRES, SWAP_OPENINGS = (0.4, 0.6), (0.02, 0.16)  # head x, mouth height (crop units)
 
 
-@pytest.fixture(scope="module")
-def fitted():
+def fit_swap_toy(seed: int, steps: int = FIT_STEPS, supervised: bool = True,
+                 prepare=None) -> tuple[NeuralFaceModel, torch.Tensor]:
     """A tiny model fitted to 4 cartoon frames: head left/right (index bit 1) x mouth closed/open (bit 0).
     Every frame drives every frame but its diagonal opposite, so the mouth has to change without the
-    head (and the head without the mouth). z_dyn is the motion encoder's output plus a known mouth code
-    (+-1 on its first component): within this budget the encoder does not yet separate the two mouths
-    on its own (docs/face_neural.md), so the code stands in for that half; what is tested is the rest:
-    z_dyn reaches the mouth through the non-rigid warps, z_pose the head through the rigid one."""
-    centres, openings = (0.4, 0.6), (0.02, 0.16)
-    frames = np.stack([cartoon_face(TINY.size, (cx, 0.5), m) for cx in centres for m in openings])
+    head (and the head without the mouth). z_pose is supervised by the known head place, as the
+    trainer does with the geometry backend's pose; `supervised`: z_dyn's read-out by the known mouth
+    height, as the trainer does with the geometry backend's facial dynamics (without it, z_dyn did
+    not learn the mouth: docs/face_neural.md). `prepare(model)` may change the fresh model first.
+    Returns the model (eval mode) and the frames (4, 3, S, S)."""
+    frames = np.stack([cartoon_face(TINY.size, (cx, 0.5), m) for cx in SWAP_CENTRES for m in SWAP_OPENINGS])
     poses = warps.identity_pose(4)
-    poses[:, 3] = torch.tensor([cx for cx in centres for _ in openings])
-    code = torch.zeros(4, TINY.dynamics_dim)
-    code[:, 0] = torch.tensor([-1.0, 1.0, -1.0, 1.0])
+    poses[:, 3] = torch.tensor([cx for cx in SWAP_CENTRES for _ in SWAP_OPENINGS])
+    mouths = torch.tensor([[m] for _ in SWAP_CENTRES for m in SWAP_OPENINGS])
     pairs = [(i, j) for i in range(4) for j in range(4) if i ^ j != 3]
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = NeuralFaceModel(TINY)
-    fit(model, frames, poses, FIT_STEPS, pairs, lr=6e-3, dynamics_code=code)
-    model.eval()
-    images = to_tensor(frames)
+    if prepare is not None:
+        prepare(model)
+    fit(model, frames, poses, steps, pairs, lr=6e-3, geometry_dynamics=mouths if supervised else None)
+    return model.eval(), to_tensor(frames)
+
+
+def swap_renders(model: NeuralFaceModel, images: torch.Tensor) -> dict[str, tuple[float, float]]:
+    """(head x, mouth darkness) of frame 0's appearance rendered with its own motion ("0"), frame 3's
+    ("3"), frame 3's pose ("pose") and frame 3's z_dyn ("dyn"); z_pose and z_dyn are the encoder's."""
     with torch.no_grad():
-        pose, dynamics = encode_motion_with(model, images, code)
+        pose, dynamics = model.encode_motion(images)
         volume, identity = model.encode_appearance(images, pose, dynamics)
         v, i = volume[:1], identity[:1]  # frame 0's appearance: head left, mouth closed
         renders = {"0": model.decode(v, i, pose[:1], dynamics[:1]), "3": model.decode(v, i, pose[3:], dynamics[3:]),
                    "pose": model.decode(v, i, pose[3:], dynamics[:1]), "dyn": model.decode(v, i, pose[:1], dynamics[3:])}
     return {k: head_x_and_mouth(((r[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).numpy()) for k, r in renders.items()}
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return swap_renders(*fit_swap_toy(0))
 
 
 def test_swapping_pose_moves_the_head_and_not_the_mouth(fitted):
@@ -250,3 +261,10 @@ def test_losses_known_answers(tiny):
     assert losses.pose_supervision_loss(pose, pose, units) == 0
     cycle = losses.motion_cycle_loss(tiny.encode_motion, a, *tiny.encode_motion(a), tiny.pose_units)
     assert cycle < 1e-6
+    # the z_dyn read-out is scored in units of the geometry dynamics' spread
+    probe = losses.DynamicsProbe(TINY.dynamics_dim, 2, mean=torch.tensor([1.0, -1.0]), spread=torch.tensor([2.0, 0.5]))
+    geometry = torch.tensor([[3.0, -1.5], [1.0, 0.0]])  # normalised: (1, -1), (0, 2)
+    readout = torch.tensor([[1.0, -1.0], [0.0, 2.0]])
+    assert losses.dynamics_supervision_loss(readout, geometry, probe) == 0
+    assert losses.dynamics_supervision_loss(readout + 0.5, geometry, probe) == pytest.approx(0.5)
+    assert probe(torch.zeros(3, TINY.dynamics_dim)).shape == (3, 2)

@@ -34,8 +34,9 @@ TINY = PRESETS["tiny"]
 FRAMES = 12
 
 
-def make_prepared(folder: Path, clips: int = 2) -> Path:
-    """`vasa prepare --frames 64`-shaped data: per clip a record (one segment) and its face-crop store."""
+def make_prepared(folder: Path, clips: int = 2, dynamics_dims: tuple[int, ...] = ()) -> Path:
+    """`vasa prepare --frames 64`-shaped data: per clip a record (one segment, facial dynamics of
+    `dynamics_dims[c]` components, 40 by default) and its face-crop store."""
     rng = np.random.default_rng(0)
     (folder / "records").mkdir(parents=True)
     (folder / "frames").mkdir()
@@ -44,7 +45,7 @@ def make_prepared(folder: Path, clips: int = 2) -> Path:
         openings = 0.02 + 0.1 * np.abs(np.sin(np.arange(FRAMES) / 3))
         pose = np.tile([5.0, 0.0, 0.0, 0.5, 0.5, 0.33], (FRAMES, 1))
         pose[:, 3] = centres
-        segment = Segment(pose=pose, dynamics=rng.normal(size=(FRAMES, 40)), gaze=np.zeros((FRAMES, 2)),
+        segment = Segment(pose=pose, dynamics=rng.normal(size=(FRAMES, (dynamics_dims or (40,) * clips)[c])), gaze=np.zeros((FRAMES, 2)),
                           distance=np.ones(FRAMES), emotion=np.full((FRAMES, 7), 1 / 7), audio=np.zeros((FRAMES, 8)),
                           voice=np.ones(FRAMES))
         path = folder / "records" / f"clip_{c}-{c:08x}.npz"
@@ -73,8 +74,12 @@ def test_a_three_step_run_writes_a_loadable_checkpoint_and_resumes(prepared, tmp
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [line["step"] for line in lines] == [1, 2, 3]
     assert 0 < lines[-1]["val_psnr"] < 60 and -1 <= lines[-1]["val_ssim"] <= 1
-    assert {"reconstruction", "transfer", "cycle", "identity", "pose", "feature_matching", "discriminator"} <= set(lines[0])
+    assert {"reconstruction", "transfer", "cycle", "identity", "pose", "dynamics", "feature_matching",
+            "discriminator"} <= set(lines[0])
     assert (out / "samples" / "step_0000003.png").is_file()
+    probe = torch.load(out / "state.pt")["probe"]  # the z_dyn read-out, normalised by the records' dynamics
+    assert probe["linear.weight"].shape == (probe["mean"].shape[0], TINY.dynamics_dim)
+    assert torch.all(probe["spread"] > 0)
     train_face(config(prepared, out, steps=4, save_every=4))
     assert torch.load(out / "state.pt")["step"] == 4
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 4
@@ -84,8 +89,8 @@ def test_the_reconstruction_warm_up_trains_reconstruction_alone_then_every_term(
     out = tmp_path / "warm"
     train_face(config(prepared, out, steps=4, reconstruction_warmup_steps=2, val_every=4, save_every=4))
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [set(line) & {"reconstruction", "pose", "transfer", "discriminator"} for line in lines[:2]] == \
-        [{"reconstruction", "pose"}] * 2  # no discriminator, no disentangling terms
+    assert [set(line) & {"reconstruction", "pose", "dynamics", "transfer", "discriminator"} for line in lines[:2]] == \
+        [{"reconstruction", "pose", "dynamics"}] * 2  # no discriminator, no disentangling terms
     assert {"reconstruction", "pose", "transfer", "cycle", "identity", "feature_matching", "discriminator"} <= set(lines[2])
     with pytest.raises(VasaError, match="reconstruction_warmup_steps"):
         config(prepared, out, reconstruction_warmup_steps=-1)
@@ -96,6 +101,13 @@ def test_records_without_stored_frames_are_a_clear_error(prepared, tmp_path):
     frame_store_path(record_files(data)[0]).unlink()
     with pytest.raises(VasaError, match="no stored face crops"):
         train_face(config(data, tmp_path / "run", holdout=()))
+
+
+def test_records_with_facial_dynamics_of_different_sizes_are_a_clear_error(tmp_path):
+    data = make_prepared(tmp_path / "data", clips=2, dynamics_dims=(40, 12))
+    with pytest.raises(VasaError, match="differ in size .40 in clip_0.*12 in clip_1"):
+        train_face(config(data, tmp_path / "run", holdout=()))
+    assert not (tmp_path / "run").exists()
 
 
 def test_two_processes_under_torchrun_write_a_loadable_checkpoint(prepared, tmp_path):
@@ -109,7 +121,7 @@ def test_two_processes_under_torchrun_write_a_loadable_checkpoint(prepared, tmp_
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-8000:]
     load_face_model(out / "model.safetensors")
     state = torch.load(out / "state.pt")
-    assert state["step"] == 3 and len(state["rng"]) == 2
+    assert state["step"] == 3 and len(state["rng"]) == 2 and "probe" in state
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 3  # rank 0 alone writes
 
 

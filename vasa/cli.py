@@ -394,10 +394,10 @@ def _add_train_face(models) -> None:
     f.add_argument("--grad-clip", type=float, help="generator gradient norm clip, 0 = off (default 1.0)")
     f.add_argument("--ema-decay", type=float, help="EMA decay of the shipped weights (default 0.999)")
     for name in ("reconstruction", "perceptual", "feature-matching", "adversarial", "transfer", "cycle",
-                 "identity", "pose"):
+                 "identity", "pose", "dynamics"):
         f.add_argument(f"--{name}-weight", type=float, help=f"weight of the {name} loss (0 = off)")
     f.add_argument("--reconstruction-warmup-steps", type=int, metavar="N",
-                   help="first N steps: reconstruction and pose losses only, no discriminator (cheap steps; "
+                   help="first N steps: reconstruction, pose and dynamics losses only, no discriminator (cheap steps; "
                         "default 0)")
     f.add_argument("--perceptual", type=Path, help="TorchScript feature network for the perceptual loss")
     f.add_argument("--identity-descriptor", type=Path, help="TorchScript face descriptor for the identity loss")

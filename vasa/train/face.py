@@ -13,7 +13,8 @@ x of another video (a cross-identity driver). The generator step computes
     I_hat_{i,dyn_j}  = decode(V_app(i), z_id(i), z_pose(i), z_dyn(j)) /
     I_hat_{i<-x}     = decode(V_app(i), z_id(i), z_pose(x), z_dyn(x))    motion cycle and identity losses
 
-plus, optionally, z_pose of i and j against the geometry backend's pose from the records. The
+plus, optionally, z_pose of i and j against the geometry backend's pose from the records, and a
+learned linear read-out of their z_dyn against the records' facial dynamics (`losses.DynamicsProbe`). The
 discriminator step scores real drivers against I_hat_j (hinge loss). AdamW for both, warmup + cosine
 learning rate, an EMA of the generator (what ships), resume from state.pt, bf16 autocast on GPU (--amp),
 DDP under torchrun: the pieces are `vasa.train.motion`'s.
@@ -63,7 +64,9 @@ class FaceTrainConfig:
     TorchScript feature network (`losses.load_feature_network`); without one the discriminator's
     feature matching stands in. identity_descriptor: a TorchScript face descriptor (112 x 112 RGB in
     [-1, 1] -> (B, E)); without one the model's own identity encoder, frozen inside the term, stands in.
-    reconstruction_warmup_steps: the first steps train reconstruction (and pose supervision) only, with
+    dynamics_weight: the z_dyn read-out against the records' facial dynamics (`losses.DynamicsProbe`;
+    not in VASA-1: without it z_dyn did not learn the mouth, docs/face_neural.md).
+    reconstruction_warmup_steps: the first steps train reconstruction (and pose and dynamics supervision) only, with
     one decode and no discriminator step: a step costs a fraction of a full one, and the model learns to
     rebuild a face before the adversarial and disentangling terms weigh in (docs/face_neural.md)."""
 
@@ -87,6 +90,7 @@ class FaceTrainConfig:
     cycle_weight: float = 0.5
     identity_weight: float = 0.2
     pose_weight: float = 0.5
+    dynamics_weight: float = 0.5
     reconstruction_warmup_steps: int = 0
     perceptual: Path | None = None
     identity_descriptor: Path | None = None
@@ -114,17 +118,19 @@ class FaceFrames:
     """The stored face crops of some records at the model's size, and where their segments lie.
 
     frames[v]: (N_v, S, S, 3) uint8 of video v; segments: (video, first frame, length); poses[v]: (N_v, 6)
-    the geometry backend's pose per stored frame (NaN outside segments)."""
+    and dynamics[v]: (N_v, K) the geometry backend's pose and facial dynamics per stored frame (NaN
+    outside segments)."""
 
     frames: list[np.ndarray]
     poses: list[np.ndarray]
+    dynamics: list[np.ndarray]
     segments: list[tuple[int, int, int]]
 
     @classmethod
     def load(cls, record_paths: list[Path], size: int) -> "FaceFrames":
         from vasa.media import iter_video_frames
 
-        frames, poses, segments = [], [], []
+        frames, poses, dynamics, segments = [], [], [], []
         for path in record_paths:
             store = frame_store_path(path)
             if not store.is_file():
@@ -134,25 +140,43 @@ class FaceFrames:
             crops = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) if f.shape[0] != size else f
                               for f in iter_video_frames(store, record.fps)])  # (N, S, S, 3)
             pose = np.full((len(crops), 6), np.nan, np.float32)
+            dynamic = None  # (N, K) once a segment says K
             for segment in record.segments:
                 stop = min(segment.start_frame + len(segment), len(crops))
+                if dynamic is None:
+                    dynamic = np.full((len(crops), segment.dynamics.shape[1]), np.nan, np.float32)
                 pose[segment.start_frame:stop] = segment.pose[:stop - segment.start_frame]
+                dynamic[segment.start_frame:stop] = segment.dynamics[:stop - segment.start_frame]
                 if stop - segment.start_frame >= 2:
                     segments.append((len(frames), segment.start_frame, stop - segment.start_frame))
             frames.append(crops)
             poses.append(pose)
-        return cls(frames, poses, segments)
+            dynamics.append(dynamic)
+        widths = {d.shape[1]: path.name for d, path in zip(dynamics, record_paths) if d is not None}
+        if len(widths) > 1:
+            raise VasaError("the records' facial dynamics differ in size (" +
+                            ", ".join(f"{k} in {name}" for k, name in widths.items()) +
+                            "): prepare every record with one face backend")
+        width = next(iter(widths), 0)
+        dynamics = [np.full((len(f), width), np.nan, np.float32) if d is None else d for f, d in zip(frames, dynamics)]
+        return cls(frames, poses, dynamics, segments)
 
     @property
     def num_frames(self) -> int:
         return sum(length for _, _, length in self.segments)
 
+    def dynamics_spread(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and spread (standard deviation, at least 1e-3) of the facial dynamics, each (K,)."""
+        known = np.concatenate([d[~np.isnan(d).any(-1)] for d in self.dynamics])
+        return known.mean(0), np.maximum(known.std(0), 1e-3)
+
     def sample(self, batch: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-        """(source, driver, other) crops (B, S, S, 3) and (source, driver) geometry poses (B, 6).
-        Source and driver come from one segment; `other` from another video when there is one."""
+        """(source, driver, other) crops (B, S, S, 3), (source, driver) geometry poses (B, 6) and
+        (source, driver) facial dynamics (B, K). Source and driver come from one segment; `other` from
+        another video when there is one."""
         lengths = np.array([length for _, _, length in self.segments], dtype=np.float64)
         chosen = rng.choice(len(self.segments), size=batch, p=lengths / lengths.sum())
-        source, driver, other, source_pose, driver_pose = [], [], [], [], []
+        source, driver, other, source_pose, driver_pose, source_dyn, driver_dyn = [], [], [], [], [], [], []
         for k in chosen:
             video, start, length = self.segments[k]
             i, j = start + rng.choice(length, size=2, replace=False)
@@ -163,7 +187,9 @@ class FaceFrames:
             other.append(self.frames[o_video][o_start + rng.integers(o_length)])
             source_pose.append(self.poses[video][i])
             driver_pose.append(self.poses[video][j])
-        return tuple(np.stack(v) for v in (source, driver, other, source_pose, driver_pose))
+            source_dyn.append(self.dynamics[video][i])
+            driver_dyn.append(self.dynamics[video][j])
+        return tuple(np.stack(v) for v in (source, driver, other, source_pose, driver_pose, source_dyn, driver_dyn))
 
     def validation_pairs(self, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """Fixed (source, driver) pairs (count, S, S, 3): a segment's first frame and one of its later frames."""
@@ -188,21 +214,26 @@ def to_images(tensor: Tensor) -> np.ndarray:
 
 # --- the generator's forward pass ---------------------------------------------------------------------
 class GeneratorStep(nn.Module):
-    """Every generated image and latent of one training step (a module, so DDP syncs its gradients)."""
+    """Every generated image and latent of one training step (a module, so DDP syncs its gradients),
+    and, with a `probe`, its read-outs of z_dyn of i and j."""
 
-    def __init__(self, model: NeuralFaceModel):
+    def __init__(self, model: NeuralFaceModel, probe: losses.DynamicsProbe | None = None):
         super().__init__()
         self.model = model
+        self.probe = probe
 
     def forward(self, source: Tensor, driver: Tensor, other: Tensor, full: bool = True) -> dict[str, Tensor]:
-        """full=False (the reconstruction warm-up): only I_hat_j and the poses of i and j."""
+        """full=False (the reconstruction warm-up): only I_hat_j, the poses of i and j (and the read-outs)."""
         m = self.model
         pose_i, dynamics_i = m.encode_motion(source)
         pose_j, dynamics_j = m.encode_motion(driver)
         volume_i, identity_i = m.encode_appearance(source, pose_i, dynamics_i)
+        readouts = {}
+        if self.probe is not None:
+            readouts = {"readout_i": self.probe(dynamics_i), "readout_j": self.probe(dynamics_j)}
         if not full:
             return {"reconstruction": m.decode(volume_i, identity_i, pose_j, dynamics_j),
-                    "pose_i": pose_i, "pose_j": pose_j}
+                    "pose_i": pose_i, "pose_j": pose_j, **readouts}
         pose_x, dynamics_x = m.encode_motion(other)
         volume_j, identity_j = m.encode_appearance(driver, pose_j, dynamics_j)
         return {
@@ -210,7 +241,7 @@ class GeneratorStep(nn.Module):
             "j_with_pose_i": m.decode(volume_j, identity_j, pose_i, dynamics_j),
             "i_with_dynamics_j": m.decode(volume_i, identity_i, pose_i, dynamics_j),
             "cross": m.decode(volume_i, identity_i, pose_x, dynamics_x),
-            "pose_i": pose_i, "pose_j": pose_j, "pose_x": pose_x, "dynamics_x": dynamics_x,
+            "pose_i": pose_i, "pose_j": pose_j, "pose_x": pose_x, "dynamics_x": dynamics_x, **readouts,
         }
 
 
@@ -225,9 +256,11 @@ def frozen_identity_encoder(model: NeuralFaceModel):
 
 def generator_losses(config: FaceTrainConfig, out: dict[str, Tensor], model: NeuralFaceModel,
                      discriminator: nn.Module, source: Tensor, driver: Tensor, source_pose: Tensor,
-                     driver_pose: Tensor, perceptual, descriptor, full: bool = True) -> dict[str, Tensor]:
+                     driver_pose: Tensor, perceptual, descriptor, full: bool = True,
+                     probe: losses.DynamicsProbe | None = None, source_dynamics: Tensor | None = None,
+                     driver_dynamics: Tensor | None = None) -> dict[str, Tensor]:
     """Each weighted term (unweighted values; `total` is the weighted sum). full=False: the reconstruction
-    warm-up's terms only (reconstruction, pose supervision)."""
+    warm-up's terms only (reconstruction, pose and dynamics supervision)."""
     terms: dict[str, tuple[float, Tensor]] = {}
     reconstruction = out["reconstruction"]
     terms["reconstruction"] = (config.reconstruction_weight, losses.reconstruction_loss(reconstruction, driver))
@@ -240,6 +273,12 @@ def generator_losses(config: FaceTrainConfig, out: dict[str, Tensor], model: Neu
         target = torch.cat([source_pose[known], driver_pose[known]])
         value = losses.pose_supervision_loss(predicted, target, model.pose_units) if known.any() else predicted.sum()
         terms["pose"] = (config.pose_weight, value)
+    if probe is not None:
+        known = ~(torch.isnan(source_dynamics).any(-1) | torch.isnan(driver_dynamics).any(-1))
+        readout = torch.cat([out["readout_i"][known], out["readout_j"][known]])
+        target = torch.cat([source_dynamics[known], driver_dynamics[known]])
+        value = losses.dynamics_supervision_loss(readout, target, probe) if known.any() else readout.sum()
+        terms["dynamics"] = (config.dynamics_weight, value)
     values = {name: value for name, (_, value) in terms.items()}
     values["total"] = sum(weight * value for weight, value in terms.values())
     return values
@@ -316,8 +355,12 @@ def _train(config: FaceTrainConfig, procs: Processes, device: torch.device) -> P
     discriminator = MultiScaleDiscriminator().to(device)
     ema = copy.deepcopy(model).requires_grad_(False).eval()
     descriptor = descriptor or frozen_identity_encoder(model)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(0.5, 0.999),
-                                  weight_decay=config.weight_decay)
+    probe = None
+    if config.dynamics_weight and train.dynamics[0].shape[1]:
+        mean, spread = (torch.from_numpy(v) for v in train.dynamics_spread())
+        probe = losses.DynamicsProbe(model_config.dynamics_dim, len(mean), mean, spread).to(device)
+    trained = list(model.parameters()) + ([] if probe is None else list(probe.parameters()))
+    optimizer = torch.optim.AdamW(trained, lr=config.lr, betas=(0.5, 0.999), weight_decay=config.weight_decay)
     disc_optimizer = torch.optim.AdamW(discriminator.parameters(), lr=config.disc_lr, betas=(0.5, 0.999),
                                        weight_decay=config.weight_decay)
     rng = np.random.default_rng(config.seed + procs.rank)
@@ -329,6 +372,8 @@ def _train(config: FaceTrainConfig, procs: Processes, device: torch.device) -> P
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         discriminator.load_state_dict(state["discriminator"])
+        if probe is not None and "probe" in state:
+            probe.load_state_dict(state["probe"])
         optimizer.load_state_dict(state["optimizer"])
         disc_optimizer.load_state_dict(state["disc_optimizer"])
         step, seconds_before = state["step"], state["seconds"]
@@ -336,7 +381,7 @@ def _train(config: FaceTrainConfig, procs: Processes, device: torch.device) -> P
             say(f"resuming with {procs.world} processes, saved with {len(state['rng'])}: samples re-seeded")
             rng = np.random.default_rng([config.seed, procs.rank, step])
         say(f"resumed {out} at step {step}")
-    network, critic = GeneratorStep(model), discriminator
+    network, critic = GeneratorStep(model, probe), discriminator
     if procs.distributed:
         ids = [device.index] if device.type == "cuda" else None
         network = nn.parallel.DistributedDataParallel(network, device_ids=ids)
@@ -351,6 +396,9 @@ def _train(config: FaceTrainConfig, procs: Processes, device: torch.device) -> P
         say(f"face {config.preset}: {parameters / 1e6:.2f} M parameters, {len(train.segments)} segments "
             f"({train.num_frames} frames) on rank 0 of {procs.world}, "
             f"{0 if val_pairs is None else len(val_pairs[0])} validation pairs, {device}")
+        if probe is not None:
+            say(f"z_dyn read out against the records' facial dynamics ({len(probe.mean)} components, "
+                f"{read_record(training_files[0]).face_backend} backend)")
         if perceptual is None and config.perceptual_weight:
             say("no --perceptual network: discriminator feature matching stands in for the perceptual loss")
     preview = train.sample(4, np.random.default_rng(config.seed)) if procs.main else None
@@ -366,7 +414,7 @@ def _train(config: FaceTrainConfig, procs: Processes, device: torch.device) -> P
             group["lr"] = lr
         for group in disc_optimizer.param_groups:
             group["lr"] = lr * config.disc_lr / config.lr
-        source, driver, other, source_pose, driver_pose = (
+        source, driver, other, source_pose, driver_pose, source_dyn, driver_dyn = (
             torch.from_numpy(v).to(device) for v in train.sample(config.batch_size, rng))
         source, driver, other = (v.permute(0, 3, 1, 2).float() / 127.5 - 1 for v in (source, driver, other))
 
@@ -376,10 +424,11 @@ def _train(config: FaceTrainConfig, procs: Processes, device: torch.device) -> P
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.amp):
             generated = network(source, driver, other, full)
             values = generator_losses(config, generated, model, discriminator, source, driver,
-                                      source_pose, driver_pose, perceptual, descriptor, full)
+                                      source_pose, driver_pose, perceptual, descriptor, full, probe,
+                                      source_dyn, driver_dyn)
         optimizer.zero_grad(set_to_none=True)
         values["total"].backward()
-        grad_norm = nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip if config.grad_clip > 0 else math.inf)
+        grad_norm = nn.utils.clip_grad_norm_(trained, config.grad_clip if config.grad_clip > 0 else math.inf)
         optimizer.step()
         update_ema(ema, model, ema_decay(config, step))
 
@@ -425,6 +474,7 @@ def _train(config: FaceTrainConfig, procs: Processes, device: torch.device) -> P
                 save_face_model(model_path, ema, {"step": step, "preset": config.preset})
                 save_atomic({"model": model.state_dict(), "ema": ema.state_dict(),
                              "discriminator": discriminator.state_dict(), "optimizer": optimizer.state_dict(),
+                             **({} if probe is None else {"probe": probe.state_dict()}),
                              "disc_optimizer": disc_optimizer.state_dict(), "step": step,
                              "seconds": seconds_before + time.perf_counter() - started, "rng": states,
                              "train_config": config.to_json(), "model_config": asdict(model_config)}, state_path)

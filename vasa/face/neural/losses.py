@@ -13,6 +13,9 @@ Images are (B, 3, S, S) in [-1, 1]. The trainer (`vasa.train.face`) weighs and s
     identity_loss          1 - cosine similarity of face descriptors of a cross-identity reenactment and
                            its source (VASA-1's identity-similarity loss)
     pose_supervision_loss  optional weak supervision of z_pose by the geometry backend's pose
+    dynamics_supervision_loss  optional weak supervision of z_dyn: a learned linear read-out of z_dyn
+                           (`DynamicsProbe`) must give the geometry backend's facial dynamics (not in
+                           VASA-1; docs/face_neural.md says why it is there)
 """
 
 from __future__ import annotations
@@ -116,3 +119,25 @@ def identity_loss(descriptor: Callable[[Tensor], Tensor], generated: Tensor, ref
 def pose_supervision_loss(pose: Tensor, geometry_pose: Tensor, pose_units: Tensor) -> Tensor:
     """L1 between z_pose and the geometry backend's pose (B, 6), in typical spreads (`pose_units`)."""
     return F.l1_loss(pose / pose_units, geometry_pose / pose_units)
+
+
+class DynamicsProbe(nn.Module):
+    """A linear read-out of z_dyn (B, K) -> the geometry backend's dynamics (B, M) in units of their
+    spread over the training frames (`mean`, `spread`: (M,)). It belongs to the trainer, not to the
+    model: z_dyn only has to carry what the geometry sees (mouth, eyes), linearly, in any directions
+    it likes, and may carry more. Started random, not zero, so z_dyn gets a gradient from the first step."""
+
+    def __init__(self, dynamics_dim: int, target_dim: int, mean: Tensor | None = None, spread: Tensor | None = None):
+        super().__init__()
+        self.linear = nn.Linear(dynamics_dim, target_dim)
+        self.register_buffer("mean", torch.zeros(target_dim) if mean is None else mean.float().clone())
+        self.register_buffer("spread", torch.ones(target_dim) if spread is None else spread.float().clone())
+
+    def forward(self, dynamics: Tensor) -> Tensor:
+        return self.linear(dynamics)  # (B, M), normalised units
+
+
+def dynamics_supervision_loss(readout: Tensor, geometry_dynamics: Tensor, probe: DynamicsProbe) -> Tensor:
+    """L1 between `probe`'s read-out of z_dyn (B, M) and the geometry backend's dynamics (B, M), in
+    units of their spread."""
+    return F.l1_loss(readout, (geometry_dynamics - probe.mean) / probe.spread)
