@@ -80,6 +80,7 @@ def test_a_three_step_run_writes_a_loadable_checkpoint_and_resumes(prepared, tmp
     probe = torch.load(out / "state.pt")["probe"]  # the z_dyn read-out, normalised by the records' dynamics
     assert probe["linear.weight"].shape == (probe["mean"].shape[0], TINY.dynamics_dim)
     assert torch.all(probe["spread"] > 0)
+    assert probe["mean"].abs().max() < 1e-5  # each segment's dynamics relative to its mean (no face shape)
     train_face(config(prepared, out, steps=4, save_every=4))
     assert torch.load(out / "state.pt")["step"] == 4
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 4

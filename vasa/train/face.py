@@ -119,7 +119,8 @@ class FaceFrames:
 
     frames[v]: (N_v, S, S, 3) uint8 of video v; segments: (video, first frame, length); poses[v]: (N_v, 6)
     and dynamics[v]: (N_v, K) the geometry backend's pose and facial dynamics per stored frame (NaN
-    outside segments)."""
+    outside segments). The dynamics are taken relative to their segment's mean: the mesh backend's
+    also hold the person's face shape, which z_dyn must not carry (identity is z_id's and V_app's)."""
 
     frames: list[np.ndarray]
     poses: list[np.ndarray]
@@ -146,7 +147,8 @@ class FaceFrames:
                 if dynamic is None:
                     dynamic = np.full((len(crops), segment.dynamics.shape[1]), np.nan, np.float32)
                 pose[segment.start_frame:stop] = segment.pose[:stop - segment.start_frame]
-                dynamic[segment.start_frame:stop] = segment.dynamics[:stop - segment.start_frame]
+                moving = segment.dynamics[:stop - segment.start_frame]  # minus its mean: the mesh
+                dynamic[segment.start_frame:stop] = moving - moving.mean(0)  # dynamics hold the face's shape too
                 if stop - segment.start_frame >= 2:
                     segments.append((len(frames), segment.start_frame, stop - segment.start_frame))
             frames.append(crops)
