@@ -135,11 +135,12 @@ def curves(metrics: Path, path: Path) -> None:
         plot(axes[0], name, label=name)
     axes[0].set_yscale("log")
     axes[0].set_title("generator terms (unweighted)")
-    axes[0].legend(fontsize=7)
     plot(axes[1], "discriminator", label="discriminator hinge")
     plot(axes[1], "adversarial", label="generator hinge")
     axes[1].set_title("adversarial")
-    axes[1].legend(fontsize=7)
+    for ax in axes[:2]:
+        if ax.get_legend_handles_labels()[0]:  # a run that never left its warm-up has no adversarial terms
+            ax.legend(fontsize=7)
     full = [line["step"] for line in lines if "discriminator" in line]
     if full and full[0] > lines[0]["step"]:  # mark the end of the reconstruction warm-up
         for ax in axes:
