@@ -100,6 +100,24 @@ def test_motion_controls_act_on_the_motion(head, speech):
     assert np.allclose(far[:, 6:], calm[:, 6:])
 
 
+def test_blink_rate_changes_only_the_lids_and_shuts_them(head, speech):
+    """Blinks at 60 a minute over 2.4 s: the head and every non-lid motion stay; the lids shut at least once."""
+    from vasa.audio import load_audio
+
+    waveform = load_audio(speech)
+    base = np.concatenate(list(head.motion(waveform, FAST)))
+    blinking = np.concatenate(list(head.motion(waveform, dataclasses.replace(FAST, blinks=60))))
+    model = head.face.model
+    lids = np.stack([model.directions["eye_open_right"], model.directions["eye_open_left"]])  # (2, K)
+    change = blinking[:, 6:] - base[:, 6:]
+    along, *_ = np.linalg.lstsq(lids.T, change.T, rcond=None)
+    assert blinking.shape == base.shape and np.array_equal(blinking[:, :6], base[:, :6])
+    assert np.allclose(along.T @ lids, change)  # the change is all along the lid directions
+    identity = head.source.appearance.identity
+    opening = [model.eye_opening(identity + model.decode_dynamics(z)) for z in blinking[:, 6:]]
+    assert np.min(opening) < 0.05 * np.max(opening)
+
+
 def test_mouth_gate_closes_the_mouth_in_silence():
     close, open_ = SILENCE_CLOSE_FRAMES, SILENCE_OPEN_FRAMES
     mask = np.zeros(40, bool)
@@ -155,6 +173,8 @@ def test_controls_reject_bad_values():
         Controls(emotion={"joy": 1.0})
     with pytest.raises(VasaError, match="number"):
         parse_emotion(["happy=lots"])
+    with pytest.raises(VasaError, match="blinks"):
+        Controls(blinks=-2)
     assert parse_emotion(["happy=1", "Sad"]) == {"happy": 1.0, "sad": 1.0}
     assert Controls(emotion={"happy": 0.5}).emotion_vector().tolist() == [0, 0.5, 0, 0, 0, 0, 0]
 
@@ -194,7 +214,7 @@ def test_paste_back_writes_the_whole_photo(model_path, grace_hopper, speech, tmp
     assert (info.width, info.height) == (photo.shape[1] // 2 * 2, photo.shape[0] // 2 * 2)
 
 
-@pytest.mark.parametrize("case", ["no face", "unreadable audio", "zero-length audio", "bad emotion"])
+@pytest.mark.parametrize("case", ["no face", "unreadable audio", "zero-length audio", "bad emotion", "bad blinks"])
 def test_cli_generate_bad_inputs_fail_cleanly(case, model_path, grace_hopper, speech, tmp_path, capsys):
     image, audio, extra = grace_hopper, speech, []
     if case == "no face":
@@ -208,8 +228,10 @@ def test_cli_generate_bad_inputs_fail_cleanly(case, model_path, grace_hopper, sp
     elif case == "zero-length audio":
         audio = tmp_path / "empty.wav"
         write_wav(audio, np.zeros(0))
-    else:
+    elif case == "bad emotion":
         extra = ["--emotion", "glee=1"]
+    else:
+        extra = ["--blinks", "500"]
     out = tmp_path / "out.mp4"
     assert run_generate(model_path, image, audio, out, *extra) == 2
     assert_one_error_line(capsys)

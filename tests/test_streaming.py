@@ -46,11 +46,14 @@ def stream(head, waveform, chunk, **options) -> list:
         return list(session.frames())
 
 
-@pytest.mark.parametrize("chunk,step_frames", [(333, None), (5000, None), (RATE * 3, None), (777, 3)])
-def test_streaming_equals_offline(head, speech, chunk, step_frames):
-    """Chunk sizes that do not line up with feature hops (0.2 s), windows (8 frames) or each other."""
-    offline = list(head.frames(speech, FAST, step_frames=step_frames))
-    frames = stream(head, speech, chunk, controls=FAST, step_frames=step_frames)
+@pytest.mark.parametrize("chunk,step_frames,blinks", [(333, None, None), (5000, None, None), (RATE * 3, None, None),
+                                                      (777, 3, None), (777, None, 60)])
+def test_streaming_equals_offline(head, speech, chunk, step_frames, blinks):
+    """Chunk sizes that do not line up with feature hops (0.2 s), windows (8 frames) or each other;
+    with a blink rate, whose stage holds frames back for its own lookahead."""
+    controls = dataclasses.replace(FAST, blinks=blinks)
+    offline = list(head.frames(speech, controls, step_frames=step_frames))
+    frames = stream(head, speech, chunk, controls=controls, step_frames=step_frames)
     assert len(frames) == len(offline) == round(len(speech) / RATE * 25)
     for frame, expected in zip(frames, offline):
         assert np.array_equal(frame.image, expected)

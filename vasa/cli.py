@@ -122,6 +122,9 @@ def _add_controls(p) -> None:
     p.add_argument("--still", action="store_true", help="keep the head still at the photo's pose")
     p.add_argument("--mouth-in-silence", action="store_true",
                    help="let the mouth move where voice activity says silence (default: closed)")
+    p.add_argument("--blinks", type=float, metavar="PER_MIN",
+                   help="blink rate: the model's own blinks replaced by full blinks at this many a minute "
+                        "(0 = none; people blink 10-40 times; default: the model's own)")
 
 
 def _controls(args):
@@ -131,7 +134,7 @@ def _controls(args):
                     emotion=parse_emotion(args.emotion), cfg_audio=args.cfg_audio, cfg_gaze=args.cfg_gaze,
                     steps=args.steps, seed=args.seed, head_scale=args.head_scale,
                     expression_scale=args.expression_scale, smoothing=args.smooth, still=args.still,
-                    close_mouth_in_silence=not args.mouth_in_silence)
+                    close_mouth_in_silence=not args.mouth_in_silence, blinks=args.blinks)
 
 
 def _add_generate(commands) -> None:

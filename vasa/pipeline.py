@@ -11,8 +11,8 @@ The stage objects (`AudioStream`, `MotionStage`, `Renderer`) are the ones `vasa.
 runs in threads for live use: offline is streaming with one thread and 1 s chunks.
 
 Controls act in two places: gaze and emotion are the generator's conditions (with Eq. 2 guidance
-scales `cfg_audio`, `cfg_gaze`); head distance, head/expression scale, smoothing, still head and
-closing the mouth in silence act on the generated motion. Distance is applied exactly: in the relative
+scales `cfg_audio`, `cfg_gaze`); head distance, head/expression scale, smoothing, still head,
+closing the mouth in silence and the blink rate act on the generated motion. Distance is applied exactly: in the relative
 motion space a head `d` times farther away is, by definition (the augmentation that teaches the
 distance condition), the scale divided by `d`, while the trained model's own response to its distance
 condition overshot (0.8 -> 0.67, 1.25 -> 1.59), so the generator runs at distance 1. Relative motion
@@ -34,6 +34,7 @@ from tqdm import tqdm
 from vasa.data.records import EMOTION_NAMES
 from vasa.data.representation import POSE_DIM, LatentSpace, MotionSpace
 from vasa.errors import VasaError
+from vasa.motion.controls import MAX_BLINKS_PER_MINUTE
 
 ASSETS = Path(__file__).parent / "assets"
 DEFAULT_MOTION_MODEL = ASSETS / "motion_default.safetensors"
@@ -75,6 +76,7 @@ class Controls:
     smoothing: float = 0.6  # causal low-pass strength on head pose, [0, 1): ~60 ms lag, jitter to real levels
     still: bool = False  # keep the head at the portrait's pose
     close_mouth_in_silence: bool = True  # voice activity below threshold closes the mouth
+    blinks: float | None = None  # blinks per minute (0 = none); None = the motion model's own blinks
 
     def __post_init__(self):
         if self.distance is not None and not 0.3 <= self.distance <= 3.0:
@@ -91,6 +93,9 @@ class Controls:
             raise VasaError(f"steps must be 0 (ancestral, 50 steps) or 1..50 DDIM steps, got {self.steps}")
         if self.head_scale < 0 or self.expression_scale < 0:
             raise VasaError("head and expression scales must not be negative")
+        if self.blinks is not None and not 0 <= self.blinks <= MAX_BLINKS_PER_MINUTE:
+            raise VasaError(f"blinks must be between 0 and {MAX_BLINKS_PER_MINUTE:g} a minute "
+                            f"(people blink 10-40 times), got {self.blinks}")
 
     def emotion_vector(self) -> np.ndarray | None:
         if self.emotion is None:
@@ -336,6 +341,7 @@ class MotionStage:
         mouth = head.face.model.group_mask("mouth") if head.mesh else np.zeros(head.space.dynamics_dim, bool)
         self.mouth = MouthGate(mouth, controls.close_mouth_in_silence and head.mesh,
                                gate_open_frames(self.stream.step_frames))
+        self.blinks = None if controls.blinks is None else blink_control(head, source, controls)
         self._held = np.zeros((0, head.motion_model.config.motion_dim))  # frames waiting for voice lookahead
         self._voice_frames: int | None = None  # frames of voice activity known (None: no VAD)
 
@@ -348,7 +354,8 @@ class MotionStage:
         return self._release(x, final=False)
 
     def flush(self) -> np.ndarray:
-        return self._release(self.stream.flush(), final=True)
+        x = self._release(self.stream.flush(), final=True)
+        return x if self.blinks is None else np.concatenate([x, self.blinks.flush()])
 
     def _release(self, x: np.ndarray, final: bool) -> np.ndarray:
         held = np.concatenate([self._held, x])
@@ -371,7 +378,23 @@ class MotionStage:
         dynamics += self.lids
         if controls.distance is not None:  # after head_scale, which would scale the distance too
             x = MotionSpace.scale_distance(x, controls.distance)
-        return self.smoother.push(x)
+        x = self.smoother.push(x)
+        return x if self.blinks is None else self.blinks.push(x)
+
+
+def blink_control(head: TalkingHead, source: Source | None, controls: Controls):
+    """The `Blinks` stage of `controls.blinks` for the mesh backend's lids and the portrait's eyes."""
+    from vasa.motion.controls import Blinks
+
+    if not head.mesh:
+        raise VasaError("the blink rate control needs the mesh face backend (a learned latent has no known eyelids)")
+    if source is None:
+        raise VasaError("no portrait: call set_source(image) first")
+    model = head.face.model
+    jacobian = np.stack([model.eye_opening(component) for component in model.basis], axis=1)  # (2, K), linear
+    directions = np.stack([model.directions["eye_open_right"], model.directions["eye_open_left"]])
+    return Blinks(controls.blinks, jacobian, directions, model.eye_opening(source.appearance.identity),
+                  seed=controls.seed, fps=MODEL_FPS)
 
 
 class Renderer:
