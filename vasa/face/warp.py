@@ -86,6 +86,15 @@ def rasterize(mesh: WarpMesh, target: np.ndarray, depth: np.ndarray) -> tuple[np
     cells = grid_centres(g)
     positions = (per_cell[:, :, 0] * cells[:, :1] + per_cell[:, :, 1] * cells[:, 1:]
                  + per_cell[:, :, 2]).astype(np.float32)
+    # A cell on a triangle's edge may lie up to a cell outside it, where a nearly collapsed triangle
+    # (a shut eyelid) extrapolates far (specks of cheek in the lash line): the cells of triangles that
+    # magnify more than 2x stay within their triangle's source box grown by two cells (a cell of any
+    # other triangle cannot land further out than that anyway).
+    magnifying = np.append(np.linalg.norm(affine[:-1, :, :2], axis=(1, 2)) > 2.0, False)  # (F + 1,)
+    at = np.flatnonzero(magnifying[ids.ravel()])
+    if len(at):
+        source = mesh.vertices[mesh.triangles[ids.ravel()[at]]]  # (n, 3, 2)
+        positions[at] = np.clip(positions[at], source.min(axis=1) - 2 / g, source.max(axis=1) + 2 / g)
     holes = ids.ravel() == len(area)
     if holes.any():  # left by culled folds: fill from the surrounding map, not the identity
         positions = _fill_holes((positions - cells).reshape(g, g, 2), holes.reshape(g, g)).reshape(-1, 2) + cells
