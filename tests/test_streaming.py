@@ -86,6 +86,13 @@ def test_design_latency_shrinks_with_the_window(head):
     assert design_latency_s(head, 5, gate=True) == pytest.approx(design_latency_s(head, 5, gate=False))
 
 
+def test_a_blink_rate_adds_the_frames_its_stage_holds_to_the_latency(head):
+    with StreamingSession(head, controls=FAST) as plain, \
+            StreamingSession(head, controls=dataclasses.replace(FAST, blinks=20)) as blinking:
+        assert blinking.algorithmic_latency_s == pytest.approx(plain.algorithmic_latency_s + 4 / 25)
+        assert blinking.first_frame_wait_s == pytest.approx(plain.first_frame_wait_s + 4 / 25)
+
+
 def test_the_live_window_design_waits_a_fifth_of_a_second(tmp_path):
     """The shipped live model's shape: 4-frame windows, features in hops of 2 frames with 40 ms lookahead
     (stored in the model, so the head runs the schedule it was trained on). Frame 0 waits for frame 3's

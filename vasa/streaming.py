@@ -152,8 +152,9 @@ class StreamingSession:
         motion = MotionStage(head, controls, source, step_frames=step_frames)
         renderer = Renderer(head, source, fps)
         gate = controls.close_mouth_in_silence
-        self.algorithmic_latency_s = design_latency_s(head, step_frames, gate)  # the worst frame's wait
-        self.first_frame_wait_s = design_latency_s(head, step_frames, gate, first=True)
+        held_s = 0.0 if motion.blinks is None else motion.blinks.lookahead_frames / MODEL_FPS  # blink-rate control
+        self.algorithmic_latency_s = design_latency_s(head, step_frames, gate) + held_s  # the worst frame's wait
+        self.first_frame_wait_s = design_latency_s(head, step_frames, gate, first=True) + held_s
         self._stopped = threading.Event()
         self._ended = False
         self._pushed_samples = 0

@@ -125,6 +125,7 @@ class Blinks:
         # dynamics change per unit change of each eye's opening, along the lid directions: (K, 2)
         self.to_dynamics = directions.T @ np.linalg.inv(self.jacobian @ directions.T)
         self.half_width = half_width
+        self.lookahead_frames = 2 * half_width  # frames a stream holds back for the closing
         self.mean_interval = np.inf if per_minute == 0 else 60.0 * fps / per_minute  # frames
         self.rng = np.random.default_rng([seed, 0xB1])  # its own stream: other controls draw nothing from it
         self._frames = np.zeros((0, POSE_DIM + self.jacobian.shape[1]))  # frames from `_released` on
@@ -151,7 +152,7 @@ class Blinks:
         self._openings = np.concatenate([self._openings, self.rest + frames[:, POSE_DIM:] @ self.jacobian.T])
         w, first = self.half_width, self._released
         total = self._base + len(self._openings)  # frames received
-        last = total if final else total - 2 * w  # frames [first, last) leave now
+        last = total if final else total - self.lookahead_frames  # frames [first, last) leave now
         if last <= first:
             return self._frames[:0]
         # the closing needs openings [first - 2w, last + 2w): edges repeat the first / last frame

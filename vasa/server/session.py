@@ -28,7 +28,7 @@ from vasa.server.app import FRAME_HEADER, SAMPLE_RATE, SERVER, STATS_EVERY_S, Va
 from vasa.streaming import StreamFrame, StreamingSession
 
 log = logging.getLogger(__name__)
-CONTROL_FIELDS = {"seed": int, "head_scale": float, "expression_scale": float, "still": bool}
+CONTROL_FIELDS = {"seed": int, "head_scale": float, "expression_scale": float, "still": bool, "blinks": float}
 
 
 class _Connection:
