@@ -27,7 +27,7 @@ from vasa.face.backends import load_face
 from vasa.face.neural import PRESETS, NeuralFaceModel, load_face_model, save_face_model
 from vasa.face.neural.backend import NeuralFace, NeuralTexture
 from vasa.latents import Motion
-from vasa.train.face import FaceTrainConfig, train_face
+from vasa.train.face import FaceTrainConfig, jitter_colours, train_face
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = PRESETS["tiny"]
@@ -88,13 +88,30 @@ def test_a_three_step_run_writes_a_loadable_checkpoint_and_resumes(prepared, tmp
 
 def test_the_reconstruction_warm_up_trains_reconstruction_alone_then_every_term(prepared, tmp_path):
     out = tmp_path / "warm"
-    train_face(config(prepared, out, steps=4, reconstruction_warmup_steps=2, val_every=4, save_every=4))
+    train_face(config(prepared, out, steps=4, reconstruction_warmup_steps=2, val_every=4, save_every=4,
+                      colour_jitter=0.2))
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [set(line) & {"reconstruction", "pose", "dynamics", "transfer", "discriminator"} for line in lines[:2]] == \
         [{"reconstruction", "pose", "dynamics"}] * 2  # no discriminator, no disentangling terms
     assert {"reconstruction", "pose", "transfer", "cycle", "identity", "feature_matching", "discriminator"} <= set(lines[2])
     with pytest.raises(VasaError, match="reconstruction_warmup_steps"):
         config(prepared, out, reconstruction_warmup_steps=-1)
+
+
+def test_colour_jitter_changes_a_source_and_its_driver_alike():
+    rng = np.random.default_rng(0)
+    image = np.random.default_rng(1).integers(40, 200, size=(16, 16, 3)).astype(np.uint8)
+    assert jitter_colours(image, 0.0, rng) is image
+    pair = jitter_colours(np.stack([image, image]), 0.3, rng)
+    assert np.array_equal(pair[0], pair[1]) and not np.array_equal(pair[0], image)
+    grey = np.full((4, 4, 3), 100, np.uint8)  # no saturation to change: only brightness x channel gain
+    for _ in range(20):
+        gains = jitter_colours(grey, 0.3, rng)[0, 0] / 100
+        assert np.all((gains > np.exp(-0.6) - 0.01) & (gains < np.exp(0.6) + 0.01))
+    first, second = (jitter_colours(image, 0.3, rng) for _ in range(2))
+    assert not np.array_equal(first, second)  # each call draws anew
+    with pytest.raises(VasaError, match="colour_jitter"):
+        config(Path("."), Path("."), colour_jitter=2.0)
 
 
 def test_records_without_stored_frames_are_a_clear_error(prepared, tmp_path):

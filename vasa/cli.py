@@ -402,6 +402,8 @@ def _add_train_face(models) -> None:
     f.add_argument("--reconstruction-warmup-steps", type=int, metavar="N",
                    help="first N steps: reconstruction, pose and dynamics losses only, no discriminator (cheap steps; "
                         "default 0)")
+    f.add_argument("--colour-jitter", type=float, metavar="S",
+                   help="random colour changes up to exp(+-S), alike for a source and its driver (default 0 = off)")
     f.add_argument("--perceptual", type=Path, help="TorchScript feature network for the perceptual loss")
     f.add_argument("--identity-descriptor", type=Path, help="TorchScript face descriptor for the identity loss")
     f.add_argument("--log-every", type=int, help="steps between metrics lines")

@@ -68,7 +68,10 @@ class FaceTrainConfig:
     not in VASA-1: without it z_dyn did not learn the mouth, docs/face_neural.md).
     reconstruction_warmup_steps: the first steps train reconstruction (and pose and dynamics supervision) only, with
     one decode and no discriminator step: a step costs a fraction of a full one, and the model learns to
-    rebuild a face before the adversarial and disentangling terms weigh in (docs/face_neural.md)."""
+    rebuild a face before the adversarial and disentangling terms weigh in (docs/face_neural.md).
+    colour_jitter: strength of a random colour change (brightness, per-channel gain, saturation; log
+    scale, up to +-strength) made alike to a sample's source and driver and drawn anew for its cross
+    driver: the colours must come from the source, not from memory of the training faces (0 = off)."""
 
     data: Path
     out: Path
@@ -92,6 +95,7 @@ class FaceTrainConfig:
     pose_weight: float = 0.5
     dynamics_weight: float = 0.5
     reconstruction_warmup_steps: int = 0
+    colour_jitter: float = 0.0
     perceptual: Path | None = None
     identity_descriptor: Path | None = None
     log_every: int = 20
@@ -107,6 +111,8 @@ class FaceTrainConfig:
         check_run_config(self, PRESETS)
         if self.reconstruction_warmup_steps < 0:
             raise VasaError(f"reconstruction_warmup_steps must be >= 0, got {self.reconstruction_warmup_steps}")
+        if not 0 <= self.colour_jitter <= 1:
+            raise VasaError(f"colour_jitter must be in [0, 1], got {self.colour_jitter}")
 
     def to_json(self) -> dict:
         return run_config_json(self)
@@ -172,10 +178,10 @@ class FaceFrames:
         known = np.concatenate([d[~np.isnan(d).any(-1)] for d in self.dynamics])
         return known.mean(0), np.maximum(known.std(0), 1e-3)
 
-    def sample(self, batch: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    def sample(self, batch: int, rng: np.random.Generator, colour_jitter: float = 0.0) -> tuple[np.ndarray, ...]:
         """(source, driver, other) crops (B, S, S, 3), (source, driver) geometry poses (B, 6) and
         (source, driver) facial dynamics (B, K). Source and driver come from one segment; `other` from
-        another video when there is one."""
+        another video when there is one. `colour_jitter`: see FaceTrainConfig."""
         lengths = np.array([length for _, _, length in self.segments], dtype=np.float64)
         chosen = rng.choice(len(self.segments), size=batch, p=lengths / lengths.sum())
         source, driver, other, source_pose, driver_pose, source_dyn, driver_dyn = [], [], [], [], [], [], []
@@ -184,9 +190,10 @@ class FaceFrames:
             i, j = start + rng.choice(length, size=2, replace=False)
             others = [s for s in self.segments if s[0] != video] or self.segments
             o_video, o_start, o_length = others[rng.integers(len(others))]
-            source.append(self.frames[video][i])
-            driver.append(self.frames[video][j])
-            other.append(self.frames[o_video][o_start + rng.integers(o_length)])
+            pair = jitter_colours(np.stack([self.frames[video][i], self.frames[video][j]]), colour_jitter, rng)
+            source.append(pair[0])
+            driver.append(pair[1])
+            other.append(jitter_colours(self.frames[o_video][o_start + rng.integers(o_length)], colour_jitter, rng))
             source_pose.append(self.poses[video][i])
             driver_pose.append(self.poses[video][j])
             source_dyn.append(self.dynamics[video][i])
@@ -202,6 +209,19 @@ class FaceFrames:
             sources.append(self.frames[video][start])
             drivers.append(self.frames[video][start + 1 + rng.integers(length - 1)])
         return np.stack(sources), np.stack(drivers)
+
+
+def jitter_colours(images: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """One random colour change applied to all of `images` (..., 3) uint8: saturation, then a gain per
+    channel and an overall brightness, each a factor exp(u) with u uniform in [-strength, strength]."""
+    if strength == 0:
+        return images
+    saturation, brightness = np.exp(rng.uniform(-strength, strength, size=2))
+    gains = brightness * np.exp(rng.uniform(-strength, strength, size=3))
+    pixels = images.astype(np.float32)
+    grey = pixels.mean(axis=-1, keepdims=True)
+    pixels = (grey + saturation * (pixels - grey)) * gains.astype(np.float32)
+    return np.clip(pixels, 0, 255).round().astype(np.uint8)
 
 
 def to_tensor(images: np.ndarray, device: torch.device) -> Tensor:
@@ -417,7 +437,7 @@ def _train(config: FaceTrainConfig, procs: Processes, device: torch.device) -> P
         for group in disc_optimizer.param_groups:
             group["lr"] = lr * config.disc_lr / config.lr
         source, driver, other, source_pose, driver_pose, source_dyn, driver_dyn = (
-            torch.from_numpy(v).to(device) for v in train.sample(config.batch_size, rng))
+            torch.from_numpy(v).to(device) for v in train.sample(config.batch_size, rng, config.colour_jitter))
         source, driver, other = (v.permute(0, 3, 1, 2).float() / 127.5 - 1 for v in (source, driver, other))
 
         # generator step (the discriminator only judges: its weights take no gradient here)
