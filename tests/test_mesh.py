@@ -275,3 +275,29 @@ def test_a_shutting_eyelid_samples_nothing_far_away():
         moved = np.abs(target - vertices).max()
         positions, _ = warp.rasterize(mesh, target, np.zeros(len(target)))
         assert np.abs(positions - warp.grid_centres(grid)).max() <= moved + 2 / grid + 1e-6
+
+
+def test_a_small_face_in_a_large_photo_is_found_with_a_warning(face, astronaut, caplog):
+    """The detectors see a photo at 128-192 px: a face of a few percent of it is found in tiles."""
+    import logging
+
+    import cv2
+
+    small = cv2.resize(astronaut, (160, 160), interpolation=cv2.INTER_AREA)  # a face of ~40 px
+    photo = np.full((1200, 1600, 3), 200, np.uint8)
+    photo[700:860, 1100:1260] = small
+    with caplog.at_level(logging.WARNING):
+        appearance, _ = face.encode(photo)
+    x, y = appearance.crop.center
+    assert 1100 < x < 1260 and 700 < y < 860
+    assert "the face is small" in caplog.text
+
+
+@pytest.mark.parametrize("length,side", [(1200, 400), (1600, 534), (500, 500), (300, 800), (1000, 251)])
+def test_detection_tiles_hold_every_face_of_under_half_a_tile(length, side):
+    from vasa.face.landmarks import _tile_starts
+
+    starts = _tile_starts(length, side)
+    assert starts[0] == 0 and starts[-1] + min(side, length) == length
+    for begin in range(0, max(length - side // 2, 0) + 1):  # every span of half a tile
+        assert any(s <= begin and begin + side // 2 <= s + side for s in starts)

@@ -165,6 +165,22 @@ class LandmarkDetector:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def detect_small_faces(self, image: np.ndarray) -> list[tuple[float, float, float, float]]:
+        """`detect_faces` on overlapping tiles of a half, a third, then a quarter of the image, until
+        one shows a face: the detectors see an image at 128-192 px, where a face of a few percent of a
+        large photo is too small to find."""
+        h, w = image.shape[:2]
+        boxes = []
+        for parts in (2, 3, 4):
+            side = int(np.ceil(max(h, w) / parts))
+            for y in _tile_starts(h, side):
+                for x in _tile_starts(w, side):
+                    boxes += [(x0 + x, y0 + y, x1 + x, y1 + y)
+                              for x0, y0, x1, y1 in self.detect_faces(image[y:y + side, x:x + side])]
+            if boxes:
+                return _distinct(sorted(boxes, key=lambda b: -(b[2] - b[0]) * (b[3] - b[1])))
+        return []
+
     def detect_faces(self, image: np.ndarray) -> list[tuple[float, float, float, float]]:
         """Face boxes (x0, y0, x1, y1) in pixels, largest first: full-range model, then short-range."""
         if self._detectors is None:
@@ -202,6 +218,32 @@ class LandmarkDetector:
         return np.array([[p.x, p.y, p.z] for p in points], dtype=np.float64)
 
 
+def _around(box: tuple[float, float, float, float]) -> FaceCrop:
+    """A loose crop around a detector's face box, for the landmark pass."""
+    x0, y0, x1, y1 = box
+    return FaceCrop(((x0 + x1) / 2, (y0 + y1) / 2), 2.6 * max(x1 - x0, y1 - y0), 384)
+
+
+def _tile_starts(length: int, side: int) -> list[int]:
+    """Starts of tiles of `side` along `length` that overlap by at least half a tile (so any face of
+    under half a tile lies whole in one of them)."""
+    if side >= length:
+        return [0]
+    count = int(np.ceil((length - side) / (side / 2))) + 1
+    return [int(round(s)) for s in np.linspace(0, length - side, count)]
+
+
+def _distinct(boxes: list) -> list:
+    """Boxes (largest first) without the ones mostly inside a larger one (a face seen by two tiles)."""
+    kept = []
+    for box in boxes:
+        area = (box[2] - box[0]) * (box[3] - box[1])
+        if all(max(0.0, min(box[2], k[2]) - max(box[0], k[0])) * max(0.0, min(box[3], k[3]) - max(box[1], k[1]))
+               < 0.5 * area for k in kept):
+            kept.append(box)
+    return kept
+
+
 def locate_face(image: np.ndarray, size: int, detector: LandmarkDetector | None = None) -> tuple[FaceCrop, int]:
     """Find the largest face in a photo and frame it: returns (crop, number of faces seen).
 
@@ -212,24 +254,36 @@ def locate_face(image: np.ndarray, size: int, detector: LandmarkDetector | None 
     detector = detector or LandmarkDetector(tracking=False)
     try:
         boxes = detector.detect_faces(image)
-        if not boxes:
-            # The detector can miss faces that fill the whole frame; the mesh's own detector sees them.
-            full = FaceCrop((image.shape[1] / 2, image.shape[0] / 2), float(max(image.shape[:2])), 512)
-            loose = [full]
-        else:
-            x0, y0, x1, y1 = boxes[0]
-            extent = max(x1 - x0, y1 - y0)
-            loose = [FaceCrop(((x0 + x1) / 2, (y0 + y1) / 2), 2.6 * extent, 384)]
-        if len(boxes) > 1:
-            log.warning("found %d faces; animating the largest", len(boxes))
-        points = detector.landmarks(loose[0].apply(image))
+        # The detector can miss faces that fill the whole frame; the mesh's own detector sees them.
+        loose = _around(boxes[0]) if boxes else \
+            FaceCrop((image.shape[1] / 2, image.shape[0] / 2), float(max(image.shape[:2])), 512)
+        points = detector.landmarks(loose.apply(image))
+        if points is None and not boxes:  # or the face is small in a large photo
+            boxes = detector.detect_small_faces(image)
+            if boxes:
+                loose = _around(boxes[0])
+                points = detector.landmarks(loose.apply(image))
         if points is None:
             raise VasaError("no face found in the image")
-        pixels = to_source_pixels(points, loose[0])
+        if len(boxes) > 1:
+            log.warning("found %d faces; animating the largest", len(boxes))
+        pixels = to_source_pixels(points, loose)
         return crop_from_landmarks(pixels, size, image.shape), max(1, len(boxes))
     finally:
         if own:
             detector.close()
+
+
+SMALL_FACE_UPSCALE = 2.0  # a portrait whose face crop is enlarged more than this comes out visibly blurred
+
+
+def locate_portrait(image: np.ndarray, size: int, detector: LandmarkDetector) -> FaceCrop:
+    """`locate_face` for a portrait to animate, with a warning when its face is too small for `size`."""
+    crop, _ = locate_face(image, size, detector)
+    if crop.side * SMALL_FACE_UPSCALE < size:
+        log.warning("the face is small in this photo (a %d px crop for %d px frames): the video will be blurred; "
+                    "a larger or closer photo gives a sharper one", round(crop.side), size)
+    return crop
 
 
 def to_source_pixels(points: np.ndarray, crop: FaceCrop) -> np.ndarray:

@@ -17,7 +17,7 @@ import numpy as np
 
 from vasa.errors import VasaError
 from vasa.face import eyes, geometry, mouth, warp
-from vasa.face.landmarks import FaceCrop, LandmarkDetector, TrackedVideo, locate_face, track_video
+from vasa.face.landmarks import FaceCrop, LandmarkDetector, TrackedVideo, locate_portrait, track_video
 from vasa.face.model import INNER_LIPS_LOWER, INNER_LIPS_UPPER, FaceModel
 from vasa.latents import Appearance, Motion
 from vasa.media import read_image
@@ -78,7 +78,7 @@ class MeshFace:
         `appearance.crop` says where the aligned crop sits in the image (`FaceCrop.paste`)."""
         rgb = read_image(image)
         with LandmarkDetector(tracking=False) as detector:
-            crop, _ = locate_face(rgb, self.size, detector)
+            crop = locate_portrait(rgb, self.size, detector)
             cropped = crop.apply(rgb)
             points = detector.landmarks(cropped)
         if points is None:

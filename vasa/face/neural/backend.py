@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from vasa.errors import VasaError
-from vasa.face.landmarks import LandmarkDetector, VideoTracker, locate_face
+from vasa.face.landmarks import LandmarkDetector, VideoTracker, locate_portrait
 from vasa.face.neural.model import NeuralFaceModel, load_face_model
 from vasa.latents import Appearance, Motion
 from vasa.media import read_image
@@ -87,7 +87,7 @@ class NeuralFace:
         """A portrait (path or RGB array, any size) -> (Appearance, its Motion)."""
         rgb = read_image(image)
         with LandmarkDetector(tracking=False) as detector:
-            crop, _ = locate_face(rgb, self.size, detector)
+            crop = locate_portrait(rgb, self.size, detector)
         cropped = crop.apply(rgb)
         x = self._input(cropped[None])
         pose, dynamics = self.model.encode_motion(x)
