@@ -12,10 +12,11 @@ runs in threads for live use: offline is streaming with one thread and 1 s chunk
 
 Controls act in two places: gaze and emotion are the generator's conditions (with Eq. 2 guidance
 scales `cfg_audio`, `cfg_gaze`); head distance, head/expression scale, smoothing, still head,
-closing the mouth in silence and the blink rate act on the generated motion. Distance is applied exactly: in the relative
-motion space a head `d` times farther away is, by definition (the augmentation that teaches the
-distance condition), the scale divided by `d`, while the trained model's own response to its distance
-condition overshot (0.8 -> 0.67, 1.25 -> 1.59), so the generator runs at distance 1. Relative motion
+closing the mouth in silence and the blink rate act on the generated motion. Distance is applied
+exactly: in the relative motion space a head `d` times farther away is, by definition (the
+augmentation that teaches the distance condition), the scale divided by `d`, while the trained
+model's own response to its distance condition overshot (0.8 -> 0.67, 1.25 -> 1.59), so the
+generator runs at distance 1. Relative motion
 makes the scales simple: the portrait's rest pose and face are x = 0 (scale 1), so scaling x scales
 the motion around them.
 """
