@@ -5,6 +5,7 @@ on the page is a face. Skips when playwright or a system Chromium is missing (CI
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import threading
@@ -66,10 +67,12 @@ def test_page_streams_speech_and_shows_a_talking_face_in_sync(server_url, tmp_pa
         browser = p.chromium.launch(executable_path=executable, headless=True, args=args)
         try:
             page = browser.new_page()
-            errors = []
+            errors, sent = [], []
             page.on("pageerror", lambda error: errors.append(str(error)))
+            page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(payload)))
             page.goto(server_url)
             page.wait_for_selector("#portraits img.picked", timeout=20_000)
+            page.select_option("#blinks", "20")
             page.click("#mic")
             page.wait_for_function(f"window.vasa.stats.shown >= {SHOWN_FRAMES} || window.vasa.stats.error",
                                    timeout=60_000)
@@ -80,6 +83,8 @@ def test_page_streams_speech_and_shows_a_talking_face_in_sync(server_url, tmp_pa
         finally:
             browser.close()
     assert not errors and stats["error"] is None, (errors, stats)
+    start = json.loads(next(m for m in sent if isinstance(m, str) and '"start"' in m))
+    assert start["blinks"] == 20 and start["head_scale"] == 1 and start["still"] is False  # the page's controls
     assert stats["frames"] >= SHOWN_FRAMES and stats["firstFrameMs"] is not None
     # a frame is shown while the audio inside it plays: 0 <= audio clock - frame time < one frame. After
     # the first second, 80 % of the frames are held to that and the median to half a frame; stalls of

@@ -163,7 +163,7 @@ async function start(kind, file) {
     };
     ws.onclose = () => { stats.streaming = false; setButtons(false); reject(); };
   });
-  ws.onopen = () => ws.send(JSON.stringify({ type: "start", portrait: picked }));
+  ws.onopen = () => ws.send(JSON.stringify({ type: "start", portrait: picked, ...motionControls() }));
   try { await ready; } catch { return; }
   const capture = new AudioWorkletNode(ctx, "vasa-capture");
   const mute = ctx.createGain();
@@ -183,6 +183,13 @@ async function start(kind, file) {
   }
   input.connect(capture);
   setButtons(true);
+}
+
+function motionControls() {   // the optional fields of the start message (docs/serve.md)
+  const controls = { head_scale: Number($("head_scale").value), expression_scale: Number($("expression_scale").value),
+                     still: $("still").checked };
+  if ($("blinks").value !== "") controls.blinks = Number($("blinks").value);
+  return controls;
 }
 
 async function stop() {
