@@ -1,10 +1,13 @@
 """A synthesised mouth interior for lips that part wider than in the portrait.
 
 Warping alone stretches the thin seam between closed lips into a smear. Where the target's
-inner-lip polygon is larger than the source's, the interior is painted instead: a dark cavity
-shaded toward its middle, upper teeth hanging from the upper lip and a lower row rising from
-the lower lip, both tapering toward the mouth corners, with faint gaps between teeth. Colours
-come from the portrait (lip colour for the cavity, visible teeth when its mouth is open).
+inner-lip polygon is larger than the source's, the interior is painted instead: a dark cavity,
+darkest toward the corners; upper teeth laid out along a dental arch seen from the front (central
+and lateral incisors, canine, premolars: narrower, shorter and darker the further round the arch,
+each with a rounded biting edge and a dark seam to its neighbour); a short lower row in the middle
+and the tongue rising from the lower lip. Colours come from the portrait
+(lip colour for the cavity and tongue; its own teeth when its mouth is open and shows unsaturated
+bright pixels, otherwise a default no brighter than its skin allows).
 """
 
 from __future__ import annotations
@@ -17,14 +20,24 @@ import numpy as np
 from vasa.face.model import INNER_LIPS_LOWER, INNER_LIPS_UPPER, OUTER_LIPS
 
 DEFAULT_TEETH_RGB = np.array([222.0, 214.0, 198.0])
-CAVITY_DARKNESS = 0.3  # cavity colour = lip colour times this
-TONGUE_SHADE = 0.55  # tongue colour = lip colour times this
-UPPER_TEETH_PER_WIDTH = 0.15  # visible upper-incisor height per mouth width
-LOWER_TEETH_PER_WIDTH = 0.045
-TOOTH_WIDTH_PER_MOUTH = 0.13
+CAVITY_DARKNESS = 0.25  # cavity colour = lip colour times this (in the middle; darker at the corners)
+TONGUE_SHADE = 0.6  # tongue colour = lip colour times this
+TONGUE_PER_GAP = 0.35  # how far the tongue rises into the opening, middle of the mouth
+UPPER_TEETH_PER_WIDTH = 0.15  # visible upper central-incisor length per mouth width
+LOWER_TEETH_PER_WIDTH = 0.05
+# The teeth sit on an arch seen from the front: a column at fraction u of the half mouth width meets
+# the arch at angle asin(u sin(ARCH_ANGLE)) from the midline. Tooth boundaries along the arch, in
+# degrees from the midline (upper: central and lateral incisor, canine, two premolars, molar), give
+# central incisors ~0.14 of the mouth width, narrowing toward the corners as real ones do.
+ARCH_ANGLE = np.radians(65.0)
+UPPER_TEETH_DEG = (15.0, 27.0, 38.0, 48.0, 58.0, 70.0)
+LOWER_TEETH_DEG = (8.0, 16.0, 25.0)
+TOOTH_LENGTHS = np.array([1.0, 0.86, 0.93, 0.78, 0.72, 0.6])  # visible length relative to the central incisor
+TOOTH_SEAM_DARKNESS = 0.35  # at the biting edge; half of it where the teeth meet the gum
 FEATHER_PX_PER_512 = 1.2
 OPEN_MOUTH_AREA = 0.002  # inner-lip area (crop units²) above which the portrait's mouth counts as open
 TEETH_OVER_SKIN = 1.3  # teeth luma at most this times the median face luma
+TEETH_MAX_CHROMA = 40.0  # a sampled teeth colour whose channels spread wider than this is not teeth
 
 
 @dataclass(frozen=True)
@@ -70,8 +83,10 @@ def mouth_style(image: np.ndarray, points_2d: np.ndarray) -> MouthStyle:
     if len(interior) > 30 and polygon_area(inner) > OPEN_MOUTH_AREA:
         brightness = interior.mean(axis=1)
         bright = interior[brightness >= np.percentile(brightness, 85)]
-        if bright.mean() > max(100.0, skin.mean()) and bright.std(axis=0).mean() < 40:
-            teeth_rgb = bright.mean(axis=0)
+        colour = bright.mean(axis=0)
+        if (bright.mean() > max(100.0, skin.mean()) and bright.std(axis=0).mean() < 40
+                and np.ptp(colour) < TEETH_MAX_CHROMA):  # pink is lips or gums, not teeth
+            teeth_rgb = colour
     colourfulness = float(np.clip(np.ptp(skin) / 60.0, 0.0, 1.0))
     teeth_rgb = teeth_rgb.mean() + colourfulness * (teeth_rgb - teeth_rgb.mean())
     lip_rgb = lip_rgb.mean() + colourfulness * (lip_rgb - lip_rgb.mean())
@@ -127,31 +142,62 @@ def _interior_colours(local: np.ndarray, shape: tuple[int, int], style: MouthSty
     y_up, y_lo = _lip_curves(local, w)
     left, right = local[:, 0].min(), local[:, 0].max()
     mouth_width = max(right - left, 1.0)
+    half = mouth_width / 2
     centre = (left + right) / 2
     xs = np.arange(w) + 0.5
     ys = (np.arange(h) + 0.5)[:, None]
-    across = np.clip(np.abs(xs - centre) / (mouth_width / 2), 0, 1)  # 0 middle .. 1 corners
-    taper = np.sqrt(np.clip(1 - across**2, 0, 1))
+    across = np.clip((xs - centre) / half, -1, 1)  # -1 left corner .. 1 right corner
+    angle = np.arcsin(np.abs(across) * np.sin(ARCH_ANGLE))  # where each column meets the dental arch
+    facing = np.cos(angle)  # teeth turn away from the camera toward the corners
     gap = np.maximum(y_lo - y_up, 1e-3)
     depth = np.clip((ys - y_up) / gap, 0, 1)  # 0 at the upper lip .. 1 at the lower lip
-    # Cavity: dark and reddish, darkest in the middle of the opening and toward the corners,
-    # with the tongue's lighter red rising from the lower lip.
-    cavity = style.lip_rgb * CAVITY_DARKNESS * (1 - 0.4 * across)[None, :, None]
-    tongue = np.clip((depth - 0.55) / 0.45, 0, 1)[:, :, None] * taper[None, :, None]
-    out = cavity * (1 - 0.35 * np.sin(np.pi * depth)[:, :, None]) + tongue * (style.lip_rgb * TONGUE_SHADE - cavity)
-    # Teeth: heights taper to the corners and never fill more than part of the opening.
-    upper_height = np.minimum(UPPER_TEETH_PER_WIDTH * mouth_width, 0.45 * gap) * taper
-    lower_height = np.minimum(LOWER_TEETH_PER_WIDTH * mouth_width, 0.18 * gap) * taper
-    tooth = TOOTH_WIDTH_PER_MOUTH * mouth_width
-    phase = np.abs(((xs - centre) / tooth + 0.5) % 1.0 - 0.5)  # distance to a tooth gap, tooth units
-    gaps = 1 - 0.06 * np.exp(-((phase * tooth) ** 2) / (2 * (0.7 * size / 512) ** 2 + 1e-9)) * (across < 0.3)
-    soft = 0.8 * size / 512 + 0.3
-    upper_alpha = np.clip((y_up + upper_height - ys) / soft, 0, 1) * (upper_height > 0.5)
+    soft = 0.8 * size / 512 + 0.3  # anti-aliasing width of tooth edges, px
+    # Cavity: dark, darkest toward the corners (the cheeks' shadow) and midway down.
+    cavity = style.lip_rgb * CAVITY_DARKNESS * (1 - 0.6 * across**2)[None, :, None]
+    out = cavity * (1 - 0.3 * np.sin(np.pi * depth)[:, :, None])
+    # Tongue: a lighter red mound rising from the lower lip in the middle, a third of the opening.
+    mound = np.clip(1 - (across / 0.65) ** 2, 0, 1)
+    tongue_top = y_lo - TONGUE_PER_GAP * gap * np.sqrt(mound)
+    tongue = np.clip((ys - tongue_top) / (2 * soft), 0, 1) * (mound > 0)
+    out = out + tongue[:, :, None] * (style.lip_rgb * TONGUE_SHADE * (0.75 + 0.25 * depth[:, :, None]) - out)
+    # Lower teeth: a short row in the middle, in the upper teeth's shadow.
+    lower_height = np.minimum(LOWER_TEETH_PER_WIDTH * mouth_width, 0.2 * gap) * _tooth_profile(angle, LOWER_TEETH_DEG)
+    lower_height = lower_height * (angle < np.radians(LOWER_TEETH_DEG[-1]))
     lower_alpha = np.clip((ys - (y_lo - lower_height)) / soft, 0, 1) * (lower_height > 0.5)
-    # Shade the teeth: darker toward the corners, in the lip's shadow at the top, lit at the edge.
+    lower = 0.72 * (0.6 + 0.4 * facing) * _tooth_gaps(across, LOWER_TEETH_DEG, half, soft, 0.5)
+    out = out + lower_alpha[:, :, None] * (style.teeth_rgb * lower[None, :, None] - out)
+    # Upper teeth: incisors, canines and premolars along the arch, each with a rounded biting edge,
+    # shorter and darker the further round the arch they sit, dark seams between them.
+    upper_height = np.minimum(UPPER_TEETH_PER_WIDTH * mouth_width, 0.55 * gap) * _tooth_profile(angle, UPPER_TEETH_DEG)
+    upper_alpha = np.clip((y_up + upper_height - ys) / soft, 0, 1) * (upper_height > 0.5)
     into_teeth = np.clip((ys - y_up) / np.maximum(upper_height, 1.0), 0, 1)
-    upper_shade = (0.58 + 0.42 * taper) * gaps * (0.82 + 0.18 * np.clip(into_teeth * 2.5, 0, 1))
-    lower_shade = (0.45 + 0.25 * taper) * gaps * np.ones((h, 1))
-    out = out + upper_alpha[:, :, None] * (style.teeth_rgb * upper_shade[:, :, None] - out)
-    out = out + lower_alpha[:, :, None] * (style.teeth_rgb * lower_shade[:, :, None] - out)
+    seams = _tooth_gaps(across, UPPER_TEETH_DEG, half, soft, 0.5 + 0.5 * into_teeth)  # (h, w)
+    shade = (0.45 + 0.55 * facing**1.5)[None, :] * seams * (0.86 + 0.14 * np.clip(into_teeth * 3, 0, 1))
+    upper = style.teeth_rgb * shade[:, :, None]
+    out = out + upper_alpha[:, :, None] * (upper - out)
     return out.astype(np.float32)
+
+
+def _tooth_index(angle: np.ndarray, bounds_deg: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Which tooth each column's arch angle falls on (0 = central), and where across it (0..1)."""
+    bounds = np.radians(np.concatenate([[0.0], bounds_deg]))
+    index = np.clip(np.searchsorted(bounds, angle, side="right") - 1, 0, len(bounds_deg) - 1)
+    return index, (angle - bounds[index]) / (bounds[index + 1] - bounds[index])
+
+
+def _tooth_profile(angle: np.ndarray, bounds_deg: tuple[float, ...]) -> np.ndarray:
+    """Visible tooth length per column as a fraction of the central incisor's: each tooth shorter
+    than the one before it, its biting edge rounded off toward both sides."""
+    index, within = _tooth_index(angle, bounds_deg)
+    length = TOOTH_LENGTHS[np.minimum(index, len(TOOTH_LENGTHS) - 1)]
+    rounding = np.clip(np.abs(2 * within - 1) - 0.4, 0, None) / 0.6
+    return length * (1 - 0.22 * rounding**2)
+
+
+def _tooth_gaps(across: np.ndarray, bounds_deg: tuple[float, ...], half: float, soft: float,
+               strength) -> np.ndarray:
+    """Brightness factor per column (times `strength`, a number or per-pixel array): darker on the
+    seams between neighbouring teeth."""
+    edges = np.sin(np.radians(np.concatenate([[0.0], bounds_deg]))) / np.sin(ARCH_ANGLE) * half  # px from centre
+    distance = np.min(np.abs(np.abs(across)[:, None] * half - edges[None, :]), axis=1)
+    return 1 - TOOTH_SEAM_DARKNESS * strength * np.exp(-(distance**2) / (2 * (0.6 * soft) ** 2))

@@ -1,0 +1,82 @@
+"""The painted mouth interior (`vasa.face.mouth`): teeth that read as separate teeth, a cavity that
+darkens toward the corners, and teeth colours sampled only from what looks like teeth."""
+
+import cv2
+import numpy as np
+import pytest
+
+from vasa.face import mouth
+from vasa.face.model import INNER_LIPS_LOWER, INNER_LIPS_UPPER, OUTER_LIPS
+
+SIZE = 512
+SKIN = np.array([200, 150, 120], np.uint8)
+CENTRE, HALF_WIDTH, GAP = np.array([0.5, 0.7]), 0.1, 0.07  # crop units
+
+
+def open_mouth_points(gap: float = GAP) -> np.ndarray:
+    """478 landmarks, all at the mouth centre except the inner and outer lips: an open mouth whose
+    inner contour is two arcs `gap` apart in the middle, meeting at the corners."""
+    points = np.tile(CENTRE, (478, 1))
+    upper = np.linspace(-1, 1, len(INNER_LIPS_UPPER))  # left to right
+    lower = np.linspace(1, -1, len(INNER_LIPS_LOWER))  # right to left
+    for indices, u, side in ((INNER_LIPS_UPPER, upper, -1), (INNER_LIPS_LOWER, lower, 1)):
+        for k, a in zip(indices, u):
+            points[k] = CENTRE + [a * HALF_WIDTH, side * gap / 2 * np.sqrt(1 - a**2)]
+    angles = np.linspace(0, 2 * np.pi, len(OUTER_LIPS), endpoint=False)
+    for k, a in zip(OUTER_LIPS, angles):
+        points[k] = CENTRE + [-1.3 * HALF_WIDTH * np.cos(a), -1.3 * gap * np.sin(a)]
+    return points
+
+
+def luma(image: np.ndarray) -> np.ndarray:
+    return image.astype(np.float64) @ [0.299, 0.587, 0.114]
+
+
+@pytest.fixture(scope="module")
+def painted():
+    style = mouth.MouthStyle(lip_rgb=np.array([190.0, 90.0, 90.0]), teeth_rgb=mouth.DEFAULT_TEETH_RGB, source_area=0.0)
+    frame = np.tile(SKIN, (SIZE, SIZE, 1))
+    return luma(mouth.paint_interior(frame, open_mouth_points(), style))
+
+
+def column(x_units: float) -> int:
+    return int(round((CENTRE[0] + x_units) * SIZE))
+
+
+def test_upper_teeth_are_separate_teeth(painted):
+    # A row through the upper teeth, across the middle 70 % of the mouth: the seams between teeth
+    # are darker than the teeth beside them, at least two on each side of the midline and the midline's.
+    y = int(round((CENTRE[1] - GAP / 2 + 0.25 * mouth.UPPER_TEETH_PER_WIDTH * 2 * HALF_WIDTH) * SIZE))
+    row = painted[y, column(-0.7 * HALF_WIDTH):column(0.7 * HALF_WIDTH)]
+    seams = [k for k in range(3, len(row) - 3) if row[k] == row[k - 3:k + 4].min() and row[k] < 0.9 * row[k - 3:k + 4].max()]
+    assert len(seams) >= 5
+    assert row.max() > 1.1 * luma(SKIN[None])[0]  # teeth brighter than the skin around the mouth
+
+
+def visible_teeth_length(painted: np.ndarray, x_units: float) -> int:
+    """Pixels below the upper lip that are far brighter than the dark cavity, in one column."""
+    x = column(x_units)
+    top = int(round((CENTRE[1] - GAP / 2 * np.sqrt(1 - (x_units / HALF_WIDTH) ** 2)) * SIZE))
+    bright = painted[top:top + int(GAP * SIZE), x] > 0.6 * luma(SKIN[None])[0]
+    return int(np.argmin(bright)) if not bright.all() else len(bright)
+
+
+def test_teeth_shorten_and_darken_toward_the_corners(painted):
+    middle, side = visible_teeth_length(painted, 0.02 * HALF_WIDTH), visible_teeth_length(painted, 0.75 * HALF_WIDTH)
+    assert middle > 1.3 * side > 0
+    y = int(round(CENTRE[1] * SIZE + 0.25 * GAP * SIZE))  # below the teeth, in the cavity
+    assert painted[y, column(0.8 * HALF_WIDTH)] < painted[y, column(0.3 * HALF_WIDTH)]
+
+
+def test_pink_inside_an_open_mouth_is_not_taken_for_teeth():
+    points = open_mouth_points(gap=0.05)
+    image = np.tile(SKIN, (SIZE, SIZE, 1))
+    inner = np.zeros((SIZE, SIZE), np.uint8)
+    cv2.fillPoly(inner, [np.round(mouth.inner_lip_polygon(points) * SIZE).astype(np.int32)], 1)
+    for colour, teeth in (((235, 165, 185), False), ((235, 232, 222), True)):  # gums, then teeth
+        image[inner > 0] = colour
+        style = mouth.mouth_style(image, points)
+        if teeth:
+            np.testing.assert_allclose(style.teeth_rgb, colour, atol=20)
+        else:
+            assert np.ptp(style.teeth_rgb) < mouth.TEETH_MAX_CHROMA
