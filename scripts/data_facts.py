@@ -1,7 +1,7 @@
 """Facts about prepared training records that constants and claims in vasa rest on.
 
     vasa prepare ../shared/media/clips /tmp/prep
-    python scripts/data_facts.py /tmp/prep [--holdout retalking_2 sadtalker_WDA_AOC_000]
+    python scripts/data_facts.py /tmp/prep [--holdout retalking_2 sadtalker_WDA_AOC_000] [--clips ../shared/media/clips]
 
 1. Lid-eye coupling (`vasa.face.model.UPPER_LID_PER_IRIS`, `LOWER_LID_PER_IRIS`): over frames with
    open eyes, the slope of the mid upper and lower lid height (relative to the eye corners) on the
@@ -11,6 +11,8 @@
    +-4 frames (every other frame) to the mouth opening, fitted on the training records and scored
    (Pearson r) on the held-out ones. No motion model is involved: it is a yardstick for what a model
    trained on the same few speakers can reach on the held-out mouth-opening correlation.
+4. With --clips (the videos the records came from): per clip, the correlation of the mouth opening
+   with the frame loudness (RMS), the yardstick of scripts/eval_generate.py's robustness table.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_generate import FPS, count_blinks  # noqa: E402
+from eval_generate import FPS, count_blinks, frame_rms  # noqa: E402
 
+from vasa.audio import load_audio  # noqa: E402
+from vasa.data.prepare import audio_source  # noqa: E402
 from vasa.data.records import read_record, record_files  # noqa: E402
 from vasa.face.model import LEFT_EYE_CORNERS, LEFT_EYE_LIDS, RIGHT_EYE_CORNERS, RIGHT_EYE_LIDS, FaceModel  # noqa: E402
 
@@ -51,10 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("prepared", type=Path, help="folder written by `vasa prepare`")
     parser.add_argument("--holdout", nargs="+", default=["retalking_2", "sadtalker_WDA_AOC_000"])
+    parser.add_argument("--clips", type=Path, help="the videos of the records, for fact 4")
     args = parser.parse_args(argv)
     model = FaceModel.load()
     iris, upper, lower, blinks, frames = [], [], [], 0, 0
-    train_x, train_y, held = [], [], {}
+    train_x, train_y, held, loudness = [], [], {}, {}
     for path in record_files(args.prepared):
         record = read_record(path)
         name = path.stem.rsplit("-", 1)[0]
@@ -67,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
             for values, out in ((model.iris_offset(canonical)[:, 1], iris), (up, upper), (low, lower)):
                 out.append(values[keep] - values[keep].mean())
             mouth = model.mouth_opening(canonical)
+            if args.clips is not None:
+                waveform = load_audio(audio_source(args.clips / record.source))
+                rms = frame_rms(waveform, segment.start_frame + len(mouth))[segment.start_frame:]
+                loudness[name] = float(np.corrcoef(mouth, rms)[0, 1])
             features = with_context(segment.audio)
             if name in args.holdout:
                 held.setdefault(name, []).append((features, mouth))
@@ -79,15 +88,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"2. blinks: {blinks} in {frames / FPS:.0f} s = {blinks / (frames / FPS / 60):.1f} per minute")
     if not train_x or not held:
         print("3. skipped: needs training and held-out records")
-        return 0
-    x, y = np.concatenate(train_x), np.concatenate(train_y)
-    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
-    x = (x - mean) / std
-    weights = np.linalg.solve(x.T @ x + RIDGE * len(x) * np.eye(x.shape[1]), x.T @ y)
-    scores = {name: [float(np.corrcoef(((f - mean) / std) @ weights, m)[0, 1]) for f, m in parts]
-              for name, parts in held.items()}
-    print(f"3. ridge regression speech features -> mouth opening, trained on {len(x)} frames, held-out r: "
-          + ", ".join(f"{name} {np.mean(r):.3f}" for name, r in scores.items()))
+    else:
+        x, y = np.concatenate(train_x), np.concatenate(train_y)
+        mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
+        x = (x - mean) / std
+        weights = np.linalg.solve(x.T @ x + RIDGE * len(x) * np.eye(x.shape[1]), x.T @ y)
+        scores = {name: [float(np.corrcoef(((f - mean) / std) @ weights, m)[0, 1]) for f, m in parts]
+                  for name, parts in held.items()}
+        print(f"3. ridge regression speech features -> mouth opening, trained on {len(x)} frames, held-out r: "
+              + ", ".join(f"{name} {np.mean(r):.3f}" for name, r in scores.items()))
+    if loudness:
+        print("4. mouth opening vs frame loudness (r): " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(loudness.items())))
     return 0
 
 
