@@ -80,3 +80,34 @@ def test_pink_inside_an_open_mouth_is_not_taken_for_teeth():
             np.testing.assert_allclose(style.teeth_rgb, colour, atol=20)
         else:
             assert np.ptp(style.teeth_rgb) < mouth.TEETH_MAX_CHROMA
+
+
+def test_closing_an_open_mouthed_portrait_paints_over_squeezed_teeth():
+    # The warp squeezes an open-mouthed portrait's teeth into the sliver between closing lips; the
+    # painter covers it with lips meeting along a dark line.
+    points = open_mouth_points(gap=0.004)  # ~2 px apart at 512
+    sliver = np.zeros((SIZE, SIZE), np.uint8)
+    cv2.fillPoly(sliver, [np.round(mouth.inner_lip_polygon(points) * SIZE).astype(np.int32)], 1)
+    lip = np.array([180.0, 90.0, 90.0])
+    frame = np.tile(SKIN, (SIZE, SIZE, 1))
+    frame[sliver > 0] = 245  # white teeth, squeezed
+    style = mouth.MouthStyle(lip_rgb=lip, teeth_rgb=mouth.DEFAULT_TEETH_RGB, source_area=0.01)
+    out = luma(mouth.paint_interior(frame.copy(), points, style))[sliver > 0]
+    assert out.max() < luma(lip[None])[0]  # no teeth left on the line: lip tones
+    assert out.min() < 0.6 * luma(lip[None])[0]  # the dark line where the lips meet
+
+
+def test_lips_pressed_together_on_a_closed_mouthed_portrait_are_left_alone():
+    points = open_mouth_points(gap=-0.004)  # upper lip below the lower: crossed
+    assert mouth.polygon_area(mouth.inner_lip_polygon(points)) < 0
+    style = mouth.MouthStyle(lip_rgb=np.array([180.0, 90.0, 90.0]), teeth_rgb=mouth.DEFAULT_TEETH_RGB, source_area=0.0)
+    frame = np.tile(SKIN, (SIZE, SIZE, 1))
+    np.testing.assert_array_equal(mouth.paint_interior(frame.copy(), points, style), frame)
+
+
+def test_opening_less_than_an_open_portrait_keeps_its_own_interior():
+    points = open_mouth_points(gap=0.05)
+    style = mouth.MouthStyle(lip_rgb=np.array([180.0, 90.0, 90.0]), teeth_rgb=mouth.DEFAULT_TEETH_RGB,
+                             source_area=1.2 * mouth.polygon_area(mouth.inner_lip_polygon(points)))
+    frame = np.tile(SKIN, (SIZE, SIZE, 1))
+    np.testing.assert_array_equal(mouth.paint_interior(frame.copy(), points, style), frame)

@@ -8,6 +8,11 @@ each with a rounded biting edge and a dark seam to its neighbour); a short lower
 and the tongue rising from the lower lip. Colours come from the portrait
 (lip colour for the cavity and tongue; its own teeth when its mouth is open and shows unsaturated
 bright pixels, otherwise a default no brighter than its skin allows).
+
+The other way round, closing the mouth of a portrait that shows its teeth squeezes them into the
+sliver between the lips. Where the lips (nearly) meet, that sliver is painted over with the line
+between two lips; a wide-open portrait (teeth, tongue and shadow squeeze into jagged bands) gets
+the synthesised interior as soon as its mouth is much less open than in the photo.
 """
 
 from __future__ import annotations
@@ -35,6 +40,11 @@ LOWER_TEETH_DEG = (8.0, 16.0, 25.0)
 TOOTH_LENGTHS = np.array([1.0, 0.86, 0.93, 0.78, 0.72, 0.6])  # visible length relative to the central incisor
 TOOTH_SEAM_DARKNESS = 0.35  # at the biting edge; half of it where the teeth meet the gum
 FEATHER_PX_PER_512 = 1.2
+SEAM_PX_PER_512 = 1.0  # width of the line where the lips meet
+SEAM_SHADE = 0.5  # its colour = lip colour times this
+SEAM_LIP_SHADE = 0.85  # the lip tone painted beside it (the mean lip colour is lit; the inner lip is not)
+CLOSE_KEEP, CLOSE_FULL = 0.6, 0.3  # see close_strength
+WIDE_OPEN_AREA = 0.01  # a portrait's inner-lip area (crop units²) above which a closing mouth is repainted whole
 OPEN_MOUTH_AREA = 0.002  # inner-lip area (crop units²) above which the portrait's mouth counts as open
 TEETH_OVER_SKIN = 1.3  # teeth luma at most this times the median face luma
 TEETH_MAX_CHROMA = 40.0  # a sampled teeth colour whose channels spread wider than this is not teeth
@@ -100,12 +110,24 @@ def open_strength(style: MouthStyle, target_area: float) -> float:
     return float(np.clip((target_area - 1.05 * style.source_area) / (0.25 * target_area + 1e-9), 0.0, 1.0))
 
 
+def close_strength(style: MouthStyle, target_area: float) -> float:
+    """0 while the target mouth keeps at least CLOSE_KEEP of an open-mouthed portrait's opening, 1 once
+    it is down to CLOSE_FULL or less: how much of the portrait's own interior, squeezed by the warp into
+    a jagged sliver of teeth and shadow, to paint over as the lips close."""
+    if style.source_area <= OPEN_MOUTH_AREA:
+        return 0.0
+    return float(np.clip((CLOSE_KEEP * style.source_area - target_area) / ((CLOSE_KEEP - CLOSE_FULL) * style.source_area),
+                         0.0, 1.0))
+
+
 def paint_interior(frame: np.ndarray, points_2d: np.ndarray, style: MouthStyle) -> np.ndarray:
-    """Paint the interior inside the target inner-lip polygon of `frame` (in place and returned)."""
+    """Paint the interior inside the target inner-lip polygon of `frame` (in place and returned):
+    wider than the portrait's mouth, or much narrower than an open-mouthed portrait's."""
     size = frame.shape[0]
     polygon = inner_lip_polygon(points_2d) * size
-    strength = open_strength(style, polygon_area(polygon / size))
-    if strength <= 0.0:
+    area = polygon_area(polygon / size)
+    opening, closing = open_strength(style, area), close_strength(style, area)  # never both > 0
+    if opening <= 0.0 and closing <= 0.0:
         return frame
     pad = 3
     x0, y0 = np.floor(polygon.min(axis=0)).astype(int) - pad
@@ -116,11 +138,23 @@ def paint_interior(frame: np.ndarray, points_2d: np.ndarray, style: MouthStyle) 
         return frame
     local = polygon - [x0, y0]
     mask = np.zeros((y1 - y0, x1 - x0), np.float32)
-    cv2.fillPoly(mask, [np.round(local * 16).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=4)
+    contour = np.round(local * 16).astype(np.int32)
+    if area > 0:
+        cv2.fillPoly(mask, [contour], 1.0, lineType=cv2.LINE_AA, shift=4)
+    if closing > 0:  # the sliver between nearly closed lips, and the line where crossed lips meet
+        cv2.polylines(mask, [contour], True, 1.0, max(2, round(3 * SEAM_PX_PER_512 * size / 512)), cv2.LINE_AA, shift=4)
     feather = FEATHER_PX_PER_512 * size / 512
     mask = cv2.GaussianBlur(mask, (0, 0), feather)
-    interior = _interior_colours(local, mask.shape, style, size)
-    alpha = (mask * strength)[:, :, None]
+    if closing > 0 and style.source_area < WIDE_OPEN_AREA:
+        # A portrait with parted lips: its own teeth, squeezed a little, still look like teeth; only
+        # where the lips (nearly) meet is the line between them painted over the squeezed sliver.
+        interior, together = _seam(local, mask.shape, style, size)
+        alpha = (mask * closing * together[None, :])[:, :, None]
+    else:
+        # Wider than the portrait's mouth, or closing a wide-open one (whose teeth, tongue and shadow
+        # squeeze into jagged bands): the synthesised interior.
+        interior = _interior_colours(local, mask.shape, style, size)
+        alpha = (mask * max(opening, closing))[:, :, None]
     patch = frame[y0:y1, x0:x1].astype(np.float32)
     frame[y0:y1, x0:x1] = np.clip(patch + alpha * (interior - patch), 0, 255).round().astype(np.uint8)
     return frame
@@ -175,7 +209,22 @@ def _interior_colours(local: np.ndarray, shape: tuple[int, int], style: MouthSty
     shade = (0.45 + 0.55 * facing**1.5)[None, :] * seams * (0.86 + 0.14 * np.clip(into_teeth * 3, 0, 1))
     upper = style.teeth_rgb * shade[:, :, None]
     out = out + upper_alpha[:, :, None] * (upper - out)
+    lips, together = _seam(local, shape, style, size)
+    out = out + together[None, :, None] * (lips - out)
     return out.astype(np.float32)
+
+
+def _seam(local: np.ndarray, shape: tuple[int, int], style: MouthStyle, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where the lips (nearly) meet: a thin line of dark lip tone between them (not a black cut) with
+    lip colour either side of it, (h, w, 3); and per column how nearly they meet, 1 = touching (w,)."""
+    h, w = shape
+    y_up, y_lo = _lip_curves(local, w)
+    ys = (np.arange(h) + 0.5)[:, None]
+    line_px = SEAM_PX_PER_512 * size / 512
+    together = np.clip(1.5 - np.maximum(y_lo - y_up, 0) / (3 * line_px + 1), 0, 1)
+    off_line = np.clip(np.abs(ys - (y_up + y_lo) / 2) / (0.5 * line_px + 0.5) - 0.5, 0, 1)
+    lips = style.lip_rgb * (SEAM_SHADE + (SEAM_LIP_SHADE - SEAM_SHADE) * off_line)[:, :, None]
+    return lips.astype(np.float32), together
 
 
 def _tooth_index(angle: np.ndarray, bounds_deg: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
