@@ -8,7 +8,9 @@ b. same-identity reenactment of each real clip: the first frame's appearance dri
    distance), beside the "always show frame 0" baseline;
 c. real | reenacted strips; d. an edit sheet (pose, blink, mouth, gaze) and its zoom;
 e. a cross-identity sheet (one driver on several portraits: full, pose only, dynamics only), made
-   the way `vasa reenact` does it (`retarget` from a driver reference, then `keep_physical`).
+   the way `vasa reenact` does it (`retarget` from a driver reference, then `keep_physical`);
+f. a mouth sheet zoomed on the lips: lips set to a range of openings on a closed-mouthed portrait,
+   one that shows its teeth and, with the media, a wide-open one (the painted interior, `vasa.face.mouth`).
 
 Prints markdown tables and writes every number to --json. Media-based parts are skipped when
 the media folder is absent; the package photos (astronaut, Grace Hopper) always run.
@@ -51,6 +53,8 @@ CROSS_PORTRAITS = ("hallo3_0001.jpg", "liveportrait_s9_monalisa.jpg", "dreamtalk
 CROSS_DRIVER = "sadtalker_WDA_AOC_000.mp4"
 CROSS_FRAMES = 5
 CROSS_TILE = 192  # 10 rows x 6 columns: smaller tiles keep the PNG a few MB
+MOUTH_OPENINGS = (0.0, 0.02, 0.05, 0.1, 0.16, 0.24)  # lip gap over the eye-corner distance
+WIDE_OPEN_CLIP = "sadtalker_WDA_AOC_000.mp4"  # its first frame: mouth wide open, teeth and tongue
 
 
 def lip_indices() -> np.ndarray:
@@ -269,6 +273,24 @@ def cross_identity(face: MeshFace, driver: Path, portraits: dict[str, Path], out
     return {"driver": driver.name, "driver_frames": chosen, "reference": reference, "portraits": list(portraits)}
 
 
+# --- f. mouth ------------------------------------------------------------------------------------
+def mouth_sheet(face: MeshFace, portraits: dict[str, np.ndarray | Path], out: Path) -> dict:
+    rows, names = [], []
+    for name, image in portraits.items():
+        appearance, motion = face.encode(image)
+        lips = appearance.texture.source_points[list(OUTER_LIPS), :2] * face.size
+        centre = (lips.min(axis=0) + lips.max(axis=0)) / 2
+        side = int(math.ceil(1.8 * np.ptp(lips[:, 0])))
+        x0, y0 = np.clip(np.round(centre - side / 2).astype(int), 0, face.size - side)
+        frames = [face.decode(appearance, motion)] + [face.decode(appearance, edits.open_mouth(face, appearance, motion, o))
+                                                      for o in MOUTH_OPENINGS]
+        rows.append(np.hstack([tile(f[y0:y0 + side, x0:x0 + side]) for f in frames]))
+        names.append(name)
+    titles = ["portrait"] + [f"opening {o:g}" for o in MOUTH_OPENINGS]
+    save_png(out / "mouth.png", np.vstack([header(titles, [TILE] * len(titles))] + rows))
+    return {"portraits": names, "openings": list(MOUTH_OPENINGS)}
+
+
 # --- report ---------------------------------------------------------------------------------------
 def fmt(value, digits: int = 2) -> str:
     if value is None:
@@ -358,6 +380,10 @@ def main(argv: list[str] | None = None) -> int:
                                                    args.max_frames, args.reference)
     else:
         results["edits"] = edit_sheets(face, package_photos(), args.out)
+    mouths = dict(reversed(package_photos().items()))  # grace_hopper's lips are closed, the astronaut's parted
+    if have_media:
+        mouths[f"{WIDE_OPEN_CLIP} frame 0"] = next(iter_video_frames(args.media / "clips" / WIDE_OPEN_CLIP, FPS))
+    results["mouth"] = mouth_sheet(face, mouths, args.out)
     print_tables(results)
     args.json.write_text(json.dumps(to_json(results), indent=2) + "\n")
     print(f"\nwrote {args.json}")
