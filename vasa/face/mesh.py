@@ -4,7 +4,8 @@ encode: image -> aligned crop, 478 landmarks -> (canonical identity shape, pose,
 decode: identity + dynamics basis * (z - z_source) -> canonical shape -> posed -> vertex motion
 -> dense backward warp of the portrait (`vasa.face.warp`) -> irises slid rigidly under the lids
 (`vasa.face.eyes`) -> mouth interior where the lips part wider than in the portrait
-(`vasa.face.mouth`). Eyelids close because the lid vertices meet.
+(`vasa.face.mouth`), and the line between lips or lids where they meet over what the warp squeezed
+between them (`vasa.face.seams`). Eyelids close because the lid vertices meet.
 """
 
 from __future__ import annotations
@@ -150,6 +151,7 @@ class MeshFace:
         frame = warp.remap(appearance.image, map_x, map_y)
         scale_ratio = motion.pose[5] / appearance.source.pose[5]
         eyes.paint_irises(frame, map_x, map_y, texture.irises, texture.source_points, target[:, :2], scale_ratio)
+        eyes.paint_closing_lids(frame, texture.irises, target[:, :2])
         return mouth.paint_interior(frame, target[:, :2], texture.mouth)
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from vasa.face import seams
 from vasa.face.model import INNER_LIPS_LOWER, INNER_LIPS_UPPER, OUTER_LIPS
 
 DEFAULT_TEETH_RGB = np.array([222.0, 214.0, 198.0])
@@ -40,9 +41,7 @@ LOWER_TEETH_DEG = (8.0, 16.0, 25.0)
 TOOTH_LENGTHS = np.array([1.0, 0.86, 0.93, 0.78, 0.72, 0.6])  # visible length relative to the central incisor
 TOOTH_SEAM_DARKNESS = 0.35  # at the biting edge; half of it where the teeth meet the gum
 FEATHER_PX_PER_512 = 1.2
-SEAM_PX_PER_512 = 1.0  # width of the line where the lips meet
-SEAM_SHADE = 0.5  # its colour = lip colour times this
-SEAM_LIP_SHADE = 0.85  # the lip tone painted beside it (the mean lip colour is lit; the inner lip is not)
+SEAM_SHADE = 0.5  # colour of the line where the lips meet = lip colour times this
 CLOSE_KEEP, CLOSE_FULL = 0.6, 0.3  # see close_strength
 WIDE_OPEN_AREA = 0.01  # a portrait's inner-lip area (crop units²) above which a closing mouth is repainted whole
 OPEN_MOUTH_AREA = 0.002  # inner-lip area (crop units²) above which the portrait's mouth counts as open
@@ -138,24 +137,24 @@ def paint_interior(frame: np.ndarray, points_2d: np.ndarray, style: MouthStyle) 
         return frame
     local = polygon - [x0, y0]
     mask = np.zeros((y1 - y0, x1 - x0), np.float32)
-    contour = np.round(local * 16).astype(np.int32)
-    if area > 0:
-        cv2.fillPoly(mask, [contour], 1.0, lineType=cv2.LINE_AA, shift=4)
     if closing > 0:  # the sliver between nearly closed lips, and the line where crossed lips meet
-        cv2.polylines(mask, [contour], True, 1.0, max(2, round(3 * SEAM_PX_PER_512 * size / 512)), cv2.LINE_AA, shift=4)
+        mask = seams.band_mask(local, mask.shape, area, size)
+    else:
+        cv2.fillPoly(mask, [np.round(local * 16).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=4)
     feather = FEATHER_PX_PER_512 * size / 512
     mask = cv2.GaussianBlur(mask, (0, 0), feather)
+    patch = frame[y0:y1, x0:x1].astype(np.float32)
     if closing > 0 and style.source_area < WIDE_OPEN_AREA:
         # A portrait with parted lips: its own teeth, squeezed a little, still look like teeth; only
         # where the lips (nearly) meet is the line between them painted over the squeezed sliver.
-        interior, together = _seam(local, mask.shape, style, size)
+        y_up, y_lo = _lip_curves(local, mask.shape[1])
+        interior, together = seams.seam(y_up, y_lo, patch, size, style.lip_rgb * SEAM_SHADE)
         alpha = (mask * closing * together[None, :])[:, :, None]
     else:
         # Wider than the portrait's mouth, or closing a wide-open one (whose teeth, tongue and shadow
         # squeeze into jagged bands): the synthesised interior.
-        interior = _interior_colours(local, mask.shape, style, size)
+        interior = _interior_colours(local, patch, style, size)
         alpha = (mask * max(opening, closing))[:, :, None]
-    patch = frame[y0:y1, x0:x1].astype(np.float32)
     frame[y0:y1, x0:x1] = np.clip(patch + alpha * (interior - patch), 0, 255).round().astype(np.uint8)
     return frame
 
@@ -163,16 +162,12 @@ def paint_interior(frame: np.ndarray, points_2d: np.ndarray, style: MouthStyle) 
 def _lip_curves(local: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
     """Upper and lower inner-lip y at every column of the patch (linear between landmarks)."""
     n_upper = len(INNER_LIPS_UPPER)
-    upper = local[:n_upper]
     lower = np.concatenate([local[n_upper - 1: n_upper], local[n_upper:], local[:1]])
-    xs = np.arange(width) + 0.5
-    upper = upper[np.argsort(upper[:, 0])]
-    lower = lower[np.argsort(lower[:, 0])]
-    return np.interp(xs, upper[:, 0], upper[:, 1]), np.interp(xs, lower[:, 0], lower[:, 1])
+    return seams.curves(local[:n_upper], lower, width)
 
 
-def _interior_colours(local: np.ndarray, shape: tuple[int, int], style: MouthStyle, size: int) -> np.ndarray:
-    h, w = shape
+def _interior_colours(local: np.ndarray, patch: np.ndarray, style: MouthStyle, size: int) -> np.ndarray:
+    h, w = patch.shape[:2]
     y_up, y_lo = _lip_curves(local, w)
     left, right = local[:, 0].min(), local[:, 0].max()
     mouth_width = max(right - left, 1.0)
@@ -205,26 +200,13 @@ def _interior_colours(local: np.ndarray, shape: tuple[int, int], style: MouthSty
     upper_height = np.minimum(UPPER_TEETH_PER_WIDTH * mouth_width, 0.55 * gap) * _tooth_profile(angle, UPPER_TEETH_DEG)
     upper_alpha = np.clip((y_up + upper_height - ys) / soft, 0, 1) * (upper_height > 0.5)
     into_teeth = np.clip((ys - y_up) / np.maximum(upper_height, 1.0), 0, 1)
-    seams = _tooth_gaps(across, UPPER_TEETH_DEG, half, soft, 0.5 + 0.5 * into_teeth)  # (h, w)
-    shade = (0.45 + 0.55 * facing**1.5)[None, :] * seams * (0.86 + 0.14 * np.clip(into_teeth * 3, 0, 1))
+    between_teeth = _tooth_gaps(across, UPPER_TEETH_DEG, half, soft, 0.5 + 0.5 * into_teeth)  # (h, w)
+    shade = (0.45 + 0.55 * facing**1.5)[None, :] * between_teeth * (0.86 + 0.14 * np.clip(into_teeth * 3, 0, 1))
     upper = style.teeth_rgb * shade[:, :, None]
     out = out + upper_alpha[:, :, None] * (upper - out)
-    lips, together = _seam(local, shape, style, size)
+    lips, together = seams.seam(y_up, y_lo, patch, size, style.lip_rgb * SEAM_SHADE)
     out = out + together[None, :, None] * (lips - out)
     return out.astype(np.float32)
-
-
-def _seam(local: np.ndarray, shape: tuple[int, int], style: MouthStyle, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Where the lips (nearly) meet: a thin line of dark lip tone between them (not a black cut) with
-    lip colour either side of it, (h, w, 3); and per column how nearly they meet, 1 = touching (w,)."""
-    h, w = shape
-    y_up, y_lo = _lip_curves(local, w)
-    ys = (np.arange(h) + 0.5)[:, None]
-    line_px = SEAM_PX_PER_512 * size / 512
-    together = np.clip(1.5 - np.maximum(y_lo - y_up, 0) / (3 * line_px + 1), 0, 1)
-    off_line = np.clip(np.abs(ys - (y_up + y_lo) / 2) / (0.5 * line_px + 0.5) - 0.5, 0, 1)
-    lips = style.lip_rgb * (SEAM_SHADE + (SEAM_LIP_SHADE - SEAM_SHADE) * off_line)[:, :, None]
-    return lips.astype(np.float32), together
 
 
 def _tooth_index(angle: np.ndarray, bounds_deg: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
