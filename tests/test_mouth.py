@@ -111,3 +111,37 @@ def test_opening_less_than_an_open_portrait_keeps_its_own_interior():
                              source_area=1.2 * mouth.polygon_area(mouth.inner_lip_polygon(points)))
     frame = np.tile(SKIN, (SIZE, SIZE, 1))
     np.testing.assert_array_equal(mouth.paint_interior(frame.copy(), points, style), frame)
+
+
+def portrait_showing_teeth(gap: float = 0.04, teeth_px: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """A portrait whose open mouth shows upper teeth `teeth_px` tall under the upper lip, brightening
+    from left to right (a pattern the drawn teeth do not have), dark below them."""
+    points = open_mouth_points(gap=gap)
+    image = np.tile(SKIN, (SIZE, SIZE, 1))
+    inner = np.zeros((SIZE, SIZE), np.uint8)
+    cv2.fillPoly(inner, [np.round(mouth.inner_lip_polygon(points) * SIZE).astype(np.int32)], 1)
+    ys, xs = np.mgrid[0:SIZE, 0:SIZE]
+    left = (CENTRE[0] - HALF_WIDTH) * SIZE
+    upper_lip = (CENTRE[1] - gap / 2 * np.sqrt(np.clip(1 - ((xs + 0.5) / SIZE - CENTRE[0]) ** 2 / HALF_WIDTH**2, 0, 1))) * SIZE
+    ramp = 205 + 45 * np.clip((xs - left) / (2 * HALF_WIDTH * SIZE), 0, 1)
+    teeth = (inner > 0) & (ys < upper_lip + teeth_px)
+    image[inner > 0] = 30
+    image[teeth] = np.stack([ramp[teeth]] * 3, axis=-1).astype(np.uint8)
+    return image, points
+
+
+def test_a_portrait_that_shows_its_teeth_keeps_them_when_the_mouth_opens_wider():
+    image, points = portrait_showing_teeth()
+    style = mouth.mouth_style(image, points)
+    assert style.teeth_strip is not None
+    wide = open_mouth_points(gap=0.09)
+    painted = luma(mouth.paint_interior(np.tile(SKIN, (SIZE, SIZE, 1)), wide, style))
+    # Just under the upper lip, across the middle of the mouth: the portrait's left-to-right ramp.
+    y = int(round((CENTRE[1] - 0.09 / 2) * SIZE)) + 5
+    columns = np.arange(column(-0.4 * HALF_WIDTH), column(0.4 * HALF_WIDTH))
+    assert np.corrcoef(painted[y, columns], columns)[0, 1] > 0.95
+    # Teeth the size they are in the photo (10 px), not stretched with the opening.
+    x = column(0.0)
+    top = int(round((CENTRE[1] - 0.09 / 2) * SIZE))
+    shown = np.flatnonzero(painted[top:top + 40, x] > 150)
+    assert 7 <= shown.max() - shown.min() + 1 <= 13

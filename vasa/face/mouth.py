@@ -6,8 +6,10 @@ darkest toward the corners; upper teeth laid out along a dental arch seen from t
 and lateral incisors, canine, premolars: narrower, shorter and darker the further round the arch,
 each with a rounded biting edge and a dark seam to its neighbour); a short lower row in the middle
 and the tongue rising from the lower lip. Colours come from the portrait
-(lip colour for the cavity and tongue; its own teeth when its mouth is open and shows unsaturated
-bright pixels, otherwise a default no brighter than its skin allows).
+(lip colour for the cavity and tongue; teeth colour from its open mouth's bright unsaturated pixels,
+otherwise a default no brighter than its skin allows). A portrait that shows its upper teeth lends
+them: they are cut out as a strip hanging from its upper lip (`STRIP_COLUMNS`) and hung, at the size
+they are in the photo, from the target upper lip wherever the portrait shows them.
 
 The other way round, closing the mouth of a portrait that shows its teeth squeezes them into the
 sliver between the lips. Where the lips (nearly) meet, that sliver is painted over with the line
@@ -47,6 +49,13 @@ WIDE_OPEN_AREA = 0.01  # a portrait's inner-lip area (crop units²) above which 
 OPEN_MOUTH_AREA = 0.002  # inner-lip area (crop units²) above which the portrait's mouth counts as open
 TEETH_OVER_SKIN = 1.3  # teeth luma at most this times the median face luma
 TEETH_MAX_CHROMA = 40.0  # a sampled teeth colour whose channels spread wider than this is not teeth
+# The upper teeth of a portrait that shows them, cut out as a strip hanging from the upper lip: columns
+# run corner to corner, rows down from the lip, STRIP_ROW_PER_WIDTH mouth widths per row, so the strip
+# scales with the mouth's width and never stretches with its opening.
+STRIP_COLUMNS, STRIP_ROWS = 96, 24
+STRIP_ROW_PER_WIDTH = 0.01
+TEETH_START_ROWS = 8  # the teeth may start this many rows below the inner-lip landmarks (the lip's edge)
+OWN_TEETH_ROWS = 6  # a column of the strip with this many rows of teeth is used whole; fewer, blended
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,8 @@ class MouthStyle:
     lip_rgb: np.ndarray  # (3,)
     teeth_rgb: np.ndarray  # (3,)
     source_area: float  # inner-lip polygon area of the portrait, crop units²
+    teeth_strip: np.ndarray | None = None  # (STRIP_ROWS, STRIP_COLUMNS, 3) the portrait's own upper teeth
+    teeth_length: np.ndarray | None = None  # (STRIP_COLUMNS,) rows of the strip that are teeth
 
 
 def inner_lip_polygon(points_2d: np.ndarray) -> np.ndarray:
@@ -88,6 +99,7 @@ def mouth_style(image: np.ndarray, points_2d: np.ndarray) -> MouthStyle:
     # Teeth the portrait shows (an open mouth, bright, unsaturated pixels brighter than its skin)
     # give the colour; otherwise the default, no brighter than the skin allows.
     teeth_rgb = DEFAULT_TEETH_RGB * min(1.0, TEETH_OVER_SKIN * skin.mean() / DEFAULT_TEETH_RGB.mean())
+    strip = None
     interior = image[inner_mask > 0].astype(np.float64)
     if len(interior) > 30 and polygon_area(inner) > OPEN_MOUTH_AREA:
         brightness = interior.mean(axis=1)
@@ -96,10 +108,49 @@ def mouth_style(image: np.ndarray, points_2d: np.ndarray) -> MouthStyle:
         if (bright.mean() > max(100.0, skin.mean()) and bright.std(axis=0).mean() < 40
                 and np.ptp(colour) < TEETH_MAX_CHROMA):  # pink is lips or gums, not teeth
             teeth_rgb = colour
+            strip = _teeth_strip(image, points_2d, colour)
     colourfulness = float(np.clip(np.ptp(skin) / 60.0, 0.0, 1.0))
     teeth_rgb = teeth_rgb.mean() + colourfulness * (teeth_rgb - teeth_rgb.mean())
     lip_rgb = lip_rgb.mean() + colourfulness * (lip_rgb - lip_rgb.mean())
-    return MouthStyle(lip_rgb.astype(np.float64), teeth_rgb, max(polygon_area(inner), 0.0))
+    return MouthStyle(lip_rgb.astype(np.float64), teeth_rgb, max(polygon_area(inner), 0.0),
+                      *(strip if strip is not None else (None, None)))
+
+
+def _teeth_strip(image: np.ndarray, points_2d: np.ndarray, teeth_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The portrait's upper teeth as a strip hanging from its upper inner lip (see STRIP_COLUMNS), and
+    per column how many rows from the lip down look like those teeth (bright, unsaturated): None
+    when too few columns show teeth."""
+    size = image.shape[0]
+    local = inner_lip_polygon(points_2d) * size - 0.5
+    left, right = local[:, 0].min(), local[:, 0].max()
+    width = right - left
+    if width < 4:
+        return None
+    xs = left + (np.arange(STRIP_COLUMNS) + 0.5) / STRIP_COLUMNS * width
+    n_upper = len(INNER_LIPS_UPPER)
+    lower = np.concatenate([local[n_upper - 1: n_upper], local[n_upper:], local[:1]])
+    order_up, order_lo = np.argsort(local[:n_upper, 0]), np.argsort(lower[:, 0])
+    y_up = np.interp(xs, local[:n_upper, 0][order_up], local[:n_upper, 1][order_up])
+    y_lo = np.interp(xs, lower[:, 0][order_lo], lower[:, 1][order_lo])
+    rows = np.arange(STRIP_ROWS) * STRIP_ROW_PER_WIDTH * width
+    map_x = np.tile(xs, (STRIP_ROWS, 1)).astype(np.float32)
+    map_y = (y_up[None, :] + rows[:, None]).astype(np.float32)
+    strip = cv2.remap(image.astype(np.float32), map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    luma = strip @ np.array([0.299, 0.587, 0.114])
+    teeth_like = (luma > 0.6 * float(teeth_rgb @ [0.299, 0.587, 0.114])) & (np.ptp(strip, axis=2) < 1.5 * TEETH_MAX_CHROMA)
+    teeth_like &= rows[:, None] < (y_lo - y_up)[None, :]  # above the lower lip
+    # Teeth hang from the lip: a column's strip runs from the lip (the shadowed lip edge above the
+    # teeth included, up to TEETH_START_ROWS) down to the first row below its teeth that is not
+    # teeth-like; columns are smoothed against stray pixels.
+    start = np.argmax(teeth_like[:TEETH_START_ROWS], axis=0)
+    below = np.arange(STRIP_ROWS)[:, None] >= start[None, :]
+    stops = ~teeth_like & below
+    length = np.where(teeth_like[:TEETH_START_ROWS].any(axis=0),
+                      np.where(stops.any(axis=0), np.argmax(stops, axis=0), STRIP_ROWS), 0)
+    length = cv2.medianBlur(length.astype(np.uint8)[None, :], 5)[0].astype(np.float32)
+    if (length >= 2).mean() < 0.3:
+        return None
+    return strip.astype(np.float32), length
 
 
 def open_strength(style: MouthStyle, target_area: float) -> float:
@@ -203,10 +254,32 @@ def _interior_colours(local: np.ndarray, patch: np.ndarray, style: MouthStyle, s
     between_teeth = _tooth_gaps(across, UPPER_TEETH_DEG, half, soft, 0.5 + 0.5 * into_teeth)  # (h, w)
     shade = (0.45 + 0.55 * facing**1.5)[None, :] * between_teeth * (0.86 + 0.14 * np.clip(into_teeth * 3, 0, 1))
     upper = style.teeth_rgb * shade[:, :, None]
+    if style.teeth_strip is not None:  # the portrait's own upper teeth, at the size they are in the photo,
+        # where it shows them; the drawn ones where it does not (its teeth in the corners' shadow)
+        own, own_alpha, shown = _own_teeth(style, xs, ys, y_up, gap, left, mouth_width, soft)
+        upper = upper + shown[None, :, None] * (own - upper)
+        upper_alpha = upper_alpha + shown[None, :] * (own_alpha - upper_alpha)
     out = out + upper_alpha[:, :, None] * (upper - out)
     lips, together = seams.seam(y_up, y_lo, patch, size, style.lip_rgb * SEAM_SHADE)
     out = out + together[None, :, None] * (lips - out)
     return out.astype(np.float32)
+
+
+def _own_teeth(style: MouthStyle, xs: np.ndarray, ys: np.ndarray, y_up: np.ndarray, gap: np.ndarray,
+               left: float, mouth_width: float, soft: float) -> tuple[np.ndarray, np.ndarray]:
+    """(h, w, 3) the portrait's teeth strip hung from the target upper lip, its (h, w) alpha, and per
+    column (w,) how much the portrait shows teeth there (0..1)."""
+    column = (xs - left) / mouth_width * STRIP_COLUMNS - 0.5
+    row = (ys - y_up[None, :]) / (STRIP_ROW_PER_WIDTH * mouth_width)
+    map_x = np.broadcast_to(column[None, :], row.shape).astype(np.float32)
+    teeth = cv2.remap(style.teeth_strip, map_x, row.astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    length = np.interp(column, np.arange(STRIP_COLUMNS), style.teeth_length) * STRIP_ROW_PER_WIDTH * mouth_width
+    height = np.minimum(length, 0.55 * gap)  # as the drawn teeth: the opening shows more than teeth
+    inside = (column >= -0.5) & (column <= STRIP_COLUMNS - 0.5)
+    alpha = np.clip((y_up + height - ys) / soft, 0, 1) * (height > 0.5)
+    shown = np.clip(np.interp(column, np.arange(STRIP_COLUMNS), style.teeth_length) / OWN_TEETH_ROWS, 0, 1) * inside
+    shown = cv2.GaussianBlur(shown[None, :].astype(np.float32), (0, 0), max(mouth_width / STRIP_COLUMNS * 2, 0.5))[0]
+    return teeth, alpha, shown
 
 
 def _tooth_index(angle: np.ndarray, bounds_deg: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
