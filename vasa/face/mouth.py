@@ -127,11 +127,7 @@ def _teeth_strip(image: np.ndarray, points_2d: np.ndarray, teeth_rgb: np.ndarray
     if width < 4:
         return None
     xs = left + (np.arange(STRIP_COLUMNS) + 0.5) / STRIP_COLUMNS * width
-    n_upper = len(INNER_LIPS_UPPER)
-    lower = np.concatenate([local[n_upper - 1: n_upper], local[n_upper:], local[:1]])
-    order_up, order_lo = np.argsort(local[:n_upper, 0]), np.argsort(lower[:, 0])
-    y_up = np.interp(xs, local[:n_upper, 0][order_up], local[:n_upper, 1][order_up])
-    y_lo = np.interp(xs, lower[:, 0][order_lo], lower[:, 1][order_lo])
+    y_up, y_lo = _lip_curves(local, xs)
     rows = np.arange(STRIP_ROWS) * STRIP_ROW_PER_WIDTH * width
     map_x = np.tile(xs, (STRIP_ROWS, 1)).astype(np.float32)
     map_y = (y_up[None, :] + rows[:, None]).astype(np.float32)
@@ -210,8 +206,9 @@ def paint_interior(frame: np.ndarray, points_2d: np.ndarray, style: MouthStyle) 
     return frame
 
 
-def _lip_curves(local: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Upper and lower inner-lip y at every column of the patch (linear between landmarks)."""
+def _lip_curves(local: np.ndarray, width: int | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Upper and lower inner-lip y at every column of the patch, or at the x given (linear between
+    landmarks)."""
     n_upper = len(INNER_LIPS_UPPER)
     lower = np.concatenate([local[n_upper - 1: n_upper], local[n_upper:], local[:1]])
     return seams.curves(local[:n_upper], lower, width)

@@ -16,9 +16,10 @@ import numpy as np
 LINE_PX_PER_512 = 1.0  # width of the line where the edges meet
 
 
-def curves(upper: np.ndarray, lower: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Upper and lower edge y at every column of a patch (linear between the points, (N, 2) px each)."""
-    xs = np.arange(width) + 0.5
+def curves(upper: np.ndarray, lower: np.ndarray, width: int | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Upper and lower edge y at every column of a patch `width` wide, or at the x positions given
+    (linear between the points, (N, 2) px each)."""
+    xs = np.arange(width) + 0.5 if np.isscalar(width) else np.asarray(width)
     upper = upper[np.argsort(upper[:, 0])]
     lower = lower[np.argsort(lower[:, 0])]
     return np.interp(xs, upper[:, 0], upper[:, 1]), np.interp(xs, lower[:, 0], lower[:, 1])
