@@ -30,7 +30,7 @@ def seam(y_up: np.ndarray, y_lo: np.ndarray, region: np.ndarray, size: int,
     """(h, w, 3) colours for the patch `region` (h, w, 3): `line_rgb` on the middle line between the
     edges and, from a line's width away, what `region` shows just beyond the sliver (above it above
     the line, below it below), so the squeezed content disappears into its surroundings; and (w,) how
-    nearly the edges meet per column, 1 = touching, 0 = apart by four line widths or more."""
+    nearly the edges meet per column: 1 up to 1.5 line widths (+ 0.5 px) apart, 0 from 4.5 (+ 1.5 px)."""
     height, width = region.shape[:2]
     ys = (np.arange(height) + 0.5)[:, None]
     line_px = LINE_PX_PER_512 * size / 512
