@@ -11,7 +11,7 @@
    +-4 frames (every other frame) to the mouth opening, fitted on the training records and scored
    (Pearson r) on the held-out ones. No motion model is involved: it is a yardstick for what a model
    trained on the same few speakers can reach on the held-out mouth-opening correlation.
-4. With --clips (the videos the records came from): per clip, the correlation of the mouth opening
+4. With --clips (the videos the records came from): per clip (mean over its segments), the correlation of the mouth opening
    with the frame loudness (RMS), the yardstick of scripts/eval_generate.py's robustness table.
 """
 
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.clips is not None:
                 waveform = load_audio(audio_source(args.clips / record.source))
                 rms = frame_rms(waveform, segment.start_frame + len(mouth))[segment.start_frame:]
-                loudness[name] = float(np.corrcoef(mouth, rms)[0, 1])
+                loudness.setdefault(name, []).append(float(np.corrcoef(mouth, rms)[0, 1]))
             features = with_context(segment.audio)
             if name in args.holdout:
                 held.setdefault(name, []).append((features, mouth))
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"3. ridge regression speech features -> mouth opening, trained on {len(x)} frames, held-out r: "
               + ", ".join(f"{name} {np.mean(r):.3f}" for name, r in scores.items()))
     if loudness:
-        print("4. mouth opening vs frame loudness (r): " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(loudness.items())))
+        print("4. mouth opening vs frame loudness (r): " + ", ".join(f"{k} {np.mean(v):.2f}" for k, v in sorted(loudness.items())))
     return 0
 
 

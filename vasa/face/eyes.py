@@ -53,7 +53,7 @@ def iris_texture(image: np.ndarray, points: np.ndarray) -> IrisTexture:
     patches, radii, lashes, areas = [], [], [], []
     for iris, contour in EYES:
         lashes.append(_lash_colour(image, px[list(contour)]))
-        areas.append(max(_area(points[list(contour)]), 0.0))
+        areas.append(abs(seams.signed_area(points[list(contour)])))
         centre = px[iris[0]]
         radius = float(np.linalg.norm(px[list(iris[1:])] - centre, axis=1).mean())
         disc = np.zeros_like(hole)
@@ -66,12 +66,6 @@ def iris_texture(image: np.ndarray, points: np.ndarray) -> IrisTexture:
         radii.append(radius / size)
     background = cv2.inpaint(image, hole, 3, cv2.INPAINT_TELEA)
     return IrisTexture(tuple(patches), np.array(radii), background, np.array(lashes), np.array(areas))
-
-
-def _area(polygon: np.ndarray) -> float:
-    """Absolute shoelace area of a closed polygon (N, 2)."""
-    x, y = polygon[:, 0], polygon[:, 1]
-    return abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))) / 2
 
 
 def _lash_colour(image: np.ndarray, outline: np.ndarray) -> np.ndarray:
@@ -102,7 +96,7 @@ def paint_closing_lids(frame: np.ndarray, texture: IrisTexture, target: np.ndarr
     for eye, (_, contour) in enumerate(EYES):
         source_area = texture.open_areas[eye]
         points = target[list(contour)]
-        area = _area(points)
+        area = abs(seams.signed_area(points))
         strength = float(np.clip((LID_CLOSE_KEEP * source_area - area) / ((LID_CLOSE_KEEP - LID_CLOSE_FULL) * source_area + 1e-12),
                                  0.0, 1.0)) if source_area > 0 else 0.0
         if strength <= 0.0:

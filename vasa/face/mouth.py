@@ -78,8 +78,7 @@ def polygon_area(polygon: np.ndarray) -> float:
     The contour runs along the upper lip left to right, then back along the lower lip; with y
     pointing down that winding is positive when the lower lip is below the upper one, and it
     turns negative when they cross (a closed mouth pushed past closed)."""
-    x, y = polygon[:, 0], polygon[:, 1]
-    return float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2
+    return seams.signed_area(polygon)
 
 
 def mouth_style(image: np.ndarray, points_2d: np.ndarray) -> MouthStyle:

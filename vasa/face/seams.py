@@ -16,6 +16,13 @@ import numpy as np
 LINE_PX_PER_512 = 1.0  # width of the line where the edges meet
 
 
+def signed_area(polygon: np.ndarray) -> float:
+    """Shoelace area of a closed polygon (N, 2): positive when it winds clockwise on screen (y down),
+    e.g. upper edge left to right, then the lower edge back; negative when the edges have crossed."""
+    x, y = polygon[:, 0], polygon[:, 1]
+    return float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2
+
+
 def curves(upper: np.ndarray, lower: np.ndarray, width: int | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Upper and lower edge y at every column of a patch `width` wide, or at the x positions given
     (linear between the points, (N, 2) px each)."""
