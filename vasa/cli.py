@@ -88,6 +88,11 @@ def _add_prepare(commands) -> None:
     p.add_argument("--overwrite", action="store_true", help="prepare videos again even if their record exists")
     p.add_argument("--frames", type=int, default=0, metavar="SIZE",
                    help="also store the tracked face crops, SIZE x SIZE, in OUT/frames (for `vasa train face`)")
+    p.add_argument("--av-sync", default="correct", choices=["correct", "report", "off"],
+                   help="each video's audio-visual offset: measure it and take out one of 100 ms or more "
+                        "(correct, the default), only measure it (report), or neither (off)")
+    p.add_argument("--sync-probe", type=Path, help="the speech-to-mouth probe that finds offsets "
+                                                   "(default: the shipped one; scripts/make_sync_probe.py fits one)")
     _add_face_options(p)
     p.set_defaults(run=_run_prepare)
 
@@ -98,12 +103,22 @@ def _run_prepare(args) -> None:
     config = PrepareConfig(audio_encoder=args.audio_encoder, min_frames=args.min_frames,
                            audio_schedule=tuple(args.audio_schedule) if args.audio_schedule else None,
                            audio_model=str(args.audio_model) if args.audio_model else None, frames=args.frames,
-                           face=args.face, face_checkpoint=str(args.face_checkpoint) if args.face_checkpoint else None)
+                           face=args.face, face_checkpoint=str(args.face_checkpoint) if args.face_checkpoint else None,
+                           av_sync=args.av_sync, sync_probe=str(args.sync_probe) if args.sync_probe else None)
     report = prepare(args.videos, args.out, config, parse_shard(args.shard), args.overwrite)
     print(f"{report['videos']} videos -> {report['segments']} segments, {report['frames']} frames "
           f"({report['frames'] / config.fps:.1f} s) in {args.out / 'records'}")
     for reason, frames in sorted(report["dropped_frames"].items()):
         print(f"  dropped {frames} frames: {reason}")
+    sync = report["sync"]
+    if sync["measured"]:
+        print(f"  audio-visual offset measured on {sync['measured']} videos; "
+              + (f"corrected: " + ", ".join(f"{name} {ms:+.0f} ms" for name, ms in sorted(sync["corrected"].items()))
+                 if sync["corrected"] else "none corrected"))
+    for name, ms in sorted(sync["large"].items()):
+        print(f"  {name}: offset {ms:+.0f} ms, not corrected (--av-sync report)")
+    if sync["unclear"]:
+        print(f"  no clear sync between mouth and speech (a dub, a silent speaker?): {', '.join(sync['unclear'])}")
 
 
 def _add_controls(p) -> None:

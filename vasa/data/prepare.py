@@ -11,7 +11,10 @@ Per frame: pose and dynamics (mesh latent, or with `face="neural"` the learned l
 main gaze direction (mode of the gaze histogram, VASA-1 Sec. 3.2), mean distance, mean emotion.
 
 Audio comes from the video's own track or, when it has none, from a file beside it with the same
-name and an audio extension (.wav, .flac, .mp3, .m4a, .ogg).
+name and an audio extension (.wav, .flac, .mp3, .m4a, .ogg). Each video's audio-visual offset is
+measured (`vasa.data.sync`: a speech-to-mouth probe, cross-correlated with the tracked mouth opening)
+and written into its record; with `av_sync="correct"` (the default) an offset of 100 ms or more with a
+clear peak is taken out by shifting the audio before its features are computed again.
 
 With `frames=N` (`--frames N`) prepare also writes the face crops it tracked, N x N pixels, as one
 H.264 video per record, `OUT/frames/<record name>.mp4`: frame k of it is the crop of the video's frame
@@ -27,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Iterable
 
@@ -48,6 +51,7 @@ SECOND_FACE_RATIO = 0.35  # a second face with this share of the main face's are
 PEOPLE_CHECK_EVERY = 5  # frames between face-detector checks for other people
 GAZE_BIN_DEG = 2.0
 GAZE_RADIUS_DEG = 5.0
+SYNC_MODES = ("correct", "report", "off")
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,8 @@ class PrepareConfig:
     frames: int = 0  # side of the face-crop frame store OUT/frames/*.mp4 in pixels; 0 = no frame store
     face: str = "mesh"  # whose latents the records hold: "mesh" or "neural" (then face_checkpoint)
     face_checkpoint: str | None = None
+    av_sync: str = "correct"  # audio-visual offsets (vasa.data.sync): "correct", "report" or "off"
+    sync_probe: str | None = None  # the probe that finds them; None: the shipped one
 
     @property
     def encoder_spec(self) -> str:
@@ -77,6 +83,10 @@ class PrepareConfig:
             if len(self.audio_schedule) != 3:
                 raise VasaError(f"audio_schedule is (hop, left context, lookahead) in seconds, got {self.audio_schedule}")
             WindowSchedule(*self.audio_schedule)  # a bad schedule is an error before anything is written
+        if self.av_sync not in SYNC_MODES:
+            raise VasaError(f"av_sync must be one of {', '.join(SYNC_MODES)}, got {self.av_sync!r}")
+        if self.av_sync != "off" and self.sync_probe and not Path(self.sync_probe).is_file():
+            raise VasaError(f"no sync probe at {self.sync_probe}")  # before anything is written
         if self.face == "neural" and not self.face_checkpoint:
             raise VasaError("--face neural needs --face-checkpoint PATH (a model written by `vasa train face`)")
         if self.frames and (self.frames < 64 or self.frames % 2):
@@ -177,6 +187,16 @@ class Preparer:
         self.emotion = EmotionClassifier()
         self.encoder = load_encoder(config.encoder_spec, fps=config.fps, model_path=config.audio_model)
         self.vad = VoiceActivity()
+        self.probe, self.probe_encoder = None, None
+        if config.av_sync != "off":
+            from vasa.data.sync import PROBE_PATH, SyncProbe
+
+            self.probe = SyncProbe.load(config.sync_probe or PROBE_PATH)
+            if self.probe.fps != config.fps:
+                raise VasaError(f"the sync probe was fit at {self.probe.fps:g} fps, not {config.fps:g}; "
+                                "use --av-sync off or a probe fit at this rate")
+            if self.probe.audio_encoder != config.encoder_spec or config.audio_model:
+                self.probe_encoder = load_encoder(self.probe.audio_encoder, fps=config.fps)
 
     def prepare_video(self, video: Path, progress: bool = True, frames_path: Path | None = None) -> Record:
         from vasa.audio import load_audio
@@ -194,10 +214,36 @@ class Preparer:
         if len(frames) > usable:
             dropped.append({"start_frame": usable, "frames": len(frames) - usable, "reason": "no audio"})
         segments, more = self._segments(frames[:usable], features.features[:usable], features.voice[:usable])
+        sync = self._sync(frames, segments, features.features, waveform) if self.probe is not None else None
+        if sync is not None and config.av_sync == "correct" and sync.needs_correction:
+            from vasa.audio import SAMPLE_RATE
+            from vasa.data.sync import shift_waveform
+
+            shifted = self.encoder.encode(shift_waveform(waveform, sync.offset_frames, config.fps, SAMPLE_RATE),
+                                          vad=self.vad)
+            segments = [replace(s, audio=shifted.features[s.start_frame:s.start_frame + len(s)],
+                                voice=shifted.voice[s.start_frame:s.start_frame + len(s)]) for s in segments]
+            sync = replace(sync, corrected=True)
         if frames_path is not None and config.frames:
             write_frame_store(frames_path, iter_video_frames(video, config.fps), [f.crop for f in frames],
                               config.frames, config.fps)
-        return Record(video.name, config.fps, config.encoder_spec, config.face, segments, dropped + more)
+        return Record(video.name, config.fps, config.encoder_spec, config.face, segments, dropped + more,
+                      sync.as_dict() if sync is not None else None)
+
+    def _sync(self, frames: list[_Frame], segments: list[Segment], features: np.ndarray, waveform: np.ndarray):
+        """The video's audio-visual offset (`vasa.data.sync.SyncEstimate`), from its segments; None when it
+        has no segment long enough to tell."""
+        from vasa.data.sync import estimate_offset
+
+        model = self.face.model
+        if self.probe_encoder is not None:
+            features = self.probe_encoder.encode(waveform).features
+        parts = []
+        for s in segments:
+            stop = min(s.start_frame + len(s), len(features))
+            mouth = [model.mouth_opening(model.canonicalize(f.points)[0]) for f in frames[s.start_frame:stop]]
+            parts.append((features[s.start_frame:stop], np.array(mouth)))
+        return estimate_offset(self.probe, parts, self.config.fps)
 
     def _track(self, frames: Iterable[np.ndarray], bar) -> list[_Frame]:
         from vasa.face.emotion import face_box_crop

@@ -17,7 +17,8 @@ renamed when complete). Per frame, at the video rate (25 fps):
 Segments are consecutive slices of these arrays (`offsets`, S + 1 entries). Per segment the record
 also holds the clip-level conditions of VASA-1 Sec. 3.2: the main gaze direction (histogram mode),
 mean head distance and mean emotion. Videos or stretches that were dropped are listed with the
-reason in the metadata, so a prepare run can report them.
+reason in the metadata, so a prepare run can report them, and so is the video's audio-visual offset
+(`vasa.data.sync`) when it was measured.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ class Record:
     face_backend: str  # e.g. "mesh"
     segments: list[Segment]
     dropped: list[dict] = field(default_factory=list)  # {"start_frame", "frames", "reason"}
+    sync: dict | None = None  # the audio-visual offset found (`vasa.data.sync.SyncEstimate.as_dict`), if measured
 
     @property
     def frames(self) -> int:
@@ -91,6 +93,7 @@ def write_record(path: str | os.PathLike, record: Record) -> None:
     meta = {
         "format": FORMAT_VERSION, "source": record.source, "fps": record.fps,
         "audio_encoder": record.audio_encoder, "face_backend": record.face_backend, "dropped": record.dropped,
+        "sync": record.sync,
         "segments": [{"start_frame": int(s.start_frame), "main_gaze": [float(v) for v in s.main_gaze],
                       "mean_distance": float(s.mean_distance),
                       "mean_emotion": [float(v) for v in s.mean_emotion]} for s in segments],
@@ -123,7 +126,7 @@ def read_record(path: str | os.PathLike) -> Record:
         segments.append(Segment(**frames, start_frame=info["start_frame"], main_gaze=np.array(info["main_gaze"]),
                                 mean_distance=info["mean_distance"], mean_emotion=np.array(info["mean_emotion"])))
     return Record(meta["source"], meta["fps"], meta["audio_encoder"], meta["face_backend"], segments,
-                  meta["dropped"])
+                  meta["dropped"], meta.get("sync"))
 
 
 def record_files(folder: str | os.PathLike) -> list[Path]:
@@ -145,14 +148,20 @@ def summary(records: list[Record]) -> dict:
     for record in records:
         for d in record.dropped:
             reasons[d["reason"]] = reasons.get(d["reason"], 0) + int(d.get("frames", 0))
+    measured = [r for r in records if r.sync is not None]
     return {"videos": len(records), "segments": sum(len(r.segments) for r in records),
-            "frames": sum(r.frames for r in records), "dropped_frames": reasons}
+            "frames": sum(r.frames for r in records), "dropped_frames": reasons,
+            "sync": {"measured": len(measured),
+                     "corrected": {r.source: r.sync["offset_ms"] for r in measured if r.sync["corrected"]},
+                     "large": {r.source: r.sync["offset_ms"] for r in measured
+                               if r.sync["needs_correction"] and not r.sync["corrected"]},
+                     "unclear": sorted(r.source for r in measured if not r.sync["clear"])}}
 
 
 def record_dict(record: Record) -> dict:
     """The record's metadata (no arrays) as plain JSON-ready values."""
     return {"source": record.source, "fps": record.fps, "segments": len(record.segments),
-            "frames": record.frames, "dropped": record.dropped,
+            "frames": record.frames, "dropped": record.dropped, "sync": record.sync,
             "segment_conditions": [{k: v.tolist() if isinstance(v, np.ndarray) else v
                                     for k, v in asdict(s).items() if k not in FRAME_ARRAYS}
                                    for s in record.segments]}
