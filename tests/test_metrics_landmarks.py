@@ -66,8 +66,23 @@ def test_identical_clips_have_zero_lip_distance_and_mouth_r_one(model):
     assert figures["lip_distance_centred"] == pytest.approx(0.0, abs=1e-12)
     assert figures["lip_distance_raw"] == pytest.approx(0.0, abs=1e-12)
     assert figures["mouth_correlation"] == pytest.approx(1.0)
+    assert figures["mouth_lag_frames"] == 0 and figures["mouth_correlation_best_lag"] == pytest.approx(1.0)
     other = Track(canonical[::-1].copy(), np.zeros((30, 6)), np.ones(30, bool))
     assert landmarks.compare(other, track)["lip_distance_centred"] > 0.005
+
+
+def test_compare_finds_a_generated_mouth_that_moves_early(model):
+    rng = np.random.default_rng(2)
+    canonical = model.mean_shape[None] + rng.normal(0, 0.01, (60, 478, 3))
+    found = np.ones(60, bool)
+    found[[10, 40]] = False  # frames without a face are left out, not compared
+    real = Track(canonical[:-2], np.zeros((58, 6)), found[:-2])
+    early = Track(canonical[2:], np.zeros((58, 6)), found[2:])  # frame t shows the real frame t + 2
+    figures = landmarks.compare(early, real)
+    assert figures["mouth_lag_frames"] == 2 and figures["mouth_correlation_best_lag"] == pytest.approx(1.0)
+    assert figures["mouth_correlation"] < 0.5
+    curve = landmarks.lagged_correlation(np.arange(10.0), np.arange(10.0), 3, valid=np.arange(10) != 4)
+    assert curve.shape == (7,) and np.allclose(curve, 1.0)
 
 
 def test_blink_counter_known_answer():

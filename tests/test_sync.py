@@ -10,10 +10,10 @@ import pytest
 from vasa import media
 from vasa.data.prepare import PrepareConfig, prepare
 from vasa.data.records import read_record, record_files
-from vasa.data.sync import (CORRECT_FROM_FRAMES, SyncProbe, estimate_offset, fit_probe, lagged_correlation,
-                            shift_pairs, shift_waveform)
+from vasa.data.sync import CORRECT_FROM_FRAMES, SyncProbe, estimate_offset, fit_probe, shift_pairs, shift_waveform
 from vasa.errors import VasaError
 from vasa.face import edits
+from vasa.metrics.landmarks import lagged_correlation
 
 FPS = 25.0
 

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from vasa.errors import VasaError
+from vasa.metrics.landmarks import lagged_correlation
 
 CONTEXT_FRAMES = 4  # the probe reads frames t-4, t-2, ..., t+4
 CONTEXT_STEP = 2
@@ -145,17 +146,6 @@ def fit_probe(clips: list[tuple[np.ndarray, np.ndarray]], audio_encoder: str, fp
     weights = (blocks @ projection.T).reshape(-1)  # (5 * D,) in the order of with_context
     bias = -float(np.tile(centre, len(blocks)) @ weights + mean @ solved)
     return SyncProbe(weights, bias, audio_encoder, fps, tuple(names))
-
-
-def lagged_correlation(predicted: np.ndarray, mouth: np.ndarray, max_lag: int) -> np.ndarray:
-    """Pearson r of predicted[t] with mouth[t + lag] for lag = -max_lag ... max_lag: (2 * max_lag + 1,);
-    nan where the overlap is shorter than 3 frames or constant."""
-    out = np.full(2 * max_lag + 1, np.nan)
-    for k, lag in enumerate(range(-max_lag, max_lag + 1)):
-        a, b = shift_pairs(predicted, mouth, lag)
-        if len(a) >= 3 and a.std() > 1e-12 and b.std() > 1e-12:
-            out[k] = np.corrcoef(a, b)[0, 1]
-    return out
 
 
 @dataclass(frozen=True)

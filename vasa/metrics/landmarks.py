@@ -28,6 +28,7 @@ LIPS = np.array(sorted(set(OUTER_LIPS + INNER_LIPS_UPPER + INNER_LIPS_LOWER)))  
 BLINK_FRACTION = 0.5  # a blink: mean eye opening below this fraction of the clip's median ...
 BLINK_FRAMES = (1, 10)  # ... for this many frames (at 25 fps: 40-400 ms)
 OPEN_EYES_FRACTION = 0.8  # gaze is read only on frames whose eyes are at least this open
+MOUTH_LAG_FRAMES = 4  # compare() also finds the best timing of the mouth within +-4 frames (160 ms)
 
 
 @dataclass
@@ -88,6 +89,19 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     if len(a) < 3 or np.std(a) < 1e-12 or np.std(b) < 1e-12:
         return float("nan")
     return float(np.corrcoef(a, b)[0, 1])
+
+
+def lagged_correlation(a: np.ndarray, b: np.ndarray, max_lag: int, valid: np.ndarray | None = None) -> np.ndarray:
+    """Pearson r of a[t] with b[t + lag] for lag = -max_lag ... max_lag: (2 * max_lag + 1,), over the t
+    where both frames are `valid` (default all); nan where that leaves fewer than 3 pairs or a constant side."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    valid = np.ones(len(a), bool) if valid is None else np.asarray(valid, bool)
+    out = np.full(2 * max_lag + 1, np.nan)
+    for k, lag in enumerate(range(-max_lag, max_lag + 1)):
+        t = np.arange(max(0, -lag), min(len(a), len(b) - lag))
+        t = t[valid[t] & valid[t + lag]]
+        out[k] = pearson(a[t], b[t + lag])
+    return out
 
 
 def lip_distance(generated: np.ndarray, real: np.ndarray, centred: bool) -> float:
@@ -163,8 +177,13 @@ def compare(generated: Track, real: Track, fps: float = FPS) -> dict:
     n = min(len(generated), len(real))
     g, r = generated[:n], real[:n]
     both = g.found & r.found
+    timing = lagged_correlation(g.mouth(), r.mouth(), MOUTH_LAG_FRAMES, both)
+    best = int(np.nanargmax(timing)) if np.isfinite(timing).any() else MOUTH_LAG_FRAMES
     return {
         "mouth_correlation": pearson(g.mouth()[both], r.mouth()[both]),
+        # timing: the real mouth's shift behind the generated one (> 0: generated early) that fits best, and r there
+        "mouth_lag_frames": best - MOUTH_LAG_FRAMES,
+        "mouth_correlation_best_lag": float(timing[best]),
         "lip_distance_centred": lip_distance(g.canonical[both], r.canonical[both], centred=True),
         "lip_distance_raw": lip_distance(g.canonical[both], r.canonical[both], centred=False),
         "head_motion_deg": pose_variation(g.pose, g.found),
