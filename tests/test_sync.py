@@ -206,6 +206,10 @@ def test_cli_prints_the_correction_and_a_missing_probe_is_one_line(talkers, tmp_
     _, late, probe_path = talkers
     common = [str(late), "--audio-encoder", "mel", "--audio-schedule", "0.08", "0.04", "0.02", "--min-frames", "5"]
     assert main(["prepare", *common[:1], str(tmp_path / "out"), *common[1:], "--sync-probe", str(probe_path)]) == 0
+    out = capsys.readouterr().out  # the default only reports
+    assert re.search(r"late\.mp4: audio-visual offset -(1[6-9]\d|2[0-3]\d) ms \(--av-sync correct", out), out
+    assert main(["prepare", *common[:1], str(tmp_path / "fixed"), *common[1:], "--sync-probe", str(probe_path),
+                 "--av-sync", "correct"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"corrected: late\.mp4 -(1[6-9]\d|2[0-3]\d) ms", out), out  # about -200 ms
     assert main(["prepare", *common[:1], str(tmp_path / "out2"), *common[1:],

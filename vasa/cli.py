@@ -88,9 +88,9 @@ def _add_prepare(commands) -> None:
     p.add_argument("--overwrite", action="store_true", help="prepare videos again even if their record exists")
     p.add_argument("--frames", type=int, default=0, metavar="SIZE",
                    help="also store the tracked face crops, SIZE x SIZE, in OUT/frames (for `vasa train face`)")
-    p.add_argument("--av-sync", default="correct", choices=["correct", "report", "off"],
-                   help="each video's audio-visual offset: measure it and take out one of 100 ms or more "
-                        "(correct, the default), only measure it (report), or neither (off)")
+    p.add_argument("--av-sync", default="report", choices=["correct", "report", "off"],
+                   help="each video's audio-visual offset: measure it and list those of 100 ms or more "
+                        "(report, the default), measure it and take those out (correct), or neither (off)")
     p.add_argument("--sync-probe", type=Path, help="the speech-to-mouth probe that finds offsets "
                                                    "(default: the shipped one; scripts/make_sync_probe.py fits one)")
     _add_face_options(p)
@@ -112,11 +112,10 @@ def _run_prepare(args) -> None:
         print(f"  dropped {frames} frames: {reason}")
     sync = report["sync"]
     if sync["measured"]:
-        print(f"  audio-visual offset measured on {sync['measured']} videos; "
-              + (f"corrected: " + ", ".join(f"{name} {ms:+.0f} ms" for name, ms in sorted(sync["corrected"].items()))
-                 if sync["corrected"] else "none corrected"))
+        corrected = ", ".join(f"{name} {ms:+.0f} ms" for name, ms in sorted(sync["corrected"].items()))
+        print(f"  audio-visual offset measured on {sync['measured']} videos" + (f"; corrected: {corrected}" if corrected else ""))
     for name, ms in sorted(sync["large"].items()):
-        print(f"  {name}: offset {ms:+.0f} ms, not corrected (--av-sync report)")
+        print(f"  {name}: audio-visual offset {ms:+.0f} ms (--av-sync correct takes it out)")
     if sync["unclear"]:
         print(f"  no clear sync between mouth and speech (a dub, a silent speaker?): {', '.join(sync['unclear'])}")
 

@@ -13,8 +13,9 @@ main gaze direction (mode of the gaze histogram, VASA-1 Sec. 3.2), mean distance
 Audio comes from the video's own track or, when it has none, from a file beside it with the same
 name and an audio extension (.wav, .flac, .mp3, .m4a, .ogg). Each video's audio-visual offset is
 measured (`vasa.data.sync`: a speech-to-mouth probe, cross-correlated with the tracked mouth opening)
-and written into its record; with `av_sync="correct"` (the default) an offset of 100 ms or more with a
-clear peak is taken out by shifting the audio before its features are computed again.
+and written into its record (`av_sync="report"`, the default); with `av_sync="correct"` an offset of
+100 ms or more with a clear peak is taken out by shifting the audio before its features are computed
+again.
 
 With `frames=N` (`--frames N`) prepare also writes the face crops it tracked, N x N pixels, as one
 H.264 video per record, `OUT/frames/<record name>.mp4`: frame k of it is the crop of the video's frame
@@ -65,7 +66,7 @@ class PrepareConfig:
     frames: int = 0  # side of the face-crop frame store OUT/frames/*.mp4 in pixels; 0 = no frame store
     face: str = "mesh"  # whose latents the records hold: "mesh" or "neural" (then face_checkpoint)
     face_checkpoint: str | None = None
-    av_sync: str = "correct"  # audio-visual offsets (vasa.data.sync): "correct", "report" or "off"
+    av_sync: str = "report"  # audio-visual offsets (vasa.data.sync): "report", "correct" or "off"
     sync_probe: str | None = None  # the probe that finds them; None: the shipped one
 
     @property
