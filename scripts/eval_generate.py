@@ -131,7 +131,8 @@ def held_out_clip(head: TalkingHead, path: Path, size: int, seeds: list[int]) ->
         "clip": path.stem, "frames_real": len(real_frames), "frames_generated": len(keep["generated"]),
         "audio_s": len(waveform) / SAMPLE_RATE, "real_found": int(real.found.sum()),
         "real": {"head_motion_deg": head_motion_deg(real), "blinks_per_min": blink_rate(real),
-                 "mouth_opening_std": float(np.std(real.mouth()[real.found]))},
+                 "mouth_opening_std": float(np.std(real.mouth()[real.found])),
+                 "av_sync": real_clip_sync(waveform, real)},
         "still_portrait": {k: v for k, v in compare(still, real).items()
                            if k in ("lip_distance_centred", "lip_distance_raw")},
         "paired": summarise(runs["paired"]),
@@ -142,6 +143,19 @@ def held_out_clip(head: TalkingHead, path: Path, size: int, seeds: list[int]) ->
     keep["real"] = [head.source.appearance.crop.with_size(TILE).apply(f) for f in real_frames]
     keep["real_track"] = real
     return result, keep
+
+
+def real_clip_sync(waveform: np.ndarray, real: Track) -> dict | None:
+    """The real clip's own audio-visual offset, read by `vasa prepare`'s sync probe (context for the timing)."""
+    from vasa.audio import load_encoder
+    from vasa.data.sync import SyncProbe, estimate_offset
+
+    probe = SyncProbe.load()
+    features = load_encoder(probe.audio_encoder, fps=FPS).encode(waveform).features
+    n = min(len(features), len(real))
+    keep = real.found[:n]
+    estimate = estimate_offset(probe, [(features[:n][keep], real.mouth()[:n][keep])], FPS)
+    return estimate.as_dict() if estimate is not None else None
 
 
 # --- b. controls ------------------------------------------------------------------------------------------
