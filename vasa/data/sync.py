@@ -13,12 +13,12 @@ clip's opening standardised), fit by ridge regression. A video's offset is the l
     offset > 0: the mouth comes after the sound that goes with it (the picture is late)
     offset < 0: the mouth comes before it (the sound is late)
 
-A video is corrected when the peak is clear (r >= `MIN_PEAK_R`) and the offset is at least
-`CORRECT_FROM_FRAMES`: then its waveform is shifted by the offset and
-its speech features computed again, so that frame t's features are the sound that goes with frame t's
-mouth. Smaller offsets are left alone: speakers differ among themselves by about that much (the mouth
-leads the voice by 0-2 frames in the development clips), and a probe fit on few speakers does not place
-its peak more precisely than that.
+With `--av-sync correct` (`PrepareConfig.av_sync`), a video is corrected when the peak is clear (r >=
+`MIN_PEAK_R`) and the offset is at least `CORRECT_FROM_FRAMES`: its waveform is shifted by the offset
+and its speech features are computed again, so that frame t's features are the sound that goes with
+frame t's mouth. Smaller offsets are left alone: the development clips that needed no correction lie
+within 2 frames of each other (speakers differ in how far their lips lead their voice), and a probe fit
+on few speakers does not place its peak more precisely than that.
 
 The shipped probe (`vasa/assets/sync_probe.safetensors`, `scripts/make_sync_probe.py`) reads Whisper
 tiny.en features; its file says which clips it was fit on.
@@ -124,24 +124,32 @@ def fit_probe(clips: list[tuple[np.ndarray, np.ndarray]], audio_encoder: str, fp
     `components` principal directions (over all frames), the context is standardised and a ridge
     regression fit to each clip's standardised mouth; `lags[i]` pairs clip i's features of frame t with its
     mouth of frame t + lag (a known offset taken out). The whole chain is linear, so the probe stores
-    one weight vector over `with_context(features)`."""
-    usable = [(np.asarray(f, np.float64), np.asarray(m, np.float64), lags[k] if lags else 0)
-              for k, (f, m) in enumerate(clips) if len(m) >= 3 and np.std(m) > 1e-9]
+    one weight vector over `with_context(features)`. Memory does not grow with the number of frames
+    (moments are summed clip by clip)."""
+    usable = [k for k, (_, m) in enumerate(clips) if len(m) >= 3 and np.std(m) > 1e-9]
     if not usable:
         raise VasaError("no clip with a moving mouth to fit the sync probe on")
-    frames = np.concatenate([f for f, _, _ in usable])  # (N, D)
-    centre = frames.mean(axis=0)
-    _, _, basis = np.linalg.svd(frames - centre, full_matrices=False)
-    projection = basis[:components].T  # (D, K)
-    xs, ys = [], []
-    for features, mouth, lag in usable:
-        x, y = shift_pairs(with_context((features - centre) @ projection), (mouth - mouth.mean()) / mouth.std(), lag)
-        xs.append(x)
-        ys.append(y)
-    x, y = np.concatenate(xs), np.concatenate(ys)  # (N, 5K), (N,)
-    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
-    x = (x - mean) / std
-    solved = np.linalg.solve(x.T @ x + ridge * len(x) * np.eye(x.shape[1]), x.T @ y) / std  # (5K,)
+    dim = np.asarray(clips[usable[0]][0]).shape[1]
+    total, first, second = 0, np.zeros(dim), np.zeros((dim, dim))
+    for k in usable:
+        features = np.asarray(clips[k][0], np.float64)
+        total, first, second = total + len(features), first + features.sum(axis=0), second + features.T @ features
+    centre = first / total
+    covariance = second / total - np.outer(centre, centre)
+    _, vectors = np.linalg.eigh(covariance)  # ascending eigenvalues
+    projection = vectors[:, ::-1][:, :components]  # (D, K): the principal directions
+    width = projection.shape[1] * len(range(0, 2 * CONTEXT_FRAMES + 1, CONTEXT_STEP))
+    count, x_sum, xx, xy, y_sum = 0, np.zeros(width), np.zeros((width, width)), np.zeros(width), 0.0
+    for k in usable:
+        features, mouth = np.asarray(clips[k][0], np.float64), np.asarray(clips[k][1], np.float64)
+        x, y = shift_pairs(with_context((features - centre) @ projection), (mouth - mouth.mean()) / mouth.std(),
+                           lags[k] if lags else 0)  # (T, 5K), (T,)
+        count, x_sum, xx, xy, y_sum = count + len(y), x_sum + x.sum(axis=0), xx + x.T @ x, xy + x.T @ y, y_sum + y.sum()
+    mean = x_sum / count
+    std = np.sqrt(np.maximum(np.diag(xx) / count - mean ** 2, 0.0)) + 1e-6
+    gram = (xx - count * np.outer(mean, mean)) / np.outer(std, std)  # of the standardised context
+    target = (xy - mean * y_sum) / std
+    solved = np.linalg.solve(gram + ridge * count * np.eye(width), target) / std  # (5K,) on the raw context
     blocks = solved.reshape(-1, projection.shape[1])  # (5, K): one per context frame
     weights = (blocks @ projection.T).reshape(-1)  # (5 * D,) in the order of with_context
     bias = -float(np.tile(centre, len(blocks)) @ weights + mean @ solved)
