@@ -29,10 +29,10 @@ from eval_generate import FPS, count_blinks, frame_rms  # noqa: E402
 from vasa.audio import load_audio  # noqa: E402
 from vasa.data.prepare import audio_source  # noqa: E402
 from vasa.data.records import read_record, record_files  # noqa: E402
+from vasa.data.sync import with_context  # noqa: E402  (speech features of frames t-4, t-2, ..., t+4)
 from vasa.face.model import LEFT_EYE_CORNERS, LEFT_EYE_LIDS, RIGHT_EYE_CORNERS, RIGHT_EYE_LIDS, FaceModel  # noqa: E402
 
 OPEN_EYES = 0.8  # frames whose eye opening is at least this fraction of the segment median
-CONTEXT = 4  # ridge features: speech features of frames t-4, t-2, ..., t+4
 RIDGE = 1.0  # ridge strength per frame, on standardised features
 
 
@@ -44,11 +44,6 @@ def lid_heights(model: FaceModel, canonical: np.ndarray) -> tuple[np.ndarray, np
     upper = (relative(RIGHT_EYE_LIDS[0], RIGHT_EYE_CORNERS) + relative(LEFT_EYE_LIDS[0], LEFT_EYE_CORNERS)) / 2
     lower = (relative(RIGHT_EYE_LIDS[1], RIGHT_EYE_CORNERS) + relative(LEFT_EYE_LIDS[1], LEFT_EYE_CORNERS)) / 2
     return upper, lower
-
-
-def with_context(features: np.ndarray) -> np.ndarray:
-    padded = np.pad(features, ((CONTEXT, CONTEXT), (0, 0)), mode="edge")
-    return np.concatenate([padded[k:k + len(features)] for k in range(0, 2 * CONTEXT + 1, 2)], axis=1)
 
 
 def main(argv: list[str] | None = None) -> int:

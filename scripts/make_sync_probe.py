@@ -27,8 +27,9 @@ from vasa.face.model import FaceModel
 MAX_ROUNDS = 5
 
 
-def clips_of(prepared: Path) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
-    """{clip name: [(speech features (T, D), mouth opening (T,)) per segment]} of a prepared folder."""
+def clips_of(prepared: Path) -> tuple[dict[str, list[tuple[np.ndarray, np.ndarray]]], str]:
+    """({clip name: [(speech features (T, D), mouth opening (T,)) per segment]}, their audio encoder spec)
+    of a prepared folder."""
     model = FaceModel.load()
     clips: dict[str, list] = {}
     encoders = set()
@@ -45,8 +46,7 @@ def clips_of(prepared: Path) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
             clips.setdefault(name, []).append((segment.audio, mouth))
     if len(encoders) != 1:
         raise SystemExit(f"records of several audio encoders: {sorted(encoders)}")
-    clips["__encoder__"] = encoders.pop()  # type: ignore[assignment]
-    return clips
+    return clips, encoders.pop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,8 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--holdout", nargs="*", default=["retalking_2", "sadtalker_WDA_AOC_000"])
     parser.add_argument("--out", type=Path, default=PROBE_PATH)
     args = parser.parse_args(argv)
-    clips = clips_of(args.prepared)
-    encoder = clips.pop("__encoder__")
+    clips, encoder = clips_of(args.prepared)
     train = sorted(n for n in clips if n not in args.holdout)
     held = sorted(n for n in clips if n in args.holdout)
     if not train:
