@@ -10,7 +10,8 @@ import pytest
 from vasa import media
 from vasa.data.prepare import PrepareConfig, prepare
 from vasa.data.records import read_record, record_files
-from vasa.data.sync import CORRECT_FROM_FRAMES, SyncProbe, estimate_offset, fit_probe, shift_pairs, shift_waveform
+from vasa.data.sync import (CORRECT_FROM_FRAMES, SyncEstimate, SyncProbe, estimate_offset, fit_probe, shift_pairs,
+                            shift_waveform)
 from vasa.errors import VasaError
 from vasa.face import edits
 from vasa.metrics.landmarks import lagged_correlation
@@ -217,3 +218,18 @@ def test_cli_prints_the_correction_and_a_missing_probe_is_one_line(talkers, tmp_
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.strip().startswith("vasa: error:") and "no sync probe" in err
     assert not (tmp_path / "out2").exists()  # refused before anything was written
+
+
+def test_report_summary_sorts_videos_by_what_their_sync_needs():
+    from vasa.data.records import Record, summary
+
+    def record(name, offset_frames, peak_r, corrected=False):
+        estimate = SyncEstimate(offset_frames, 40.0 * offset_frames, peak_r, 0.1, 100, peak_r >= 0.3, corrected)
+        return Record(name, FPS, "whisper", "mesh", [], [], estimate.as_dict())
+
+    records = [record("fine.mp4", 1.0, 0.6), record("fixed.mp4", -4.0, 0.6, corrected=True),
+               record("late.mp4", 3.0, 0.5), record("dub.mp4", 6.0, 0.1),
+               Record("old.mp4", FPS, "whisper", "mesh", [], [])]  # written before offsets were measured
+    sync = summary(records)["sync"]
+    assert sync == {"measured": 4, "corrected": {"fixed.mp4": -160.0}, "large": {"late.mp4": 120.0},
+                    "unclear": ["dub.mp4"]}
