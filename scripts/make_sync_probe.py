@@ -69,11 +69,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"round {round_}: corrections (frames) {lags}")
         for name, e in estimates.items():
             role = "held out" if name in held else "training"
+            if e is None:
+                print(f"  {name:26s} {role:9s} no segment long enough, or no moving mouth: no offset")
+                continue
             print(f"  {name:26s} {role:9s} offset {e.offset_frames:+.2f} frames ({e.offset_ms:+.0f} ms), "
                   f"peak r {e.peak_r:.2f}, r at zero {e.zero_r:.2f}")
-        wanted = {n: int(round(estimates[n].offset_frames))
-                  if estimates[n].clear and abs(estimates[n].offset_frames) >= CORRECT_FROM_FRAMES else 0
-                  for n in train}
+        wanted = {n: int(round(e.offset_frames)) if e is not None and e.needs_correction else 0
+                  for n, e in ((n, estimates[n]) for n in train)}
         if wanted == lags:
             break
         lags = wanted

@@ -93,6 +93,7 @@ def test_probe_prediction_is_centred_and_save_load_round_trips(probe, tmp_path):
     features, mouth = talking(rng, 200)
     predicted = probe.predict(features)
     assert predicted.shape == (200,) and np.corrcoef(predicted, mouth)[0, 1] > 0.8
+    assert abs(predicted.mean()) < 0.1 * predicted.std()  # the bias centres it on speech like the training clips
     path = tmp_path / "probe.safetensors"
     probe.save(path)
     loaded = SyncProbe.load(path)
