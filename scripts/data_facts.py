@@ -13,6 +13,11 @@
    trained on the same few speakers can reach on the held-out mouth-opening correlation.
 4. With --clips (the videos the records came from): per clip (mean over its segments), the correlation of the mouth opening
    with the frame loudness (RMS), the yardstick of scripts/eval_generate.py's robustness table.
+5. How much of an eye's rotation the landmark tracker reads (`vasa.face.model.GAZE_READ_GAIN`): a speaker who
+   keeps looking at the camera while the head turns counter-rotates the eyes by the head's angle, so the
+   tracked eye-in-head gaze should follow the tracked head yaw and pitch with slope 1. Over open-eye frames,
+   each segment centred on its own mean, the least-squares slope of eye-in-head yaw (pitch) on head yaw
+   (pitch); glances that turn eyes and head together only pull the slope down.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     model = FaceModel.load()
     iris, upper, lower, blinks, frames = [], [], [], 0, 0
+    head_angles, eye_angles, gains = [], [], {}
     train_x, train_y, held, loudness = [], [], {}, {}
     for path in record_files(args.prepared):
         record = read_record(path)
@@ -66,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
             up, low = lid_heights(model, canonical)
             for values, out in ((model.iris_offset(canonical)[:, 1], iris), (up, upper), (low, lower)):
                 out.append(values[keep] - values[keep].mean())
+            head, eye = segment.pose[keep, :2], segment.gaze[keep]
+            head_angles.append(head - head.mean(axis=0))
+            eye_angles.append(eye - eye.mean(axis=0))
+            gains[name] = (head_angles[-1] * eye_angles[-1]).sum(axis=0) / (head_angles[-1] ** 2).sum(axis=0)
             mouth = model.mouth_opening(canonical)
             if args.clips is not None:
                 waveform = load_audio(audio_source(args.clips / record.source))
@@ -94,6 +104,11 @@ def main(argv: list[str] | None = None) -> int:
               + ", ".join(f"{name} {np.mean(r):.3f}" for name, r in scores.items()))
     if loudness:
         print("4. mouth opening vs frame loudness (r): " + ", ".join(f"{k} {np.mean(v):.2f}" for k, v in sorted(loudness.items())))
+    head, eye = np.concatenate(head_angles), np.concatenate(eye_angles)
+    pooled = (head * eye).sum(axis=0) / (head ** 2).sum(axis=0)
+    print(f"5. tracked eye-in-head gaze per degree of head rotation (counter-rotation): yaw {pooled[0]:.2f}, "
+          f"pitch {pooled[1]:.2f} over {len(head)} open-eye frames; per clip yaw / pitch: "
+          + ", ".join(f"{k} {v[0]:.2f}/{v[1]:.2f}" for k, v in sorted(gains.items())))
     return 0
 
 

@@ -129,3 +129,18 @@ def test_lids_follow_vertical_gaze_by_the_measured_coupling(model):
     np.testing.assert_allclose(upper, UPPER_LID_PER_IRIS, rtol=0.1)
     np.testing.assert_allclose(lower, LOWER_LID_PER_IRIS, rtol=0.25)
     assert np.all(model.eye_opening(model.mean_shape + 0.01 * moved) < model.eye_opening(model.mean_shape))
+
+
+def test_painted_irises_divide_the_iris_move_by_the_tracker_gain(model):
+    from vasa.face.model import GAZE_READ_GAIN, LEFT_IRIS, RIGHT_IRIS
+
+    reference = model.mean_shape
+    looked = reference.copy()
+    looked[list(RIGHT_IRIS) + list(LEFT_IRIS), :2] += [0.01, -0.02]
+    painted = model.painted_irises(looked, reference)
+    np.testing.assert_allclose(model.iris_offset(painted) - model.iris_offset(reference),
+                               np.array([0.01, -0.02]) / np.array(GAZE_READ_GAIN), atol=1e-12)
+    irises = np.zeros(len(reference), bool)
+    irises[list(RIGHT_IRIS) + list(LEFT_IRIS)] = True
+    np.testing.assert_array_equal(painted[~irises], looked[~irises])  # only the irises move
+    np.testing.assert_allclose(model.painted_irises(reference, reference), reference)  # nothing asked, nothing moved

@@ -120,15 +120,20 @@ class MeshFace:
 
     # --- decoding --------------------------------------------------------------------------
     def target_points(self, appearance: Appearance, motion: Motion) -> np.ndarray:
-        """Where the 478 landmarks land for `motion` (478, 3), crop units."""
+        """Where the 478 landmarks land for `motion` (478, 3), crop units: what the tracker should
+        read off the render."""
+        return geometry.project(self._canonical(appearance, motion), motion.pose)
+
+    def _canonical(self, appearance: Appearance, motion: Motion) -> np.ndarray:
         delta = motion.dynamics - appearance.source.dynamics
-        canonical = appearance.identity + self.model.decode_dynamics(delta)
-        return geometry.project(canonical, motion.pose)
+        return appearance.identity + self.model.decode_dynamics(delta)
 
     def _warp_targets(self, appearance: Appearance, motion: Motion) -> np.ndarray:
-        """Where the renderer moves the landmarks (478, 3): `target_points` with the face outline
+        """Where the renderer moves the landmarks (478, 3): `target_points` with the irises moved as
+        far as the tracker under-reads eye rotation (`FaceModel.painted_irises`) and the face outline
         put on the silhouette (`_on_silhouette`), as it is in the warp mesh's source."""
-        return _on_silhouette(self.target_points(appearance, motion))
+        canonical = self.model.painted_irises(self._canonical(appearance, motion), appearance.identity)
+        return _on_silhouette(geometry.project(canonical, motion.pose))
 
     def decode(self, appearance: Appearance, motion: Motion) -> np.ndarray:
         """Render (S, S, 3) uint8 for one Motion, or (N, S, S, 3) for a batch of N."""

@@ -44,6 +44,13 @@ LOWER_LID_PER_IRIS = 0.42
 # A human eyeball's radius (~12 mm) over the outer-eye-corner distance (~90 mm): the iris centre
 # moves about this far (canonical units) for 90° of eye rotation.
 EYEBALL_RADIUS = 0.13
+# How much of an eye's rotation the landmark tracker reads, (horizontal, vertical). A speaker who keeps
+# looking at the camera while the head turns counter-rotates the eyes by the head's angle; on the same
+# seven clips the tracked eye-in-head gaze follows the tracked head yaw with slope 0.71 and the pitch
+# with 0.44, not 1 (`scripts/data_facts.py`, fact 5), and renders read alike. Gaze in vasa is always
+# the tracker's reading (what records hold and the motion model learns), so the renderer paints each
+# iris's move divided by this gain (`FaceModel.painted_irises`): a render then reads as asked.
+GAZE_READ_GAIN = (0.71, 0.44)
 
 
 @dataclass(frozen=True)
@@ -123,6 +130,20 @@ class FaceModel:
             middle = (c[..., corners[0], :2] + c[..., corners[1], :2]) / 2
             offsets.append(c[..., centre, :2] - middle)
         return (offsets[0] + offsets[1]) / 2
+
+    @staticmethod
+    def painted_irises(canonical: np.ndarray, reference: np.ndarray) -> np.ndarray:
+        """Canonical shape (478, 3) with each eye's iris landmarks moved so that the iris's offset from
+        its eye-corner midpoint changes from `reference`'s by the change in `canonical` divided by
+        `GAZE_READ_GAIN`: where a renderer paints the irises for the tracker to read `canonical`'s gaze."""
+        out = np.array(canonical, dtype=np.float64)
+        extra = 1 / np.asarray(GAZE_READ_GAIN) - 1
+        for iris, corners in ((RIGHT_IRIS, RIGHT_EYE_CORNERS), (LEFT_IRIS, LEFT_EYE_CORNERS)):
+            def offset(c: np.ndarray) -> np.ndarray:
+                return c[iris[0], :2] - (c[corners[0], :2] + c[corners[1], :2]) / 2
+
+            out[list(iris), :2] += extra * (offset(canonical) - offset(np.asarray(reference)))
+        return out
 
     def eye_gaze(self, canonical: np.ndarray) -> np.ndarray:
         """Eye-in-head gaze (θ yaw, φ pitch) in degrees, (..., 2). θ > 0: toward image right; φ > 0: up."""
