@@ -47,9 +47,10 @@ EYEBALL_RADIUS = 0.13
 # How much of an eye's rotation the landmark tracker reads, (horizontal, vertical). A speaker who keeps
 # looking at the camera while the head turns counter-rotates the eyes by the head's angle; on the same
 # seven clips the tracked eye-in-head gaze follows the tracked head yaw with slope 0.71 and the pitch
-# with 0.44, not 1 (`scripts/data_facts.py`, fact 5), and renders read alike. Gaze in vasa is always
-# the tracker's reading (what records hold and the motion model learns), so the renderer paints each
-# iris's move divided by this gain (`FaceModel.painted_irises`): a render then reads as asked.
+# with 0.44, not 1 (`scripts/data_facts.py`, fact 5). Gaze in vasa is always the tracker's reading
+# (what records hold and the motion model learns), so the renderer paints each iris's move divided by
+# this gain (`FaceModel.painted_irises`). Renders read back most of what was asked (the tracker reads
+# them a little shorter still than real eyes; docs/benchmarks.md, "Controls").
 GAZE_READ_GAIN = (0.71, 0.44)
 
 
@@ -124,12 +125,7 @@ class FaceModel:
     @staticmethod
     def iris_offset(canonical: np.ndarray) -> np.ndarray:
         """Mean (x, y) offset of the iris centres from their eye-corner midpoints, (..., 2)."""
-        c = np.asarray(canonical)
-        offsets = []
-        for centre, corners in ((IRIS_CENTERS[0], RIGHT_EYE_CORNERS), (IRIS_CENTERS[1], LEFT_EYE_CORNERS)):
-            middle = (c[..., corners[0], :2] + c[..., corners[1], :2]) / 2
-            offsets.append(c[..., centre, :2] - middle)
-        return (offsets[0] + offsets[1]) / 2
+        return _iris_offsets(canonical).mean(axis=-2)
 
     @staticmethod
     def painted_irises(canonical: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -137,12 +133,9 @@ class FaceModel:
         its eye-corner midpoint changes from `reference`'s by the change in `canonical` divided by
         `GAZE_READ_GAIN`: where a renderer paints the irises for the tracker to read `canonical`'s gaze."""
         out = np.array(canonical, dtype=np.float64)
-        extra = 1 / np.asarray(GAZE_READ_GAIN) - 1
-        for iris, corners in ((RIGHT_IRIS, RIGHT_EYE_CORNERS), (LEFT_IRIS, LEFT_EYE_CORNERS)):
-            def offset(c: np.ndarray) -> np.ndarray:
-                return c[iris[0], :2] - (c[corners[0], :2] + c[corners[1], :2]) / 2
-
-            out[list(iris), :2] += extra * (offset(canonical) - offset(np.asarray(reference)))
+        extra = (1 / np.asarray(GAZE_READ_GAIN) - 1) * (_iris_offsets(out) - _iris_offsets(reference))  # (2 eyes, 2)
+        for eye, iris in enumerate((RIGHT_IRIS, LEFT_IRIS)):
+            out[list(iris), :2] += extra[eye]
         return out
 
     def eye_gaze(self, canonical: np.ndarray) -> np.ndarray:
@@ -213,6 +206,16 @@ def _load(path: str) -> FaceModel:
     meta = Path(path).with_suffix(".json")
     provenance = json.loads(meta.read_text()) if meta.exists() else {}
     return FaceModel(**{**model.__dict__, "provenance": provenance})
+
+
+def _iris_offsets(canonical: np.ndarray) -> np.ndarray:
+    """(x, y) offset of each iris centre from its eye-corner midpoint, (..., 2 eyes (right, left), 2)."""
+    c = np.asarray(canonical)
+    offsets = []
+    for centre, corners in ((IRIS_CENTERS[0], RIGHT_EYE_CORNERS), (IRIS_CENTERS[1], LEFT_EYE_CORNERS)):
+        middle = (c[..., corners[0], :2] + c[..., corners[1], :2]) / 2
+        offsets.append(c[..., centre, :2] - middle)
+    return np.stack(offsets, axis=-2)
 
 
 @lru_cache(maxsize=4)
