@@ -10,7 +10,8 @@
 3. How far the audio features predict the mouth: a ridge regression from the speech features of
    +-4 frames (every other frame) to the mouth opening, fitted on the training records and scored
    (Pearson r) on the held-out ones. No motion model is involved: it is a yardstick for what a model
-   trained on the same few speakers can reach on the held-out mouth-opening correlation.
+   trained on the same few speakers can reach on the held-out mouth-opening correlation
+   (scripts/lipsync_ceiling.py runs it on less data and on other features).
 4. With --clips (the videos the records came from): per clip (mean over its segments), the correlation of the mouth opening
    with the frame loudness (RMS), the yardstick of scripts/eval_generate.py's robustness table.
 5. How much of an eye's rotation the landmark tracker reads (`vasa.face.model.GAZE_READ_GAIN`): a speaker who
@@ -30,15 +31,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_generate import FPS, count_blinks, frame_rms  # noqa: E402
+from lipsync_ceiling import Part, held_out_r  # noqa: E402
 
 from vasa.audio import load_audio  # noqa: E402
 from vasa.data.prepare import audio_source  # noqa: E402
 from vasa.data.records import read_record, record_files  # noqa: E402
-from vasa.data.sync import with_context  # noqa: E402  (speech features of frames t-4, t-2, ..., t+4)
 from vasa.face.model import LEFT_EYE_CORNERS, LEFT_EYE_LIDS, RIGHT_EYE_CORNERS, RIGHT_EYE_LIDS, FaceModel  # noqa: E402
 
 OPEN_EYES = 0.8  # frames whose eye opening is at least this fraction of the segment median
-RIDGE = 1.0  # ridge strength per frame, on standardised features
 
 
 def lid_heights(model: FaceModel, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     model = FaceModel.load()
     iris, upper, lower, blinks, frames = [], [], [], 0, 0
     head_angles, eye_angles, gains = [], [], {}
-    train_x, train_y, held, loudness = [], [], {}, {}
+    train, held, loudness = [], [], {}
     for path in record_files(args.prepared):
         record = read_record(path)
         name = path.stem.rsplit("-", 1)[0]
@@ -81,27 +81,16 @@ def main(argv: list[str] | None = None) -> int:
                 waveform = load_audio(audio_source(args.clips / record.source))
                 rms = frame_rms(waveform, segment.start_frame + len(mouth))[segment.start_frame:]
                 loudness.setdefault(name, []).append(float(np.corrcoef(mouth, rms)[0, 1]))
-            features = with_context(segment.audio)
-            if name in args.holdout:
-                held.setdefault(name, []).append((features, mouth))
-            else:
-                train_x.append(features)
-                train_y.append((mouth - mouth.mean()) / mouth.std())
+            (held if name in args.holdout else train).append(Part(name, segment.audio, mouth))
     iris, upper, lower = map(np.concatenate, (iris, upper, lower))
     print(f"1. lid-eye coupling over {len(iris)} open-eye frames: upper lid {iris @ upper / (iris @ iris):.2f}, "
           f"lower lid {iris @ lower / (iris @ iris):.2f} per unit of vertical iris offset")
     print(f"2. blinks: {blinks} in {frames / FPS:.0f} s = {blinks / (frames / FPS / 60):.1f} per minute")
-    if not train_x or not held:
+    if not train or not held:
         print("3. skipped: needs training and held-out records")
     else:
-        x, y = np.concatenate(train_x), np.concatenate(train_y)
-        mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
-        x = (x - mean) / std
-        weights = np.linalg.solve(x.T @ x + RIDGE * len(x) * np.eye(x.shape[1]), x.T @ y)
-        scores = {name: [float(np.corrcoef(((f - mean) / std) @ weights, m)[0, 1]) for f, m in parts]
-                  for name, parts in held.items()}
-        print(f"3. ridge regression speech features -> mouth opening, trained on {len(x)} frames, held-out r: "
-              + ", ".join(f"{name} {np.mean(r):.3f}" for name, r in scores.items()))
+        print(f"3. ridge regression speech features -> mouth opening, trained on {sum(len(p.mouth) for p in train)} "
+              "frames, held-out r: " + ", ".join(f"{name} {r:.3f}" for name, r in held_out_r(train, held).items()))
     if loudness:
         print("4. mouth opening vs frame loudness (r): " + ", ".join(f"{k} {np.mean(v):.2f}" for k, v in sorted(loudness.items())))
     head, eye = np.concatenate(head_angles), np.concatenate(eye_angles)
