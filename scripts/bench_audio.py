@@ -1,7 +1,7 @@
 """Speed and memory of the audio front end on this CPU: real-time factor per encoder for 10 s and
 10 min of audio, peak RSS, and streaming latency.
 
-    python scripts/bench_audio.py [--durations 10 600] [--encoders whisper mel wav2vec2 vad]
+    python scripts/bench_audio.py [--durations 10 600] [--encoders whisper mel wav2vec2 vad whisper-layers=3]
                                   [--wav2vec2-dir DIR] [--media ../shared/media/audio]
 
 RTF = compute seconds / audio seconds (below 1 is faster than real time). Each (encoder, duration)
@@ -50,6 +50,8 @@ def test_audio(seconds: float, media: Path) -> np.ndarray:
 def make_encoder(name: str, wav2vec2_dir: str | None):
     if name in ("whisper", "whisper-pad30"):
         return WhisperEncoder(pad_to_30s=name == "whisper-pad30")
+    if name.startswith("whisper-layers="):  # the PyTorch encoder over the same weights, e.g. whisper-layers=3
+        return WhisperEncoder(layers=tuple(int(k) for k in name.split("=", 1)[1].split("+")))
     if name == "mel":
         return LogMelEncoder()
     if name == "wav2vec2":

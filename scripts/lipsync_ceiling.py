@@ -12,7 +12,9 @@ held-out one. No motion model is involved. It is run
 3. with --clips (the videos the records came from; their audio is re-encoded, about a minute each):
    vocal-tract-length perturbation of the training audio (the mel filters stretched by alpha, as if
    the speaker's vocal tract were shorter or longer), per-segment feature standardisation, and other
-   encoder window schedules.
+   encoder window schedules, and other layers of the Whisper encoder (`vasa.audio.whisper_layers`),
+   each scored on the held-out clips and, to choose among them without the held-out clips, by
+   leaving each training clip out in turn (mean r over the training clips).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ FRACTIONS = (0.125, 0.25, 0.5, 0.75, 1.0)
 OFFSETS = 4  # starting points averaged for each fraction below 1
 MIN_FRAMES = 20  # shortest cut of a segment on the learning curve
 VTLP_ALPHAS = (0.9, 0.95, 1.05, 1.1)  # frequency stretches of the training audio, added to the unstretched
+WHISPER_LAYERS = ((4,), (3,), (2,), (1,), (0,), (3, 4), (2, 4))  # 4 = the encoder's output (tiny.en)
 SCHEDULES = (WindowSchedule(0.4, 6.0, 1.0), WindowSchedule(4.0, 8.0, 2.0))  # longer windows than the default
 
 
@@ -75,6 +78,14 @@ def held_out_r(train: list[Part], held: list[Part], **options) -> dict[str, floa
     for p in held:
         scores.setdefault(p.clip, []).append(float(np.corrcoef(predict(p.features), p.mouth)[0, 1]))
     return {clip: float(np.mean(r)) for clip, r in scores.items()}
+
+
+def left_out_r(train: list[Part], **options) -> float:
+    """Mean r over the training clips of the ridge fitted on the other training clips."""
+    clips = sorted({p.clip for p in train})
+    scores = [held_out_r([p for p in train if p.clip != clip], [p for p in train if p.clip == clip], **options)[clip]
+              for clip in clips]
+    return float(np.mean(scores))
 
 
 def read_parts(prepared: Path, clips: Path | None) -> tuple[list[Part], str, float]:
@@ -160,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.clips is None:
         return 0
     print("3. other features (audio re-encoded):")
-    name, _ = parse_encoder_spec(spec)
+    name, _, _ = parse_encoder_spec(spec)
     try:
         encoder = load_encoder(spec)
     except VasaError as error:
@@ -172,6 +183,13 @@ def main(argv: list[str] | None = None) -> int:
     print(line(f"training audio also stretched by {', '.join(map(str, VTLP_ALPHAS))}",
                held_out_r(stretched, base_held)))
     print(line("each segment's features standardised", held_out_r(base_train, base_held, standardise_segments=True)))
+    if name == "whisper":
+        print("   Whisper encoder layers (0 = stem, 4 = output); last column: training clips left out in turn")
+        for layers in WHISPER_LAYERS:
+            encoder = load_encoder(name, layers=layers)
+            layered_train = reencoded(train, encoder)
+            print(line(f"layers {'+'.join(map(str, layers))}", held_out_r(layered_train, reencoded(held, encoder)))
+                  + f"  left-out {left_out_r(layered_train):.3f}")
     for other in SCHEDULES:
         encoder = load_encoder(name, schedule=other)
         print(line(f"windows hop {other.hop_s:g} s, left {other.left_context_s:g} s, ahead {other.lookahead_s:g} s",

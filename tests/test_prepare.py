@@ -76,6 +76,14 @@ def test_a_bad_audio_schedule_is_refused_before_anything_is_written(tmp_path, cu
     assert not (tmp_path / "out" / "prepare.json").exists()
 
 
+def test_whisper_layers_go_into_the_records_encoder_spec_and_only_for_whisper():
+    assert PrepareConfig(audio_layers=(3,)).encoder_spec == "whisper:layers=3"
+    assert PrepareConfig(audio_layers=(2, 4), audio_schedule=(0.08, 1.0, 0.04)).encoder_spec == \
+        "whisper:layers=2+4,hop=0.08,left=1,lookahead=0.04"
+    with pytest.raises(VasaError, match="whisper encoder only"):
+        PrepareConfig(audio_encoder="mel", audio_layers=(3,))
+
+
 def test_shards_split_the_videos_between_runs(tmp_path, cut_clip):
     """Two shard runs into one folder prepare disjoint videos that together cover all of them."""
     videos = []

@@ -84,6 +84,9 @@ def _add_prepare(commands) -> None:
     p.add_argument("--audio-schedule", nargs=3, type=float, metavar=("HOP", "LEFT", "LOOKAHEAD"),
                    help="encoder windows in seconds (default: the encoder's); a model trained on these records "
                         "runs on the same windows, e.g. 0.08 1 0.04 for the live model (docs/serve.md)")
+    p.add_argument("--audio-layers", nargs="+", type=int, metavar="K",
+                   help="Whisper encoder layers to take features from, concatenated (default: its output; "
+                        "0 = stem, 4 = output for tiny.en; the shipped model uses 3, docs/audio.md)")
     p.add_argument("--min-frames", type=int, default=25, help="shortest segment kept, in frames (default 25)")
     p.add_argument("--overwrite", action="store_true", help="prepare videos again even if their record exists")
     p.add_argument("--frames", type=int, default=0, metavar="SIZE",
@@ -102,6 +105,7 @@ def _run_prepare(args) -> None:
 
     config = PrepareConfig(audio_encoder=args.audio_encoder, min_frames=args.min_frames,
                            audio_schedule=tuple(args.audio_schedule) if args.audio_schedule else None,
+                           audio_layers=tuple(args.audio_layers) if args.audio_layers else None,
                            audio_model=str(args.audio_model) if args.audio_model else None, frames=args.frames,
                            face=args.face, face_checkpoint=str(args.face_checkpoint) if args.face_checkpoint else None,
                            av_sync=args.av_sync, sync_probe=str(args.sync_probe) if args.sync_probe else None)

@@ -75,18 +75,22 @@ class LogMelEncoder(AudioEncoder):
 
 
 def load_encoder(name: str = "whisper", fps: float = DEFAULT_FPS, schedule: WindowSchedule | None = None,
-                 model_path: str | os.PathLike | None = None) -> AudioEncoder:
+                 model_path: str | os.PathLike | None = None, layers: tuple[int, ...] | None = None) -> AudioEncoder:
     """By name: "whisper" (packaged tiny.en, or `model_path`), "wav2vec2" (needs `model_path`), "mel".
 
-    `name` may carry the window schedule the features were made with, as `encoder_spec` writes it
-    ("whisper:hop=0.08,left=1,lookahead=0.04"): records and motion models store that, so a model is run
-    on the same windows it was trained on. An explicit `schedule` takes precedence."""
-    name, stored = parse_encoder_spec(name)
+    `name` may carry the window schedule the features were made with, and for Whisper the encoder
+    layers they come from, as `encoder_spec` writes it ("whisper:hop=0.08,left=1,lookahead=0.04",
+    "whisper:layers=3"): records and motion models store that, so a model is run on the same features
+    it was trained on. An explicit `schedule` or `layers` takes precedence."""
+    name, stored, stored_layers = parse_encoder_spec(name)
     schedule = schedule or stored
+    layers = layers or stored_layers
+    if layers and name != "whisper":
+        raise VasaError(f"encoder layers can be chosen for whisper only, not {name}")
     if name == "whisper":
         from vasa.audio.whisper import WhisperEncoder
 
-        return WhisperEncoder(model_path, fps=fps, schedule=schedule)
+        return WhisperEncoder(model_path, fps=fps, schedule=schedule, layers=layers)
     if name in ("wav2vec2", "hubert", "wavlm", "transformers"):
         from vasa.audio.wav2vec2 import TransformersEncoder
 
@@ -99,28 +103,36 @@ def load_encoder(name: str = "whisper", fps: float = DEFAULT_FPS, schedule: Wind
 
 
 SPEC_KEYS = {"hop": "hop_s", "left": "left_context_s", "lookahead": "lookahead_s"}
+LAYERS_KEY = "layers"  # "layers=2+4": encoder layers, concatenated in this order
 
 
-def encoder_spec(name: str, schedule: WindowSchedule | None = None) -> str:
-    """An encoder's name with its window schedule, e.g. "whisper:hop=0.08,left=1,lookahead=0.04";
-    the bare name when `schedule` is None (the encoder's own default)."""
-    if schedule is None:
-        return name
-    return name + ":" + ",".join(f"{key}={getattr(schedule, field):g}" for key, field in SPEC_KEYS.items())
+def encoder_spec(name: str, schedule: WindowSchedule | None = None, layers: tuple[int, ...] | None = None) -> str:
+    """An encoder's name with its layers and window schedule, e.g. "whisper:hop=0.08,left=1,lookahead=0.04"
+    or "whisper:layers=3"; the bare name for the encoder's own output and default schedule."""
+    options = [f"{LAYERS_KEY}=" + "+".join(str(int(layer)) for layer in layers)] if layers else []
+    if schedule is not None:
+        options += [f"{key}={getattr(schedule, field):g}" for key, field in SPEC_KEYS.items()]
+    return name + (":" + ",".join(options) if options else "")
 
 
-def parse_encoder_spec(spec: str) -> tuple[str, WindowSchedule | None]:
-    """`encoder_spec`'s inverse: (name, schedule or None)."""
+def parse_encoder_spec(spec: str) -> tuple[str, WindowSchedule | None, tuple[int, ...] | None]:
+    """`encoder_spec`'s inverse: (name, schedule or None, layers or None)."""
     name, _, options = spec.partition(":")
     if not options:
-        return name, None
-    values = {}
+        return name, None, None
+    values, layers = {}, None
     for item in options.split(","):
         key, _, value = item.partition("=")
+        if key == LAYERS_KEY:
+            try:
+                layers = tuple(int(layer) for layer in value.split("+"))
+            except ValueError:
+                raise VasaError(f"audio encoder {spec!r}: layers are whole numbers joined by +, got {value!r}") from None
+            continue
         if key not in SPEC_KEYS:
-            raise VasaError(f"audio encoder {spec!r}: unknown schedule key {key!r} (use hop, left, lookahead)")
+            raise VasaError(f"audio encoder {spec!r}: unknown key {key!r} (use layers, hop, left, lookahead)")
         try:
             values[SPEC_KEYS[key]] = float(value)
         except ValueError:
             raise VasaError(f"audio encoder {spec!r}: {key} must be a number of seconds, got {value!r}") from None
-    return name, WindowSchedule(**values)
+    return name, (WindowSchedule(**values) if values else None), layers

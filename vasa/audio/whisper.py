@@ -4,6 +4,10 @@
 Whisper was trained on 30 s windows padded with silence. `pad_to_30s=True` reproduces that
 exactly (0.5 s of CPU per window whatever its length); the default feeds only the window's own
 audio (CTranslate2 accepts any length up to 30 s), ~10x cheaper for the 3 s streaming windows.
+
+`layers` picks other layers of the encoder than its output (`vasa.audio.whisper_layers`, run in
+PyTorch on the same weights): layer 4 of tiny.en is the output itself, 3 the residual stream after
+the third of its four blocks; several layers are concatenated.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from vasa.audio import mel
 from vasa.audio.encoders import DEFAULT_FPS, AudioEncoder
@@ -36,7 +41,8 @@ class WhisperEncoder(AudioEncoder):
     first_frame_s = 0.0  # encoder frame j is centred on mel frame 2j, i.e. on sample 320 j
 
     def __init__(self, model_path: str | os.PathLike | None = None, fps: float = DEFAULT_FPS,
-                 schedule: WindowSchedule | None = None, pad_to_30s: bool = False, threads: int = 0):
+                 schedule: WindowSchedule | None = None, pad_to_30s: bool = False, threads: int = 0,
+                 layers: tuple[int, ...] | None = None):
         super().__init__(fps, schedule)
         import ctranslate2
 
@@ -46,8 +52,15 @@ class WhisperEncoder(AudioEncoder):
         if self.schedule.window_s(self.fps) > 30.0:
             raise VasaError(f"Whisper windows are at most 30 s; schedule {self.schedule} makes "
                             f"{self.schedule.window_s(self.fps):.1f} s")
-        self.model = ctranslate2.models.Whisper(str(path), device="cpu", compute_type="float32",
-                                                intra_threads=threads)
+        self.layers = tuple(int(layer) for layer in layers) if layers else None
+        if self.layers is None:
+            self.model = ctranslate2.models.Whisper(str(path), device="cpu", compute_type="float32",
+                                                    intra_threads=threads)
+        else:
+            from vasa.audio.whisper_layers import WhisperLayers
+
+            self.network = WhisperLayers.load(path)
+            self.network.check_layers(self.layers)
         self.pad_to_30s = pad_to_30s
         self.dim = self._encode(np.zeros(ENCODER_STRIDE_SAMPLES, np.float32)).shape[1]  # 384 for tiny
 
@@ -61,5 +74,7 @@ class WhisperEncoder(AudioEncoder):
         length = MAX_WINDOW_SAMPLES if self.pad_to_30s else valid * ENCODER_STRIDE_SAMPLES
         padded = np.pad(samples, (0, length - samples.shape[0]))
         features = mel.log_mel(padded)[None]  # (1, 80, length / 160)
+        if self.layers is not None:
+            return self.network(torch.as_tensor(features), self.layers)[0, :valid].numpy()  # (valid, 384 x layers)
         out = self.model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(features)))
         return np.asarray(out)[0, :valid].astype(np.float32)  # (valid, 384)

@@ -62,6 +62,7 @@ class PrepareConfig:
     audio_encoder: str = "whisper"
     audio_model: str | None = None  # a local folder for wav2vec2/HuBERT, or another CTranslate2 Whisper
     audio_schedule: tuple[float, float, float] | None = None  # (hop, left context, lookahead) s; None: the encoder's
+    audio_layers: tuple[int, ...] | None = None  # Whisper encoder layers (vasa.audio.whisper_layers); None: its output
     min_frames: int = 25  # shortest segment kept (1 s)
     frames: int = 0  # side of the face-crop frame store OUT/frames/*.mp4 in pixels; 0 = no frame store
     face: str = "mesh"  # whose latents the records hold: "mesh" or "neural" (then face_checkpoint)
@@ -75,7 +76,8 @@ class PrepareConfig:
         from vasa.audio.encoders import encoder_spec
         from vasa.audio.streaming import WindowSchedule
 
-        return encoder_spec(self.audio_encoder, WindowSchedule(*self.audio_schedule) if self.audio_schedule else None)
+        return encoder_spec(self.audio_encoder, WindowSchedule(*self.audio_schedule) if self.audio_schedule else None,
+                            self.audio_layers)
 
     def __post_init__(self):
         if self.audio_schedule is not None:
@@ -84,6 +86,8 @@ class PrepareConfig:
             if len(self.audio_schedule) != 3:
                 raise VasaError(f"audio_schedule is (hop, left context, lookahead) in seconds, got {self.audio_schedule}")
             WindowSchedule(*self.audio_schedule)  # a bad schedule is an error before anything is written
+        if self.audio_layers is not None and self.audio_encoder != "whisper":
+            raise VasaError(f"audio layers can be chosen for the whisper encoder only, not {self.audio_encoder}")
         if self.av_sync not in SYNC_MODES:
             raise VasaError(f"av_sync must be one of {', '.join(SYNC_MODES)}, got {self.av_sync!r}")
         if self.av_sync != "off" and self.sync_probe and not Path(self.sync_probe).is_file():

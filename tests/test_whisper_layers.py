@@ -1,0 +1,113 @@
+"""Whisper's encoder layers in PyTorch (`vasa.audio.whisper_layers`): the CTranslate2 file format read
+back exactly, the last layer equal to CTranslate2's own encoder, layer choice through the encoder spec."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import vasa
+from vasa.audio import WhisperEncoder, load_audio, load_encoder
+from vasa.audio.encoders import encoder_spec, parse_encoder_spec
+from vasa.audio.whisper import packaged_whisper_path
+from vasa.audio.whisper_layers import WhisperLayers, read_ct2_encoder
+from vasa.errors import VasaError
+
+CT2_TOLERANCE = 1e-4  # float32 here and in CTranslate2, summed in another order (output values reach ~10)
+
+
+@pytest.fixture(scope="module")
+def speech() -> np.ndarray:
+    return load_audio(Path(vasa.__file__).parent / "assets" / "demo_speech.wav")  # the project's flite speech
+
+
+@pytest.fixture(scope="module")
+def packaged() -> WhisperLayers:
+    return WhisperLayers.load(packaged_whisper_path())
+
+
+def write_ct2(path: Path, variables: dict[str, np.ndarray]) -> None:
+    """A model.bin in CTranslate2's layout: header, then name, rank, dims, dtype, byte count, bytes."""
+    codes = {np.dtype(np.float32): 0, np.dtype(np.int8): 1, np.dtype(np.int16): 2, np.dtype(np.float16): 4}
+    with path.open("wb") as f:
+        spec = b"WhisperSpec\0"
+        f.write(struct.pack("<IH", 6, len(spec)) + spec + struct.pack("<II", 3, len(variables)))
+        for name, value in variables.items():
+            encoded = name.encode() + b"\0"
+            data = np.ascontiguousarray(value).tobytes()
+            f.write(struct.pack("<H", len(encoded)) + encoded + struct.pack("<B", value.ndim))
+            f.write(struct.pack(f"<{value.ndim}I", *value.shape) + struct.pack("<BI", codes[value.dtype], len(data)))
+            f.write(data)
+        f.write(struct.pack("<I", 0))  # no aliases
+
+
+def test_ct2_variables_read_back_exactly_and_decoder_ones_are_skipped(tmp_path):
+    rng = np.random.default_rng(0)
+    half = rng.standard_normal((4, 3, 2)).astype(np.float16)
+    single = rng.standard_normal(5).astype(np.float32)
+    write_ct2(tmp_path / "model.bin", {"decoder/embeddings/weight": rng.standard_normal((3, 3)).astype(np.float32),
+                                       "encoder/conv1/weight": half, "encoder/conv1/bias": single,
+                                       "encoder/num_heads": np.array(2, np.int16)})
+    weights = read_ct2_encoder(tmp_path / "model.bin")
+    assert set(weights) == {"conv1/weight", "conv1/bias", "num_heads"}
+    assert torch.equal(weights["conv1/weight"], torch.from_numpy(half.astype(np.float32)))
+    assert torch.equal(weights["conv1/bias"], torch.from_numpy(single)) and weights["num_heads"].item() == 2
+
+
+def test_a_file_without_an_encoder_is_a_clear_error(tmp_path):
+    write_ct2(tmp_path / "model.bin", {"decoder/x": np.zeros(2, np.float32)})
+    with pytest.raises(VasaError, match="no Whisper encoder"):
+        read_ct2_encoder(tmp_path / "model.bin")
+
+
+def test_the_last_layer_is_ctranslate2s_encoder_output(speech):
+    ours = load_encoder("whisper:layers=4").encode(speech[:48000]).features
+    reference = WhisperEncoder(threads=1).encode(speech[:48000]).features
+    assert ours.shape == reference.shape == (75, 384)
+    assert np.abs(ours - reference).max() < CT2_TOLERANCE
+
+
+def test_layers_are_concatenated_in_the_order_asked(packaged, speech):
+    from vasa.audio import mel
+
+    log_mel = torch.as_tensor(mel.log_mel(speech[:16000]))[None]  # (1, 80, 100)
+    each = {layer: packaged(log_mel, (layer,)) for layer in range(5)}
+    assert all(value.shape == (1, 50, 384) for value in each.values())
+    assert torch.equal(packaged(log_mel, (3, 1)), torch.cat([each[3], each[1]], dim=-1))
+    assert all(not torch.allclose(each[k], each[k + 1]) for k in range(4))  # every block changes the stream
+
+
+def test_layer_choice_is_checked(packaged):
+    for layers in [(5,), (-1,), ()]:
+        with pytest.raises(VasaError, match="0 \\(stem\\) to 4"):
+            packaged.check_layers(layers)
+    with pytest.raises(VasaError, match="0 \\(stem\\) to 4"):
+        load_encoder("whisper:layers=7")
+    with pytest.raises(VasaError, match="whisper only"):
+        load_encoder("mel:layers=2")
+    with pytest.raises(VasaError, match="whole numbers"):
+        load_encoder("whisper:layers=two")
+
+
+def test_the_spec_carries_layers_and_schedule_and_loads_them_back():
+    from vasa.audio import WindowSchedule
+
+    schedule = WindowSchedule(0.08, 1.0, 0.04)
+    spec = encoder_spec("whisper", schedule, (2, 4))
+    assert spec == "whisper:layers=2+4,hop=0.08,left=1,lookahead=0.04"
+    assert parse_encoder_spec(spec) == ("whisper", schedule, (2, 4))
+    assert encoder_spec("whisper", None, (3,)) == "whisper:layers=3" and encoder_spec("whisper") == "whisper"
+    encoder = load_encoder(spec)
+    assert encoder.layers == (2, 4) and encoder.dim == 768 and encoder.schedule == schedule
+
+
+def test_layered_features_stream_like_offline(speech):
+    encoder = load_encoder("whisper:layers=3")
+    offline = encoder.encode(speech).features
+    stream = encoder.stream()
+    parts = [stream.push(speech[i:i + 5003]).features for i in range(0, len(speech), 5003)]
+    assert np.array_equal(np.concatenate(parts + [stream.flush().features]), offline)

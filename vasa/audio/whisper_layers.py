@@ -1,0 +1,124 @@
+"""Whisper's encoder in PyTorch, read from a CTranslate2 model folder, giving every layer's output.
+
+CTranslate2 hands out only the encoder's last output. For lip motion the middle of the encoder is
+worth having too: on the development clips a ridge from block 2's output beside the last output to
+the mouth opening predicts unseen speakers better than the last output alone (docs/audio.md,
+"Encoder layers"). The network is Whisper's (Radford et al. 2022, section 2.2): two GELU
+convolutions over the log-mel (the second of stride 2), sinusoidal positions, pre-norm transformer
+blocks, a final layer norm. Weights come from the same `model.bin` the CTranslate2 encoder runs
+(float16 in the packaged tiny.en, computed here in float32).
+
+Layer numbering: 0 is the convolutional stem with positions added, k = 1 .. n - 1 the residual
+stream after block k, and n (4 for tiny) the encoder's output after its final layer norm, equal to
+what CTranslate2 returns.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from vasa.errors import VasaError
+
+# CTranslate2's variable dtypes in model.bin (its DataType enum)
+CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16, 5: np.uint16}
+LAYER_NORM_EPS = 1e-5
+
+
+def read_ct2_encoder(path: str | Path) -> dict[str, Tensor]:
+    """The `encoder/...` variables of a CTranslate2 model.bin, as float32 tensors keyed without the prefix.
+
+    The file is a header (format version, spec name, revision, variable count) followed by each
+    variable's name, rank, dims, dtype and raw little-endian bytes."""
+    path = Path(path)
+    weights: dict[str, Tensor] = {}
+    with path.open("rb") as f:
+        def read(fmt: str):
+            return struct.unpack("<" + fmt, f.read(struct.calcsize("<" + fmt)))
+
+        version, = read("I")
+        if version < 5:
+            raise VasaError(f"{path}: CTranslate2 model format {version} is too old (need 5 or newer)")
+        name_length, = read("H")
+        f.read(name_length)  # spec name, e.g. b"WhisperSpec\0"
+        read("I")  # spec revision
+        count, = read("I")
+        for _ in range(count):
+            name_length, = read("H")
+            name = f.read(name_length).rstrip(b"\0").decode()
+            rank, = read("B")
+            dims = read("I" * rank)
+            dtype, = read("B")
+            size, = read("I")
+            if not name.startswith("encoder/"):
+                f.seek(size, 1)
+                continue
+            if dtype not in CT2_DTYPES or CT2_DTYPES[dtype] == np.uint16:
+                raise VasaError(f"{path}: {name} is stored as CTranslate2 dtype {dtype}; "
+                                "re-convert the model with float32 or float16 weights")
+            values = np.frombuffer(f.read(size), CT2_DTYPES[dtype]).reshape(dims)
+            weights[name.removeprefix("encoder/")] = torch.from_numpy(values.astype(np.float32))
+    if "conv1/weight" not in weights:
+        raise VasaError(f"{path} holds no Whisper encoder (no encoder/conv1/weight)")
+    return weights
+
+
+class WhisperLayers:
+    """Whisper's encoder over CTranslate2 weights: log-mel (1, 80, T) -> chosen layers' outputs (T / 2, D x layers)."""
+
+    def __init__(self, weights: dict[str, Tensor], heads: int | None = None):
+        self.weights = weights
+        self.blocks = sum(1 for key in weights if key.endswith("self_attention/linear_0/weight"))
+        self.width = weights["conv1/weight"].shape[0]
+        if heads is None and "num_heads" in weights:
+            heads = int(weights["num_heads"].item())
+        self.heads = heads
+        if not self.heads:
+            raise VasaError("the Whisper weights do not say their number of attention heads")
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> "WhisperLayers":
+        return cls(read_ct2_encoder(Path(model_dir) / "model.bin"))
+
+    def check_layers(self, layers: tuple[int, ...]) -> None:
+        if not layers or any(not 0 <= layer <= self.blocks for layer in layers):
+            raise VasaError(f"Whisper layers are 0 (stem) to {self.blocks} (output); got {list(layers)}")
+
+    def _norm(self, x: Tensor, prefix: str) -> Tensor:
+        return F.layer_norm(x, (self.width,), self.weights[prefix + "/gamma"], self.weights[prefix + "/beta"],
+                            LAYER_NORM_EPS)
+
+    def _linear(self, x: Tensor, prefix: str) -> Tensor:
+        return F.linear(x, self.weights[prefix + "/weight"], self.weights[prefix + "/bias"])
+
+    def _block(self, x: Tensor, k: int) -> Tensor:
+        prefix = f"layer_{k}/"
+        B, T, D = x.shape
+        qkv = self._linear(self._norm(x, prefix + "self_attention/layer_norm"), prefix + "self_attention/linear_0")
+        q, k_, v = qkv.view(B, T, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)  # each (B, H, T, D/H)
+        attended = F.scaled_dot_product_attention(q, k_, v).transpose(1, 2).reshape(B, T, D)
+        x = x + self._linear(attended, prefix + "self_attention/linear_1")
+        hidden = F.gelu(self._linear(self._norm(x, prefix + "ffn/layer_norm"), prefix + "ffn/linear_0"))
+        return x + self._linear(hidden, prefix + "ffn/linear_1")
+
+    @torch.no_grad()
+    def __call__(self, log_mel: Tensor, layers: tuple[int, ...]) -> Tensor:
+        """log_mel (B, 80, T) -> (B, ceil(T / 2), width x len(layers)), layers in the order asked."""
+        self.check_layers(layers)
+        w = self.weights
+        x = F.gelu(F.conv1d(log_mel, w["conv1/weight"], w["conv1/bias"], padding=1))
+        x = F.gelu(F.conv1d(x, w["conv2/weight"], w["conv2/bias"], stride=2, padding=1)).transpose(1, 2)
+        positions = w["position_encodings/encodings"]
+        if x.shape[1] > positions.shape[0]:
+            raise VasaError(f"Whisper windows are at most {positions.shape[0]} encoder frames, got {x.shape[1]}")
+        x = x + positions[: x.shape[1]]  # (B, T/2, D)
+        outputs = {0: x}
+        for k in range(max(layers)):
+            x = self._block(x, k)
+            outputs[k + 1] = self._norm(x, "layer_norm") if k + 1 == self.blocks else x
+        return torch.cat([outputs[layer] for layer in layers], dim=-1)
