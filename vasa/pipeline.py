@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -36,6 +36,8 @@ from vasa.data.records import EMOTION_NAMES
 from vasa.data.representation import POSE_DIM, LatentSpace, MotionSpace
 from vasa.errors import VasaError
 from vasa.motion.controls import MAX_BLINKS_PER_MINUTE
+
+MAX_EMOTION_WEIGHT = 2.0  # twice a clear expression (vasa.face.expressions); past it the warp distorts
 
 ASSETS = Path(__file__).parent / "assets"
 DEFAULT_MOTION_MODEL = ASSETS / "motion_default.safetensors"
@@ -88,6 +90,9 @@ class Controls:
             unknown = set(self.emotion) - set(EMOTION_NAMES)
             if unknown:
                 raise VasaError(f"unknown emotion {sorted(unknown)}; choose from {', '.join(EMOTION_NAMES)}")
+            if any(not 0.0 <= weight <= MAX_EMOTION_WEIGHT for weight in self.emotion.values()):
+                raise VasaError(f"emotion weights must be between 0 and {MAX_EMOTION_WEIGHT:g} "
+                                f"(1 = a clear expression), got {self.emotion}")
         if not 0.0 <= self.smoothing < 1.0:
             raise VasaError(f"smoothing must be in [0, 1), got {self.smoothing}")
         if self.steps < 0 or self.steps > 50:
@@ -173,6 +178,16 @@ class TalkingHead:
         encoder = load_encoder(metadata.get("audio_encoder", "whisper"), fps=MODEL_FPS, model_path=audio_model)
         return cls(model, face, encoder, VoiceActivity() if voice_activity else None)
 
+    def source_for(self, controls: Controls, source: Source | None = None) -> Source | None:
+        """The portrait as `controls` show it: wearing the requested emotion's expression on the mesh
+        face (`vasa.face.expressions`); unchanged without one, or on a learned latent (no known expressions)."""
+        source = source or self.source
+        if source is None or controls.emotion is None or not self.mesh:
+            return source
+        from vasa.face.expressions import with_expression
+
+        return replace(source, appearance=with_expression(source.appearance, self.face.model, controls.emotion_vector()))
+
     def set_source(self, image) -> None:
         """Encode the portrait (path or RGB array) once; every `generate` call then only decodes."""
         self.source = self.encode_source(image)
@@ -195,7 +210,7 @@ class TalkingHead:
         """Relative motion x (n, 46) chunk by chunk for a mono 16 kHz waveform, controls applied.
         The same stages as streaming (`vasa.streaming`), fed CHUNK_SECONDS of audio at a time."""
         audio = self.encoder.stream(self.vad)
-        stage = MotionStage(self, controls, step_frames=step_frames)
+        stage = MotionStage(self, controls, self.source_for(controls), step_frames=step_frames)
         chunk = int(CHUNK_SECONDS * 16000)
         for start in range(0, len(waveform), chunk):
             x = stage.push(audio.push(waveform[start:start + chunk]))
@@ -209,7 +224,7 @@ class TalkingHead:
     def frames(self, waveform: np.ndarray, controls: Controls = Controls(), fps: float = MODEL_FPS,
                step_frames: int | None = None) -> Iterator[np.ndarray]:
         """Rendered frames (S, S, 3) uint8 at `fps` (motion resampled from the model's 25 fps)."""
-        renderer = Renderer(self, fps=fps)
+        renderer = Renderer(self, self.source_for(controls), fps=fps)
         for x in self.motion(waveform, controls, step_frames):
             yield from renderer.push(x)
 

@@ -146,6 +146,7 @@ class StreamingSession:
         source = source or head.source
         if source is None:
             raise VasaError("no portrait: pass source= or call head.set_source(image) first")
+        source = head.source_for(controls, source)  # with the requested emotion's expression
         self.fps = fps
         vad = head.vad.clone() if head.vad is not None else None  # voice activity is stateful: one per session
         audio = head.encoder.stream(vad)
