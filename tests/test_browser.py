@@ -73,6 +73,7 @@ def test_page_streams_speech_and_shows_a_talking_face_in_sync(server_url, tmp_pa
             page.goto(server_url)
             page.wait_for_selector("#portraits img.picked", timeout=20_000)
             page.select_option("#blinks", "20")
+            page.select_option("#emotion", "happy")
             page.click("#mic")
             page.wait_for_function(f"window.vasa.stats.shown >= {SHOWN_FRAMES} || window.vasa.stats.error",
                                    timeout=60_000)
@@ -85,6 +86,7 @@ def test_page_streams_speech_and_shows_a_talking_face_in_sync(server_url, tmp_pa
     assert not errors and stats["error"] is None, (errors, stats)
     start = json.loads(next(m for m in sent if isinstance(m, str) and '"start"' in m))
     assert start["blinks"] == 20 and start["head_scale"] == 1 and start["still"] is False  # the page's controls
+    assert start["emotion"] == {"happy": 1}
     assert stats["frames"] >= SHOWN_FRAMES and stats["firstFrameMs"] is not None
     # a frame is shown while the audio inside it plays: 0 <= audio clock - frame time < one frame. After
     # the first second, 80 % of the frames are held to that and the median to half a frame; stalls of

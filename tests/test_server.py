@@ -143,6 +143,9 @@ def test_malformed_messages_get_errors_and_the_server_keeps_serving(head):
                 assert (await ws.receive_json(timeout=10))["type"] == "error"
                 await ws.send_json({"type": "start", "portrait": portrait, "blinks": 500})
                 assert "blinks" in (await ws.receive_json(timeout=10))["message"]
+                for emotion in ({"joy": 1}, {"sad": 5}, "happy"):  # unknown name, weight out of range, not an object
+                    await ws.send_json({"type": "start", "portrait": portrait, "emotion": emotion})
+                    assert "emotion" in (await ws.receive_json(timeout=10))["message"]
                 await ws.send_json({"type": "start", "portrait": portrait})
                 assert (await ws.receive_json(timeout=30))["type"] == "ready"
                 await ws.send_bytes(b"\x00\x01\x02")  # odd length: not 16-bit PCM

@@ -28,7 +28,15 @@ from vasa.server.app import FRAME_HEADER, SAMPLE_RATE, SERVER, STATS_EVERY_S, Va
 from vasa.streaming import StreamFrame, StreamingSession
 
 log = logging.getLogger(__name__)
-CONTROL_FIELDS = {"seed": int, "head_scale": float, "expression_scale": float, "still": bool, "blinks": float}
+def _emotion(value) -> dict[str, float]:
+    """The start message's {"name": weight} (Controls checks names and weights)."""
+    if not isinstance(value, dict):
+        raise ValueError(f"emotion must be an object of name: weight, got {value!r}")
+    return {str(name): float(weight) for name, weight in value.items()}
+
+
+CONTROL_FIELDS = {"seed": int, "head_scale": float, "expression_scale": float, "still": bool, "blinks": float,
+                  "emotion": _emotion}
 
 
 class _Connection:

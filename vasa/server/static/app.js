@@ -189,6 +189,7 @@ function motionControls() {   // the optional fields of the start message (docs/
   const controls = { head_scale: Number($("head_scale").value), expression_scale: Number($("expression_scale").value),
                      still: $("still").checked };
   if ($("blinks").value !== "") controls.blinks = Number($("blinks").value);
+  if ($("emotion").value !== "") controls.emotion = { [$("emotion").value]: Number($("emotion_weight").value) };
   return controls;
 }
 
