@@ -30,8 +30,9 @@ def packaged() -> WhisperLayers:
     return WhisperLayers.load(packaged_whisper_path())
 
 
-def write_ct2(path: Path, variables: dict[str, np.ndarray]) -> None:
-    """A model.bin in CTranslate2's layout: header, then name, rank, dims, dtype, byte count, bytes."""
+def write_ct2(path: Path, variables: dict[str, np.ndarray], dtypes: dict[str, int] | None = None) -> None:
+    """A model.bin in CTranslate2's layout: header, then name, rank, dims, dtype, byte count, bytes
+    (`dtypes` overrides the code written for a variable, e.g. 5 for bfloat16 bits held as int16)."""
     codes = {np.dtype(np.float32): 0, np.dtype(np.int8): 1, np.dtype(np.int16): 2, np.dtype(np.float16): 4}
     with path.open("wb") as f:
         spec = b"WhisperSpec\0"
@@ -40,7 +41,8 @@ def write_ct2(path: Path, variables: dict[str, np.ndarray]) -> None:
             encoded = name.encode() + b"\0"
             data = np.ascontiguousarray(value).tobytes()
             f.write(struct.pack("<H", len(encoded)) + encoded + struct.pack("<B", value.ndim))
-            f.write(struct.pack(f"<{value.ndim}I", *value.shape) + struct.pack("<BI", codes[value.dtype], len(data)))
+            code = (dtypes or {}).get(name, codes[value.dtype])
+            f.write(struct.pack(f"<{value.ndim}I", *value.shape) + struct.pack("<BI", code, len(data)))
             f.write(data)
         f.write(struct.pack("<I", 0))  # no aliases
 
@@ -56,6 +58,17 @@ def test_ct2_variables_read_back_exactly_and_decoder_ones_are_skipped(tmp_path):
     assert set(weights) == {"conv1/weight", "conv1/bias", "num_heads"}
     assert torch.equal(weights["conv1/weight"], torch.from_numpy(half.astype(np.float32)))
     assert torch.equal(weights["conv1/bias"], torch.from_numpy(single)) and weights["num_heads"].item() == 2
+
+
+def test_bfloat16_is_widened_and_quantised_matrices_are_refused(tmp_path):
+    values = torch.tensor([[1.5, -2.25], [0.0078125, 3.0]])  # exact in bfloat16
+    bits = values.to(torch.bfloat16).view(torch.int16).numpy()
+    path = tmp_path / "model.bin"
+    write_ct2(path, {"encoder/conv1/weight": bits}, dtypes={"encoder/conv1/weight": 5})
+    assert torch.equal(read_ct2_encoder(path)["conv1/weight"], values)
+    write_ct2(path, {"encoder/conv1/weight": np.ones((2, 2), np.int8)})  # int8 needs its scales: refused
+    with pytest.raises(VasaError, match="quantised"):
+        read_ct2_encoder(path)
 
 
 def test_a_file_without_an_encoder_is_a_clear_error(tmp_path):

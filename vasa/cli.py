@@ -86,7 +86,7 @@ def _add_prepare(commands) -> None:
                         "runs on the same windows, e.g. 0.08 1 0.04 for the live model (docs/serve.md)")
     p.add_argument("--audio-layers", nargs="+", type=int, metavar="K",
                    help="Whisper encoder layers to take features from, concatenated (default: its output; "
-                        "0 = stem, 4 = output for tiny.en; the shipped model uses 3, docs/audio.md)")
+                        "0 = stem, 4 = output for tiny.en; docs/audio.md)")
     p.add_argument("--min-frames", type=int, default=25, help="shortest segment kept, in frames (default 25)")
     p.add_argument("--overwrite", action="store_true", help="prepare videos again even if their record exists")
     p.add_argument("--frames", type=int, default=0, metavar="SIZE",
@@ -129,7 +129,7 @@ def _add_controls(p) -> None:
                    help="main eye direction in degrees, head frame: THETA > 0 toward the image's right, PHI > 0 up")
     p.add_argument("--distance", type=float, help="head distance relative to the photo (1.25 = farther, smaller face)")
     p.add_argument("--emotion", nargs="+", metavar="NAME=WEIGHT",
-                   help="emotion and its weight, 0 to 2 (1 = a clear expression), e.g. happy=1 or sad=0.5 fear=0.5 "
+                   help="emotion and its weight, 0 to 1.5 (1 = a clear expression), e.g. happy=1 or sad=0.5 fear=0.5 "
                         "(neutral, happy, sad, surprise, fear, disgust, anger)")
     p.add_argument("--cfg-audio", type=float, default=0.5, help="audio guidance scale (Eq. 2; default 0.5)")
     p.add_argument("--cfg-gaze", type=float, default=1.0, help="gaze guidance scale (Eq. 2; default 1.0)")

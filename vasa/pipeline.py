@@ -37,7 +37,7 @@ from vasa.data.representation import POSE_DIM, LatentSpace, MotionSpace
 from vasa.errors import VasaError
 from vasa.motion.controls import MAX_BLINKS_PER_MINUTE
 
-MAX_EMOTION_WEIGHT = 2.0  # twice a clear expression (vasa.face.expressions); past it the warp distorts
+MAX_EMOTION_WEIGHT = 1.5  # 1 = a clear expression (vasa.face.expressions); 1.5 already exaggerates, more distorts
 
 ASSETS = Path(__file__).parent / "assets"
 DEFAULT_MOTION_MODEL = ASSETS / "motion_default.safetensors"

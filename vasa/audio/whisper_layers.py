@@ -1,9 +1,9 @@
 """Whisper's encoder in PyTorch, read from a CTranslate2 model folder, giving every layer's output.
 
 CTranslate2 hands out only the encoder's last output. For lip motion the middle of the encoder is
-worth having too: on the development clips a ridge from block 2's output beside the last output to
-the mouth opening predicts unseen speakers better than the last output alone (docs/audio.md,
-"Encoder layers"). The network is Whisper's (Radford et al. 2022, section 2.2): two GELU
+worth having too: on the development clips a ridge from layer 3's output to the mouth opening
+predicts unseen speakers a little better than one from the encoder's output (docs/benchmarks.md,
+"Held-out clips"). The network is Whisper's (Radford et al. 2022, section 2.2): two GELU
 convolutions over the log-mel (the second of stride 2), sinusoidal positions, pre-norm transformer
 blocks, a final layer norm. Weights come from the same `model.bin` the CTranslate2 encoder runs
 (float16 in the packaged tiny.en, computed here in float32).
@@ -26,7 +26,8 @@ from torch import Tensor
 from vasa.errors import VasaError
 
 # CTranslate2's variable dtypes in model.bin (its DataType enum)
-CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16, 5: np.uint16}
+CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16, 5: "bfloat16"}
+CT2_FLOATS = (0, 4, 5)
 LAYER_NORM_EPS = 1e-5
 
 
@@ -58,14 +59,20 @@ def read_ct2_encoder(path: str | Path) -> dict[str, Tensor]:
             if not name.startswith("encoder/"):
                 f.seek(size, 1)
                 continue
-            if dtype not in CT2_DTYPES or CT2_DTYPES[dtype] == np.uint16:
-                raise VasaError(f"{path}: {name} is stored as CTranslate2 dtype {dtype}; "
-                                "re-convert the model with float32 or float16 weights")
-            values = np.frombuffer(f.read(size), CT2_DTYPES[dtype]).reshape(dims)
-            weights[name.removeprefix("encoder/")] = torch.from_numpy(values.astype(np.float32))
+            if dtype not in CT2_DTYPES or (dtype not in CT2_FLOATS and rank > 0):
+                raise VasaError(f"{path}: {name} is stored quantised (CTranslate2 dtype {dtype}); re-convert "
+                                "the model with float32, float16 or bfloat16 weights (ct2 --quantization float16)")
+            weights[name.removeprefix("encoder/")] = _as_float32(f.read(size), dtype, dims)
     if "conv1/weight" not in weights:
         raise VasaError(f"{path} holds no Whisper encoder (no encoder/conv1/weight)")
     return weights
+
+
+def _as_float32(data: bytes, dtype: int, dims: tuple[int, ...]) -> Tensor:
+    if CT2_DTYPES[dtype] == "bfloat16":  # numpy has no bfloat16: read the bits, let torch widen them
+        bits = torch.from_numpy(np.frombuffer(data, np.int16).reshape(dims).copy())
+        return bits.view(torch.bfloat16).float()
+    return torch.from_numpy(np.frombuffer(data, CT2_DTYPES[dtype]).reshape(dims).astype(np.float32))
 
 
 class WhisperLayers:

@@ -1,4 +1,4 @@
-"""Emotional expressions as facial-dynamics offsets of the mesh latent, from the Facial Action Coding System.
+"""Emotional expressions on a mesh-latent portrait, from the Facial Action Coding System.
 
 VASA-1 conditions its motion generator on an emotion offset and learns what each emotion looks like
 from thousands of speakers. The shipped model saw five mostly neutral ones, and its emotion condition
@@ -18,7 +18,7 @@ prototype (FACS, 1978; the EMFACS prototypes as in Ekman, Friesen & Hager 2002):
 Each action is a smooth displacement of the landmarks around an anchor (a Gaussian falloff in the
 canonical face plane), mirrored to both sides. The displacement goes into the portrait's canonical
 shape (`with_expression`), not into the dynamics: the dynamics basis was learned from talking clips
-and keeps only a third of an inner-brow or cheek raise. So the expression holds under any motion,
+and keeps a third or less of an inner-brow or cheek raise. So the expression holds under any motion,
 the mouth gate and blinks included. Sizes are in canonical units (outer eye corners 1 apart), chosen
 so that weight 1 reads as a clear expression to the packaged FER classifier (docs/benchmarks.md,
 "Controls"); weights scale them linearly.
@@ -33,6 +33,7 @@ import numpy as np
 from vasa.face.emotion import EMOTIONS
 from vasa.face.model import LEFT_IRIS, RIGHT_IRIS, FaceModel
 from vasa.latents import Appearance
+
 
 @dataclass(frozen=True)
 class Action:

@@ -28,6 +28,8 @@ from vasa.server.app import FRAME_HEADER, SAMPLE_RATE, SERVER, STATS_EVERY_S, Va
 from vasa.streaming import StreamFrame, StreamingSession
 
 log = logging.getLogger(__name__)
+
+
 def _emotion(value) -> dict[str, float]:
     """The start message's {"name": weight} (Controls checks names and weights)."""
     if not isinstance(value, dict):
