@@ -78,6 +78,8 @@ def test_page_streams_speech_and_shows_a_talking_face_in_sync(server_url, tmp_pa
             page.wait_for_function(f"window.vasa.stats.shown >= {SHOWN_FRAMES} || window.vasa.stats.error",
                                    timeout=60_000)
             stats = page.evaluate("window.vasa.stats")
+            page.select_option("#emotion", "sad")  # while streaming: sent at once
+            page.wait_for_timeout(200)
             shot = tmp_path / "page.png"
             page.locator("#video").screenshot(path=str(shot))
             page.click("#stop")
@@ -87,6 +89,8 @@ def test_page_streams_speech_and_shows_a_talking_face_in_sync(server_url, tmp_pa
     start = json.loads(next(m for m in sent if isinstance(m, str) and '"start"' in m))
     assert start["blinks"] == 20 and start["head_scale"] == 1 and start["still"] is False  # the page's controls
     assert start["emotion"] == {"happy": 1}
+    changes = [json.loads(m) for m in sent if isinstance(m, str) and '"controls"' in m]
+    assert changes == [{"type": "controls", "emotion": {"sad": 1}}]
     assert stats["frames"] >= SHOWN_FRAMES and stats["firstFrameMs"] is not None
     # a frame is shown while the audio inside it plays: 0 <= audio clock - frame time < one frame. After
     # the first second, 80 % of the frames are held to that and the median to half a frame; stalls of

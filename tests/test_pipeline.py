@@ -17,7 +17,7 @@ from vasa.errors import VasaError
 from vasa.face.model import MOUTH_CORNERS
 from vasa.media import write_wav
 from vasa.motion import PRESETS, save_motion_model
-from vasa.pipeline import SILENCE_CLOSE_FRAMES, SILENCE_OPEN_FRAMES, Controls, MouthGate, TalkingHead, parse_emotion, resample
+from vasa.pipeline import EMOTION_BLEND_S, MODEL_FPS, Renderer, SILENCE_CLOSE_FRAMES, SILENCE_OPEN_FRAMES, Controls, MouthGate, TalkingHead, parse_emotion, resample
 
 SPEECH_S = 2.4
 TINY_MEL = dataclasses.replace(PRESETS["tiny"], audio_dim=80)
@@ -198,6 +198,25 @@ def test_an_emotion_puts_its_expression_on_every_frame_and_nothing_else(head, sp
     frames = np.stack(list(head.frames(load_audio(speech), happy)))
     assert frames.shape == plain.shape
     assert np.abs(frames.astype(float) - plain.astype(float)).mean(axis=(1, 2, 3)).min() > 0.5  # on every frame
+
+
+def test_a_renderer_eases_into_a_new_emotion_over_the_blend_and_back_out(head):
+    x = np.zeros((40, head.space.dim))  # the portrait at rest (scale ratio 1): only the expression changes
+    x[:, 5] = 1.0
+    happy = Controls(emotion={"happy": 1.0}).emotion_vector()
+    plain, smiling = Renderer(head).push(x), Renderer(head, emotion=happy).push(x)
+    renderer = Renderer(head)
+    blend = renderer.blend_frames
+    assert blend == round(EMOTION_BLEND_S * MODEL_FPS)
+    frames = renderer.push(x[:10])
+    renderer.set_emotion(happy)
+    frames += renderer.push(x[10:25])
+    renderer.set_emotion(None)
+    frames += renderer.push(x[25:])
+    same = [np.array_equal(a, b) for a, b in zip(frames, plain)]
+    full = [np.array_equal(a, b) for a, b in zip(frames, smiling)]
+    assert all(same[:10]) and not any(same[10:25]) and all(full[10 + blend - 1:25])  # eases in, then holds
+    assert not any(full[10:10 + blend - 1]) and all(same[25 + blend - 1:])  # and back out
 
 
 def test_no_portrait_is_a_clear_error(model_path, speech, tmp_path):

@@ -110,8 +110,12 @@ def test_sessions_beyond_the_limit_are_refused_clearly(head):
             first = await client.ws_connect("/ws")
             second = await client.ws_connect("/ws")
             for ws in (first, second):
+                await ws.send_json({"type": "controls", "emotion": {"happy": 1}})
+                assert "before 'start'" in (await ws.receive_json(timeout=10))["message"]
                 await ws.send_json({"type": "start", "portrait": portrait})
                 assert (await ws.receive_json(timeout=30))["type"] == "ready"
+                await ws.send_json({"type": "controls", "emotion": {"joy": 1}})
+                assert "unknown emotion" in (await ws.receive_json(timeout=10))["message"]
                 await ws.send_bytes(pcm(0.5))
             async with client.ws_connect("/ws") as third:
                 refusal = await third.receive_json(timeout=10)
@@ -146,15 +150,19 @@ def test_malformed_messages_get_errors_and_the_server_keeps_serving(head):
                 for emotion in ({"joy": 1}, {"sad": 5}, "happy"):  # unknown name, weight out of range, not an object
                     await ws.send_json({"type": "start", "portrait": portrait, "emotion": emotion})
                     assert "emotion" in (await ws.receive_json(timeout=10))["message"]
+                await ws.send_json({"type": "controls", "emotion": {"happy": 1}})
+                assert "before 'start'" in (await ws.receive_json(timeout=10))["message"]
                 await ws.send_json({"type": "start", "portrait": portrait})
                 assert (await ws.receive_json(timeout=30))["type"] == "ready"
+                await ws.send_json({"type": "controls", "emotion": {"joy": 1}})
+                assert "unknown emotion" in (await ws.receive_json(timeout=10))["message"]
                 await ws.send_bytes(b"\x00\x01\x02")  # odd length: not 16-bit PCM
                 assert "even number" in (await ws.receive_json(timeout=10))["message"]
                 await ws.send_bytes(bytes(8192))  # over the message limit: aiohttp closes the stream
                 closing = [m async for m in ws]
                 assert ws.closed and ws.close_code == 1009, closing
             await wait_idle(server)
-            assert server.stats.malformed == 7  # 4 texts, 2 binaries, the oversized one
+            assert server.stats.malformed == 8  # 5 texts, 2 binaries, the oversized one
             frames, _ = await stream(client, portrait, pcm(0.4))
             assert len(frames) == 10
 
@@ -244,8 +252,12 @@ def test_silent_and_overlong_sessions_are_closed(head):
     async def scenario():
         async with serving(head, idle_timeout_s=0.5, max_audio_s=0.4) as (client, portrait, server):
             async with client.ws_connect("/ws") as ws:
+                await ws.send_json({"type": "controls", "emotion": {"happy": 1}})
+                assert "before 'start'" in (await ws.receive_json(timeout=10))["message"]
                 await ws.send_json({"type": "start", "portrait": portrait})
                 assert (await ws.receive_json(timeout=30))["type"] == "ready"
+                await ws.send_json({"type": "controls", "emotion": {"joy": 1}})
+                assert "unknown emotion" in (await ws.receive_json(timeout=10))["message"]
                 message = await ws.receive_json(timeout=10)  # nothing sent for 0.5 s
                 while message["type"] == "stats":  # sent each second: one may come first on a slow machine
                     message = await ws.receive_json(timeout=10)

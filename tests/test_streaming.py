@@ -13,7 +13,7 @@ from test_motion_dit import randomized
 from vasa.audio import WindowSchedule
 from vasa.errors import VasaError
 from vasa.motion import PRESETS, MotionStream, save_motion_model
-from vasa.pipeline import SILENCE_OPEN_FRAMES, Controls, TalkingHead, gate_open_frames
+from vasa.pipeline import EMOTION_BLEND_S, SILENCE_OPEN_FRAMES, Controls, TalkingHead, gate_open_frames
 from vasa.streaming import StreamingSession, design_latency_s
 
 TINY_MEL = dataclasses.replace(PRESETS["tiny"], audio_dim=80)  # window 8 frames, context 3
@@ -46,12 +46,13 @@ def stream(head, waveform, chunk, **options) -> list:
         return list(session.frames())
 
 
-@pytest.mark.parametrize("chunk,step_frames,blinks", [(333, None, None), (5000, None, None), (RATE * 3, None, None),
-                                                      (777, 3, None), (777, None, 60)])
-def test_streaming_equals_offline(head, speech, chunk, step_frames, blinks):
+@pytest.mark.parametrize("chunk,step_frames,blinks,emotion", [(333, None, None, None), (5000, None, None, None),
+                                                              (RATE * 3, None, None, None), (777, 3, None, None),
+                                                              (777, None, 60, None), (777, None, None, {"sad": 1.0})])
+def test_streaming_equals_offline(head, speech, chunk, step_frames, blinks, emotion):
     """Chunk sizes that do not line up with feature hops (0.2 s), windows (8 frames) or each other;
-    with a blink rate, whose stage holds frames back for its own lookahead."""
-    controls = dataclasses.replace(FAST, blinks=blinks)
+    with a blink rate, whose stage holds frames back for its own lookahead; with an emotion."""
+    controls = dataclasses.replace(FAST, blinks=blinks, emotion=emotion)
     offline = list(head.frames(speech, controls, step_frames=step_frames))
     frames = stream(head, speech, chunk, controls=controls, step_frames=step_frames)
     assert len(frames) == len(offline) == round(len(speech) / RATE * 25)
@@ -139,12 +140,45 @@ def test_stage_failures_reach_the_reader(head, speech):
                 pass
 
 
+def test_an_emotion_set_mid_stream_eases_in(head, speech):
+    """Frames read before the change are the plain ones; the last frames (their audio pushed after the
+    change, and past its EMOTION_BLEND_S) wear the expression fully, as in a session that set it before
+    any audio; in between, the face turns. The motion stays the plain session's (the generator keeps its
+    starting condition)."""
+    happy = {"happy": 1.0}
+    plain = [f.image for f in stream(head, speech, 777, controls=FAST)]
+    with StreamingSession(head, controls=FAST) as session:
+        session.set_emotion(happy)
+        session.push(speech)
+        session.end()
+        early = [f.image for f in session.frames()]
+    first = int(0.8 * RATE)  # frames of later audio (+ the encoder's lookahead) wait for the rest to come
+    with StreamingSession(head, controls=FAST) as session:
+        session.push(speech[:first])
+        images = [session.next_frame(timeout=30).image for _ in range(10)]
+        session.set_emotion(happy)
+        session.push(speech[first:])
+        session.end()
+        images += [f.image for f in session.frames()]
+    tail = 10
+    assert len(images) == len(plain) == len(early) > 0.8 * 25 + 2 + round(EMOTION_BLEND_S * 25) + tail
+    assert all(np.array_equal(a, b) for a, b in zip(images[:10], plain))
+    assert all(np.array_equal(a, b) for a, b in zip(images[-tail:], early[-tail:]))
+    assert not any(np.array_equal(a, b) for a, b in zip(early[-tail:], plain[-tail:]))  # the expression shows
+    assert any(not np.array_equal(a, p) and not np.array_equal(a, q)
+               for a, p, q in zip(images[10:-tail], plain[10:-tail], early[10:-tail]))  # a blend in between
+
+
 def test_bad_input_is_refused(head):
     with StreamingSession(head, controls=FAST) as session:
         with pytest.raises(VasaError, match="mono"):
             session.push(np.zeros((2, 100), np.float32))
         with pytest.raises(VasaError, match="NaN"):
             session.push(np.full(100, np.nan, np.float32))
+        with pytest.raises(VasaError, match="unknown emotion"):
+            session.set_emotion({"joy": 1.0})
+        with pytest.raises(VasaError, match="between 0 and"):
+            session.set_emotion({"sad": 9.0})
         with pytest.raises(VasaError, match="no audio"):
             session.end()
     with pytest.raises(ValueError, match="step_frames"):

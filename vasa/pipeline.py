@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
@@ -37,6 +38,7 @@ from vasa.data.representation import POSE_DIM, LatentSpace, MotionSpace
 from vasa.errors import VasaError
 from vasa.motion.controls import MAX_BLINKS_PER_MINUTE
 
+EMOTION_BLEND_S = 0.3  # a mid-stream emotion change eases in over this long (Renderer.set_emotion)
 MAX_EMOTION_WEIGHT = 1.5  # 1 = a clear expression (vasa.face.expressions); 1.5 already exaggerates, more distorts
 
 ASSETS = Path(__file__).parent / "assets"
@@ -224,7 +226,7 @@ class TalkingHead:
     def frames(self, waveform: np.ndarray, controls: Controls = Controls(), fps: float = MODEL_FPS,
                step_frames: int | None = None) -> Iterator[np.ndarray]:
         """Rendered frames (S, S, 3) uint8 at `fps` (motion resampled from the model's 25 fps)."""
-        renderer = Renderer(self, self.source_for(controls), fps=fps)
+        renderer = Renderer(self, fps=fps, emotion=controls.emotion_vector())
         for x in self.motion(waveform, controls, step_frames):
             yield from renderer.push(x)
 
@@ -414,20 +416,53 @@ def blink_control(head: TalkingHead, source: Source | None, controls: Controls):
 
 
 class Renderer:
-    """Relative motion chunks at 25 fps -> frames at `fps` (resampled), one portrait. push(x) -> frames."""
+    """Relative motion chunks at 25 fps -> frames at `fps` (resampled), one portrait. push(x) -> frames.
 
-    def __init__(self, head: TalkingHead, source: Source | None = None, fps: float = MODEL_FPS):
+    `emotion` (7,) weights put that emotion's expression on the portrait (`vasa.face.expressions`, mesh
+    backend); `set_emotion` changes it while frames are being made (live avatars), eased in over
+    EMOTION_BLEND_S so that the face turns rather than jumps."""
+
+    def __init__(self, head: TalkingHead, source: Source | None = None, fps: float = MODEL_FPS,
+                 emotion: np.ndarray | None = None):
         self.head, self.source = head, source or head.source
         if self.source is None:
             raise VasaError("no portrait: call set_source(image) first")
         self.resampler = Resampler(MODEL_FPS, fps)
+        self.blend_frames = max(1, int(round(EMOTION_BLEND_S * fps)))
+        self._weights = np.zeros(len(EMOTION_NAMES)) if emotion is None else np.asarray(emotion, np.float64)
+        self._start, self._target, self._progress = self._weights, self._weights, self.blend_frames
+        self._requests: queue.SimpleQueue = queue.SimpleQueue()  # from any thread; read by the rendering one
+        self._shown = self._wearing(self._weights)
+
+    def set_emotion(self, weights: np.ndarray | None) -> None:
+        """Ease into emotion weights (7,) (None: no expression) from the next frame made; any thread."""
+        self._requests.put(np.zeros(len(EMOTION_NAMES)) if weights is None else np.asarray(weights, np.float64))
 
     def push(self, x: np.ndarray) -> list[np.ndarray]:
         return list(self.frames(x))
 
     def frames(self, x: np.ndarray) -> Iterator[np.ndarray]:
         """The frames of motion chunk x, made one by one as they are asked for."""
-        return self.head.render(self.resampler.push(x), self.source)
+        for frame in self.resampler.push(x):
+            self._advance()
+            yield from self.head.render(frame[None], self._shown)
+
+    def _wearing(self, weights: np.ndarray) -> Source:
+        if not self.head.mesh or not weights.any():
+            return self.source
+        from vasa.face.expressions import with_expression
+
+        return replace(self.source, appearance=with_expression(self.source.appearance, self.head.face.model, weights))
+
+    def _advance(self) -> None:
+        """One frame further into the current blend; a new request starts one from where the face is."""
+        while not self._requests.empty():
+            self._start, self._target, self._progress = self._weights, self._requests.get(), 0
+        if self._progress < self.blend_frames:
+            self._progress += 1
+            t = self._progress / self.blend_frames
+            self._weights = self._start + (self._target - self._start) * t * t * (3 - 2 * t)  # smoothstep
+            self._shown = self._wearing(self._weights)
 
 
 class Resampler:

@@ -146,12 +146,11 @@ class StreamingSession:
         source = source or head.source
         if source is None:
             raise VasaError("no portrait: pass source= or call head.set_source(image) first")
-        source = head.source_for(controls, source)  # with the requested emotion's expression
         self.fps = fps
         vad = head.vad.clone() if head.vad is not None else None  # voice activity is stateful: one per session
         audio = head.encoder.stream(vad)
-        motion = MotionStage(head, controls, source, step_frames=step_frames)
-        renderer = Renderer(head, source, fps)
+        motion = MotionStage(head, controls, head.source_for(controls, source), step_frames=step_frames)
+        renderer = self._renderer = Renderer(head, source, fps, emotion=controls.emotion_vector())
         gate = controls.close_mouth_in_silence
         held_s = 0.0 if motion.blinks is None else motion.blinks.lookahead_frames / MODEL_FPS  # blink-rate control
         self.algorithmic_latency_s = design_latency_s(head, step_frames, gate) + held_s  # the worst frame's wait
@@ -199,6 +198,13 @@ class StreamingSession:
             self.stats.started_s = time.perf_counter()
         self._put(samples, timeout)
         self._pushed_samples += len(samples)
+
+    def set_emotion(self, emotion: dict[str, float] | None) -> None:
+        """Change the expression on the face from the next frame rendered, eased in over EMOTION_BLEND_S
+        (`Renderer.set_emotion`); None takes it off. The motion generator keeps the emotion condition
+        the session started with (the shipped model barely responds to it)."""
+        weights = Controls(emotion=emotion).emotion_vector() if emotion else None  # names and weights checked
+        self._renderer.set_emotion(weights)
 
     def end(self, timeout: float | None = None) -> None:
         """No more audio: the pipeline flushes and the last frames follow."""

@@ -68,6 +68,14 @@ class _Connection:
             return await self.error("malformed message: send JSON objects with a 'type'", malformed=True)
         if kind == "start":
             await self.start(message)
+        elif kind == "controls":
+            if self.session is None:
+                return await self.error("'controls' before 'start'", malformed=True)
+            try:
+                emotion = message.get("emotion")
+                self.session.set_emotion(None if emotion is None else _emotion(emotion))
+            except (VasaError, TypeError, ValueError) as error:
+                return await self.error(str(error))
         elif kind == "end":
             if self.session is None:
                 return await self.error("'end' before 'start'", malformed=True)

@@ -185,11 +185,19 @@ async function start(kind, file) {
   setButtons(true);
 }
 
+function emotionControl() {   // {name: weight}, or null for none
+  return $("emotion").value === "" ? null : { [$("emotion").value]: Number($("emotion_weight").value) };
+}
+
+function sendEmotion() {   // while streaming the face turns to the new emotion at once (docs/serve.md)
+  if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "controls", emotion: emotionControl() }));
+}
+
 function motionControls() {   // the optional fields of the start message (docs/serve.md)
   const controls = { head_scale: Number($("head_scale").value), expression_scale: Number($("expression_scale").value),
                      still: $("still").checked };
   if ($("blinks").value !== "") controls.blinks = Number($("blinks").value);
-  if ($("emotion").value !== "") controls.emotion = { [$("emotion").value]: Number($("emotion_weight").value) };
+  if (emotionControl()) controls.emotion = emotionControl();
   return controls;
 }
 
@@ -209,5 +217,7 @@ $("mic").onclick = () => start("mic").catch((e) => say(String(e)));
 $("demo").onclick = () => start("file").catch((e) => say(String(e)));
 $("audiofile").onchange = (event) => event.target.files[0] && start("file", event.target.files[0]);
 $("stop").onclick = stop;
+$("emotion").onchange = sendEmotion;
+$("emotion_weight").onchange = sendEmotion;
 setInterval(draw, 8);
 loadPortraits().catch((e) => say(String(e)));
