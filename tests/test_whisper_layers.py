@@ -71,6 +71,14 @@ def test_bfloat16_is_widened_and_quantised_matrices_are_refused(tmp_path):
         read_ct2_encoder(path)
 
 
+def test_a_truncated_file_is_a_clear_error(tmp_path):
+    write_ct2(tmp_path / "model.bin", {"encoder/conv1/weight": np.ones((4, 3), np.float32)})
+    data = (tmp_path / "model.bin").read_bytes()
+    (tmp_path / "model.bin").write_bytes(data[:-20])
+    with pytest.raises(VasaError, match="not a readable CTranslate2 model"):
+        read_ct2_encoder(tmp_path / "model.bin")
+
+
 def test_a_file_without_an_encoder_is_a_clear_error(tmp_path):
     write_ct2(tmp_path / "model.bin", {"decoder/x": np.zeros(2, np.float32)})
     with pytest.raises(VasaError, match="no Whisper encoder"):

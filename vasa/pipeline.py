@@ -184,11 +184,17 @@ class TalkingHead:
         """The portrait as `controls` show it: wearing the requested emotion's expression on the mesh
         face (`vasa.face.expressions`); unchanged without one, or on a learned latent (no known expressions)."""
         source = source or self.source
-        if source is None or controls.emotion is None or not self.mesh:
+        if source is None or controls.emotion is None:
+            return source
+        return self.wearing(source, controls.emotion_vector())
+
+    def wearing(self, source: Source, weights: np.ndarray) -> Source:
+        """`source` with the expression of emotion weights (7,) on it; itself on a learned latent or for none."""
+        if not self.mesh or not np.asarray(weights).any():
             return source
         from vasa.face.expressions import with_expression
 
-        return replace(source, appearance=with_expression(source.appearance, self.face.model, controls.emotion_vector()))
+        return replace(source, appearance=with_expression(source.appearance, self.face.model, weights))
 
     def set_source(self, image) -> None:
         """Encode the portrait (path or RGB array) once; every `generate` call then only decodes."""
@@ -432,7 +438,7 @@ class Renderer:
         self._weights = np.zeros(len(EMOTION_NAMES)) if emotion is None else np.asarray(emotion, np.float64)
         self._start, self._target, self._progress = self._weights, self._weights, self.blend_frames
         self._requests: queue.SimpleQueue = queue.SimpleQueue()  # from any thread; read by the rendering one
-        self._shown = self._wearing(self._weights)
+        self._shown = self.head.wearing(self.source, self._weights)
 
     def set_emotion(self, weights: np.ndarray | None) -> None:
         """Ease into emotion weights (7,) (None: no expression) from the next frame made; any thread."""
@@ -447,13 +453,6 @@ class Renderer:
             self._advance()
             yield from self.head.render(frame[None], self._shown)
 
-    def _wearing(self, weights: np.ndarray) -> Source:
-        if not self.head.mesh or not weights.any():
-            return self.source
-        from vasa.face.expressions import with_expression
-
-        return replace(self.source, appearance=with_expression(self.source.appearance, self.head.face.model, weights))
-
     def _advance(self) -> None:
         """One frame further into the current blend; a new request starts one from where the face is."""
         while not self._requests.empty():
@@ -462,7 +461,7 @@ class Renderer:
             self._progress += 1
             t = self._progress / self.blend_frames
             self._weights = self._start + (self._target - self._start) * t * t * (3 - 2 * t)  # smoothstep
-            self._shown = self._wearing(self._weights)
+            self._shown = self.head.wearing(self.source, self._weights)
 
 
 class Resampler:

@@ -37,6 +37,13 @@ def read_ct2_encoder(path: str | Path) -> dict[str, Tensor]:
     The file is a header (format version, spec name, revision, variable count) followed by each
     variable's name, rank, dims, dtype and raw little-endian bytes."""
     path = Path(path)
+    try:
+        return _read_ct2_encoder(path)
+    except (struct.error, ValueError) as error:  # short reads, sizes that do not fit the shapes
+        raise VasaError(f"{path} is not a readable CTranslate2 model (truncated or another format): {error}") from None
+
+
+def _read_ct2_encoder(path: Path) -> dict[str, Tensor]:
     weights: dict[str, Tensor] = {}
     with path.open("rb") as f:
         def read(fmt: str):
