@@ -96,7 +96,7 @@ def time_decodes(face: MeshFace, appearance, motions: Motion, count: int, batch:
 def time_encodes(face: MeshFace, images: dict) -> dict:
     """`face.encode` as users call it (a fresh detector per call) and with one reused detector."""
     cold, warm = [], []
-    with LandmarkDetector(tracking=False) as detector:
+    with LandmarkDetector() as detector:
         for image in images.values():
             rgb = read_image(image)
             start = time.perf_counter()

@@ -118,7 +118,7 @@ def reenact_clip(face: MeshFace, path: Path, max_frames: int, strip_frames: int)
     show = set(np.linspace(0, len(used) - 1, strip_frames).round().astype(int).tolist())
     sums = {k: [] for k in ("psnr", "ssim", "mouth", "base_psnr", "base_ssim", "base_mouth", "decode_ms")}
     strip = []
-    with LandmarkDetector(tracking=False) as detector:
+    with LandmarkDetector() as detector:
         first_points = detector.landmarks(appearance.image)
         for i, t in enumerate(used):
             real = tracked.crop.apply(frames[t])

@@ -46,7 +46,7 @@ def encoded(face, astronaut):
 
 @pytest.fixture(scope="session")
 def detector():
-    with LandmarkDetector(tracking=False) as detector:
+    with LandmarkDetector() as detector:
         yield detector
 
 

@@ -80,7 +80,9 @@ def test_golden_motion(head, speech):
     assert np.allclose(x[[0, 30, 59], :3], np.array(GOLDEN), atol=1e-3), np.round(x[[0, 30, 59], :3], 5).tolist()
 
 
-GOLDEN = [[-0.57557, 1.09077, 0.84618], [-0.62915, 0.30429, 1.12131], [-0.70292, 0.38162, 1.12115]]
+# Re-pinned when the face tracker moved to the FaceLandmarker: the portrait's own pose and face (the
+# generator's rest position) read up to 0.003 differently.
+GOLDEN = [[-0.57249, 1.08967, 0.84684], [-0.62959, 0.30433, 1.11861], [-0.70381, 0.38164, 1.12005]]
 
 
 def test_motion_controls_act_on_the_motion(head, speech):

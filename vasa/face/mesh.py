@@ -78,7 +78,7 @@ class MeshFace:
 
         `appearance.crop` says where the aligned crop sits in the image (`FaceCrop.paste`)."""
         rgb = read_image(image)
-        with LandmarkDetector(tracking=False) as detector:
+        with LandmarkDetector() as detector:
             crop = locate_portrait(rgb, self.size, detector)
             cropped = crop.apply(rgb)
             points = detector.landmarks(cropped)

@@ -68,7 +68,7 @@ def measure_crops(model: FaceModel, frames) -> Track:
     """Landmarks of frames that already are the face crop, without re-framing them (a re-framed crop
     would hide a requested head distance). Frames without a face repeat the nearest found."""
     points, found = [], []
-    with LandmarkDetector(tracking=True) as detector:
+    with LandmarkDetector() as detector:
         for frame in frames:
             p = detector.landmarks(frame)
             found.append(p is not None)

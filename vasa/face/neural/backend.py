@@ -86,7 +86,7 @@ class NeuralFace:
     def encode(self, image) -> tuple[Appearance, Motion]:
         """A portrait (path or RGB array, any size) -> (Appearance, its Motion)."""
         rgb = read_image(image)
-        with LandmarkDetector(tracking=False) as detector:
+        with LandmarkDetector() as detector:
             crop = locate_portrait(rgb, self.size, detector)
         cropped = crop.apply(rgb)
         x = self._input(cropped[None])
