@@ -59,6 +59,44 @@ def test_per_frame_arrays_are_filled(prepared, face):
     assert np.all(np.abs(segment.main_gaze) < 30) and 0.5 < segment.mean_distance < 2
 
 
+def test_records_keep_the_trackers_blendshapes_and_head_matrix(prepared):
+    """jawOpen follows the driver's mouth (opened 0.05 + 0.15 |sin(pi i / 4)|) and the tracker's own head
+    matrix turns with the project's pose fit."""
+    from conftest import DRIVER_FRAMES
+    from vasa.face.landmarks import BLENDSHAPE_NAMES
+
+    out, _ = prepared
+    segment = read_record(record_files(out)[0]).segments[0]
+    assert segment.blendshapes.shape == (12, len(BLENDSHAPE_NAMES)) and segment.head_matrix.shape == (12, 4, 4)
+    assert segment.blendshapes.min() >= 0 and segment.blendshapes.max() <= 1
+    opening = 0.05 + 0.15 * np.abs(np.sin(np.pi * np.arange(DRIVER_FRAMES) / 4))
+    assert np.corrcoef(segment.blendshapes[:, BLENDSHAPE_NAMES.index("jawOpen")], opening)[0, 1] > 0.8
+    rotation = segment.head_matrix[:, :3, :3]
+    assert np.allclose(rotation @ rotation.transpose(0, 2, 1), np.eye(3), atol=1e-3)  # a rotation
+    matrix_yaw = np.degrees(np.arctan2(rotation[:, 0, 2], rotation[:, 2, 2]))
+    assert abs(np.corrcoef(matrix_yaw, segment.pose[:, 0])[0, 1]) > 0.9
+
+
+def test_format_1_records_still_read(tmp_path):
+    """Records written before the tracker's arrays were kept read back, with those arrays None."""
+    from vasa.data.records import FRAME_ARRAYS, Record, Segment, write_record
+
+    frames = 5
+    arrays = {name: np.zeros((frames, 7) if name == "emotion" else (frames, 6) if name == "pose"
+                             else (frames, 2) if name == "gaze" else (frames,) if name in ("distance", "voice")
+                             else (frames, 4)) for name in FRAME_ARRAYS}
+    path = tmp_path / "old.npz"
+    write_record(path, Record("old.mp4", 25.0, "mel", "mesh", [Segment(**arrays)]))
+    with np.load(path) as data:
+        stored = dict(data)
+    meta = json.loads(bytes(stored["meta"]).decode())
+    assert meta["format"] == 2 and "blendshapes" not in stored  # nothing to keep: none given
+    stored["meta"] = np.frombuffer(json.dumps({**meta, "format": 1}).encode(), np.uint8)
+    np.savez(path, **stored)
+    (segment,) = read_record(path).segments
+    assert len(segment) == frames and segment.blendshapes is None and segment.head_matrix is None
+
+
 def test_resume_skips_prepared_videos_and_settings_must_match(prepared, cut_clip):
     out, _ = prepared
     path = record_files(out)[0]

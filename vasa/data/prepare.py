@@ -170,6 +170,8 @@ class _Frame:
     status: str  # "ok" or the reason the frame is dropped
     points: np.ndarray | None  # (478, 3) crop units
     emotion: np.ndarray | None  # (7,)
+    blendshapes: np.ndarray | None = None  # (52,) the tracker's
+    head_matrix: np.ndarray | None = None  # (4, 4) the tracker's
     crop: object = None  # vasa.face.landmarks.FaceCrop of the shot (None before its first face)
     motion: object = None  # vasa.latents.Motion of the neural backend (prepare with face="neural")
 
@@ -179,7 +181,7 @@ class Preparer:
 
     def __init__(self, config: PrepareConfig = PrepareConfig()):
         from vasa.audio import VoiceActivity, load_encoder
-        from vasa.face.emotion import EmotionClassifier
+        from vasa.face.blendshape_emotion import BlendshapeEmotion
         from vasa.face.mesh import MeshFace
 
         self.config = config
@@ -189,7 +191,7 @@ class Preparer:
             from vasa.face.backends import load_face
 
             self.neural = load_face(config.face, config.face_checkpoint, size=config.size)
-        self.emotion = EmotionClassifier()
+        self.emotion = BlendshapeEmotion.load()  # per-frame emotion labels from the tracker's blendshapes
         self.encoder = load_encoder(config.encoder_spec, fps=config.fps, model_path=config.audio_model)
         self.vad = VoiceActivity()
         self.probe, self.probe_encoder = None, None
@@ -251,13 +253,12 @@ class Preparer:
         return estimate_offset(self.probe, parts, self.config.fps)
 
     def _track(self, frames: Iterable[np.ndarray], bar) -> list[_Frame]:
-        from vasa.face.emotion import face_box_crop
         from vasa.face.landmarks import LandmarkDetector, VideoTracker
 
         out: list[_Frame] = []
         shot, previous_thumb, previous_points = 0, None, None
         tracker = VideoTracker(self.config.size)
-        people = LandmarkDetector(tracking=False)
+        people = LandmarkDetector()
         several = False
         try:
             for k, frame in enumerate(frames):
@@ -269,15 +270,17 @@ class Preparer:
                 previous_thumb = thumb
                 if k % PEOPLE_CHECK_EVERY == 0:
                     several = _several_people(people.detect_faces(frame))
-                points = tracker(frame)
+                seen = tracker.track(frame)
+                points = None if seen is None else seen.points
                 status = _frame_status(points, previous_points, several)
                 previous_points = points
                 emotion = motion = None
                 if status == "ok":
-                    crop = tracker.crop.apply(frame)
-                    emotion = self.emotion.probabilities(face_box_crop(crop, points[:, :2] * self.config.size))[0]
-                    motion = self.neural.motion_from_crops(crop[None])[0] if self.neural is not None else None
-                out.append(_Frame(shot, status, points, emotion, tracker.crop, motion))
+                    emotion = self.emotion.probabilities(seen.blendshapes)
+                    if self.neural is not None:
+                        motion = self.neural.motion_from_crops(tracker.crop.apply(frame)[None])[0]
+                blendshapes, head_matrix = (None, None) if seen is None else (seen.blendshapes, seen.head_matrix)
+                out.append(_Frame(shot, status, points, emotion, blendshapes, head_matrix, tracker.crop, motion))
                 bar.update(1)
         finally:
             tracker.close()
@@ -312,7 +315,9 @@ class Preparer:
             dynamics = [f.motion.dynamics for f in frames]
         return Segment(pose=pose, dynamics=np.array(dynamics), gaze=gaze, distance=distance, emotion=emotion,
                        audio=audio, voice=voice, start_frame=start, main_gaze=main_direction(gaze),
-                       mean_distance=float(distance.mean()), mean_emotion=emotion.mean(axis=0))
+                       mean_distance=float(distance.mean()), mean_emotion=emotion.mean(axis=0),
+                       blendshapes=np.array([f.blendshapes for f in frames]),
+                       head_matrix=np.array([f.head_matrix for f in frames]))
 
 
 def write_frame_store(path: Path, video_frames: Iterable[np.ndarray], crops: list, size: int, fps: float) -> int:

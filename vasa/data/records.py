@@ -13,6 +13,8 @@ renamed when complete). Per frame, at the video rate (25 fps):
     emotion     (N, 7)   emotion probabilities in `EMOTION_NAMES` order
     audio       (N, D)   speech features (float16 on disk)
     voice       (N,)     speech probability
+    blendshapes (N, 52)  the face tracker's blendshapes (`vasa.face.landmarks.BLENDSHAPE_NAMES`)  [format 2]
+    head_matrix (N, 4, 4) the face tracker's facial transformation matrix (its own head pose)  [format 2]
 
 Segments are consecutive slices of these arrays (`offsets`, S + 1 entries). Per segment the record
 also holds the clip-level conditions of VASA-1 Sec. 3.2: the main gaze direction (histogram mode),
@@ -33,8 +35,10 @@ import numpy as np
 from vasa.errors import VasaError
 from vasa.face.emotion import EMOTIONS as EMOTION_NAMES
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added the tracker's blendshapes and head matrix; format 1 records still read
+READABLE_FORMATS = (1, 2)
 FRAME_ARRAYS = ("pose", "dynamics", "gaze", "distance", "emotion", "audio", "voice")
+TRACKER_ARRAYS = ("blendshapes", "head_matrix")  # per frame too, absent from format 1 records
 
 
 @dataclass(frozen=True)
@@ -52,11 +56,13 @@ class Segment:
     main_gaze: np.ndarray = field(default_factory=lambda: np.zeros(2))  # (2,) degrees
     mean_distance: float = 1.0
     mean_emotion: np.ndarray = field(default_factory=lambda: np.zeros(len(EMOTION_NAMES)))
+    blendshapes: np.ndarray | None = None  # (T, 52) the tracker's blendshapes, None in format 1 records
+    head_matrix: np.ndarray | None = None  # (T, 4, 4) the tracker's facial transformation matrices
 
     def __post_init__(self):
         frames = len(self.pose)
-        for name in FRAME_ARRAYS:
-            if len(getattr(self, name)) != frames:
+        for name in FRAME_ARRAYS + TRACKER_ARRAYS:
+            if getattr(self, name) is not None and len(getattr(self, name)) != frames:
                 raise ValueError(f"segment array {name} has {len(getattr(self, name))} frames, pose has {frames}")
 
     def __len__(self) -> int:
@@ -89,6 +95,9 @@ def write_record(path: str | os.PathLike, record: Record) -> None:
         parts = [np.asarray(getattr(s, name)) for s in segments]
         dtype = np.float16 if name == "audio" else np.float32
         arrays[name] = np.concatenate(parts).astype(dtype) if parts else np.zeros((0,), dtype)
+    for name in TRACKER_ARRAYS:  # kept only when every segment has them
+        if segments and all(getattr(s, name) is not None for s in segments):
+            arrays[name] = np.concatenate([np.asarray(getattr(s, name)) for s in segments]).astype(np.float32)
     arrays["offsets"] = np.cumsum([0] + [len(s) for s in segments]).astype(np.int64)
     meta = {
         "format": FORMAT_VERSION, "source": record.source, "fps": record.fps,
@@ -113,16 +122,21 @@ def read_record(path: str | os.PathLike) -> Record:
     try:
         with np.load(path) as data:
             meta = json.loads(bytes(data["meta"]).decode())
-            arrays = {name: data[name] for name in FRAME_ARRAYS}
+            arrays = {name: data[name] for name in FRAME_ARRAYS + TRACKER_ARRAYS if name in data.files}
+            missing = [name for name in FRAME_ARRAYS if name not in arrays]
+            if missing:
+                raise KeyError(", ".join(missing))
             offsets = data["offsets"]
     except (OSError, KeyError, ValueError, EOFError) as error:
         raise VasaError(f"cannot read training record {path}: {error}") from None
-    if meta.get("format") != FORMAT_VERSION:
-        raise VasaError(f"{path} is record format {meta.get('format')}, this vasa reads {FORMAT_VERSION}")
+    if meta.get("format") not in READABLE_FORMATS:
+        raise VasaError(f"{path} is record format {meta.get('format')}, this vasa reads formats "
+                        f"{', '.join(map(str, READABLE_FORMATS))}")
     segments = []
     for k, info in enumerate(meta["segments"]):
         lo, hi = int(offsets[k]), int(offsets[k + 1])
-        frames = {name: arrays[name][lo:hi].astype(np.float32) for name in FRAME_ARRAYS}
+        frames = {name: arrays[name][lo:hi].astype(np.float32) for name in FRAME_ARRAYS + TRACKER_ARRAYS
+                  if name in arrays}
         segments.append(Segment(**frames, start_frame=info["start_frame"], main_gaze=np.array(info["main_gaze"]),
                                 mean_distance=info["mean_distance"], mean_emotion=np.array(info["mean_emotion"])))
     return Record(meta["source"], meta["fps"], meta["audio_encoder"], meta["face_backend"], segments,
@@ -163,5 +177,5 @@ def record_dict(record: Record) -> dict:
     return {"source": record.source, "fps": record.fps, "segments": len(record.segments),
             "frames": record.frames, "dropped": record.dropped, "sync": record.sync,
             "segment_conditions": [{k: v.tolist() if isinstance(v, np.ndarray) else v
-                                    for k, v in asdict(s).items() if k not in FRAME_ARRAYS}
+                                    for k, v in asdict(s).items() if k not in FRAME_ARRAYS + TRACKER_ARRAYS}
                                    for s in record.segments]}
