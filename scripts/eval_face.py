@@ -33,7 +33,7 @@ import numpy as np
 from vasa.face import edits
 from vasa.face.landmarks import LandmarkDetector, track_video
 from vasa.face.mesh import MeshFace
-from vasa.face.model import LEFT_EYE_CONTOUR, OUTER_LIPS, RIGHT_EYE_CONTOUR
+from vasa.face.model import INNER_LIPS_LOWER, INNER_LIPS_UPPER, LEFT_EYE_CONTOUR, OUTER_LIPS, RIGHT_EYE_CONTOUR
 from vasa.latents import Motion
 from vasa.media import iter_video_frames, read_image
 from vasa.metrics import face_mask, psnr, ssim
@@ -58,9 +58,8 @@ WIDE_OPEN_CLIP = "sadtalker_WDA_AOC_000.mp4"  # its first frame: mouth wide open
 
 
 def lip_indices() -> np.ndarray:
-    from mediapipe.python.solutions.face_mesh_connections import FACEMESH_LIPS
-
-    return np.array(sorted({i for edge in FACEMESH_LIPS for i in edge}))  # (40,)
+    """The 40 lip landmarks (outer and inner contours: mediapipe's lip connection set)."""
+    return np.array(sorted(set(OUTER_LIPS + INNER_LIPS_UPPER + INNER_LIPS_LOWER)))  # (40,)
 
 
 def package_photos() -> dict[str, np.ndarray]:
