@@ -114,6 +114,10 @@ def test_rendered_head_turns_round_trip_through_pixels(face, encoded):
     measured = track.pose[:, 0] - track.pose[0, 0]
     gain = measured[2] / yaws[2]
     assert 0.4 < gain < 1.2
-    np.testing.assert_allclose(measured, gain * yaws, atol=0.5)
+    # a pose reads the same however it was reached (no hysteresis: each frame is read on its own) ...
+    assert abs(measured[1] - measured[3]) < 0.1 and abs(measured[4]) < 0.1
+    # ... and half the turn reads about half as far (the warp's gain falls a little with the angle: 0.55-0.58
+    # of the full turn with OpenCV 4.14 / 5.1)
+    assert 0.45 < measured[1] / measured[2] < 0.65
     # ΔP averages the three angles: a yaw-only turn counts a third
     assert landmarks.pose_variation(track.pose) == pytest.approx(gain * np.abs(np.diff(yaws)).mean() / 3, abs=0.3)
