@@ -25,6 +25,7 @@ import torch
 from tqdm import tqdm
 
 from vasa.face.blendshape_emotion import DEFAULT_PATH, BlendshapeEmotion
+from vasa.errors import VasaError
 from vasa.face.emotion import EMOTIONS
 from vasa.data.prepare import VIDEO_EXTENSIONS
 
@@ -67,7 +68,7 @@ def collect(folder: Path, every: int) -> dict[str, np.ndarray]:
                     targets.append(fer.probabilities(face_box_crop(crop, seen.points[:, :2] * 256))[0])
                     shapes.append(seen.blendshapes)
                     speakers.append(speaker)
-        except Exception as error:  # a broken file costs its frames, not the run
+        except (VasaError, OSError, ValueError) as error:  # a broken file costs its frames, not the run
             print(f"{video}: skipped ({error})")
     return {"blendshapes": np.array(shapes, np.float32), "fer": np.array(targets, np.float32),
             "speakers": np.array(speakers)}

@@ -255,6 +255,27 @@ def test_vad_speech_vs_silence(vad, speech, whisper):
     assert vad.probabilities(noise(1.0)).mean() < 0.5
 
 
+def test_vad_model_path_errors_are_one_line(tmp_path):
+    with pytest.raises(VasaError, match="not found"):
+        VoiceActivity(tmp_path / "absent.bin")
+    (tmp_path / "bad.bin").write_bytes(b"\x00" * 4096)
+    with pytest.raises(VasaError, match="not a Silero VAD model"):
+        VoiceActivity(tmp_path / "bad.bin")
+
+
+def test_vad_clones_keep_their_own_state(vad):
+    """Two streams on clones, interleaved, give what each gives alone (the shipped demo speech)."""
+    from vasa.demo import DEMO_SPEECH
+
+    speech = load_audio(DEMO_SPEECH)[: 4 * SAMPLE_RATE]
+    alone = vad.clone().probabilities(speech)
+    assert alone.max() > 0.9 and alone.min() < 0.5  # speech and pauses: the state matters
+    a, b = vad.clone(), vad.clone()
+    a.push(np.zeros(4096, np.float32))  # b must not see a's silence
+    parts = [b.push(chunk) for chunk in np.array_split(speech, 7)] + [b.flush()]
+    np.testing.assert_allclose(np.concatenate(parts), alone, atol=1e-6)
+
+
 def test_vad_is_chunk_independent(vad, speech):
     whole = vad.probabilities(speech)
     vad.reset()

@@ -53,6 +53,17 @@ def test_save_load_round_trip_and_foreign_files(labeller, tmp_path):
         BlendshapeEmotion(labeller.weight[:, :10], labeller.bias)
     with pytest.raises(VasaError, match="expected"):
         labeller.probabilities(np.zeros(51))
+    from safetensors.numpy import save_file
+
+    save_file({"weight": labeller.weight, "bias": labeller.bias}, str(tmp_path / "other.safetensors"),
+              metadata={"blendshapes": "[\"jawOpen\"]", "emotions": "not json"})
+    with pytest.raises(VasaError, match="cannot read the blendshape emotion model"):
+        BlendshapeEmotion.load(tmp_path / "other.safetensors")
+    save_file({"weight": labeller.weight, "bias": labeller.bias}, str(tmp_path / "other.safetensors"),
+              metadata={"blendshapes": "[\"jawOpen\"]", "emotions": "[]"})
+    with pytest.raises(VasaError, match="its blendshapes are not the ones"):
+        BlendshapeEmotion.load(tmp_path / "other.safetensors")
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left
     (tmp_path / "junk.safetensors").write_bytes(b"not a model")
     with pytest.raises(VasaError, match="cannot read the blendshape emotion model"):
         BlendshapeEmotion.load(tmp_path / "junk.safetensors")

