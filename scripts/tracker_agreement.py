@@ -22,7 +22,7 @@ import numpy as np
 
 from vasa.face.model import (INNER_LIPS_LOWER, INNER_LIPS_UPPER, LEFT_EYE_CONTOUR, OUTER_LIPS, RIGHT_EYE_CONTOUR,
                              FaceModel)
-from vasa.metrics.landmarks import BLINK_FRACTION, BLINK_FRAMES, jitter, lagged_correlation, pearson
+from vasa.metrics.landmarks import blink_spans, jitter, lagged_correlation, pearson
 
 LIPS = sorted(set(OUTER_LIPS + INNER_LIPS_UPPER + INNER_LIPS_LOWER))
 EYES = sorted(set(RIGHT_EYE_CONTOUR + LEFT_EYE_CONTOUR)) + list(range(468, 478))
@@ -48,15 +48,6 @@ def dump(videos: list[Path], out: Path, frames: int, size: int = 256) -> None:
     np.savez(out, **arrays)
 
 
-def blink_frames(opening: np.ndarray) -> list[int]:
-    """Middle frames of the blinks `vasa.metrics.landmarks.count_blinks` counts."""
-    low = np.concatenate([[False], opening < BLINK_FRACTION * np.median(opening), [False]])
-    edges = np.flatnonzero(np.diff(low.astype(int)))
-    starts, stops = edges[::2], edges[1::2]
-    keep = (stops - starts >= BLINK_FRAMES[0]) & (stops - starts <= BLINK_FRAMES[1])
-    return [int((a + b) // 2) for a, b in zip(starts[keep], stops[keep])]
-
-
 def compare_clip(model: FaceModel, old: np.ndarray, new: np.ndarray) -> dict:
     """old, new: (T, 478, 3) source pixels of the same frames."""
     iod = np.linalg.norm(old[:, EYE_CORNERS[0], :2] - old[:, EYE_CORNERS[1], :2], axis=-1)  # (T,)
@@ -67,7 +58,7 @@ def compare_clip(model: FaceModel, old: np.ndarray, new: np.ndarray) -> dict:
     mouths = [model.mouth_opening(s) for s in shapes]
     lags = lagged_correlation(mouths[0], mouths[1], MAX_LAG)
     eyes = [model.eye_opening(s).mean(axis=-1) for s in shapes]
-    blinks = [blink_frames(e) for e in eyes]
+    blinks = [[(start + stop) // 2 for start, stop in blink_spans(e)] for e in eyes]  # middle frames
     shared = sum(any(abs(a - b) <= 2 for b in blinks[1]) for a in blinks[0])
     return {"all": distance.mean(), "lips": distance[:, LIPS].mean(), "eyes": distance[:, EYES].mean(),
             "mouth_r": pearson(*mouths), "best_lag": int(np.nanargmax(lags)) - MAX_LAG,

@@ -123,12 +123,17 @@ def pose_variation(pose: np.ndarray, found: np.ndarray | None = None) -> float:
     return float(np.abs(np.diff(pose[:, :3], axis=0))[both].mean())
 
 
-def count_blinks(opening: np.ndarray) -> int:
-    """Runs of BLINK_FRAMES[0]..BLINK_FRAMES[1] frames with the eye opening below BLINK_FRACTION x its median."""
+def blink_spans(opening: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) frames of the runs of BLINK_FRAMES[0]..BLINK_FRAMES[1] frames with the eye opening
+    below BLINK_FRACTION x its median: the blinks."""
     low = np.concatenate([[False], opening < BLINK_FRACTION * np.median(opening), [False]])
     edges = np.flatnonzero(np.diff(low.astype(int)))
-    lengths = edges[1::2] - edges[::2]
-    return int(np.sum((lengths >= BLINK_FRAMES[0]) & (lengths <= BLINK_FRAMES[1])))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2]) if BLINK_FRAMES[0] <= b - a <= BLINK_FRAMES[1]]
+
+
+def count_blinks(opening: np.ndarray) -> int:
+    """How many blinks (`blink_spans`) the eye opening (T,) shows."""
+    return len(blink_spans(opening))
 
 
 def blink_rate(track: Track, fps: float = FPS) -> float:
