@@ -132,3 +132,55 @@ def test_layered_features_stream_like_offline(speech):
     stream = encoder.stream()
     parts = [stream.push(speech[i:i + 5003]).features for i in range(0, len(speech), 5003)]
     assert np.array_equal(np.concatenate(parts + [stream.flush().features]), offline)
+
+
+def test_a_model_split_into_parts_reads_as_the_whole_file(tmp_path):
+    rng = np.random.default_rng(0)
+    variables = {"encoder/conv1/weight": rng.normal(size=(4, 80, 3)).astype(np.float32),
+                 "decoder/embeddings/weight": rng.normal(size=(50, 4)).astype(np.float16),
+                 "encoder/layer_0/ffn/linear_0/bias": rng.normal(size=(16,)).astype(np.float16)}
+    write_ct2(tmp_path / "model.bin", variables)
+    whole = (tmp_path / "model.bin").read_bytes()
+    for cut in (7, 300, len(whole) // 2, len(whole) - 5):  # inside the header, a name, the data
+        (tmp_path / "a").write_bytes(whole[:cut])
+        (tmp_path / "b").write_bytes(whole[cut:])
+        parts = read_ct2_encoder([tmp_path / "a", tmp_path / "b"])
+        assert set(parts) == {"conv1/weight", "layer_0/ffn/linear_0/bias"}
+        for name, value in parts.items():
+            assert torch.equal(value, torch.from_numpy(variables["encoder/" + name].astype(np.float32)))
+    (tmp_path / "a").write_bytes(whole[:len(whole) // 2])
+    (tmp_path / "b").write_bytes(whole[len(whole) // 2:-100])  # the second half cut short
+    with pytest.raises(VasaError, match="not a readable CTranslate2 model"):
+        read_ct2_encoder([tmp_path / "a", tmp_path / "b"])
+
+
+def test_packaged_whisper_base_matches_ctranslate2_and_layer_3_is_half_of_it(tmp_path, speech):
+    """The two halves of Whisper base read as one model.bin; its output equals CTranslate2's own encoder
+    on the joined file, and "whisper-base:layers=3" runs 3 of its 6 blocks."""
+    from vasa.audio.whisper import packaged_whisper_base_parts
+
+    parts = packaged_whisper_base_parts()
+    base = WhisperLayers.load(parts)
+    assert (base.blocks, base.width) == (6, 512)
+    joined = tmp_path / "base"
+    joined.mkdir()
+    with (joined / "model.bin").open("wb") as f:
+        for part in parts:
+            f.write(part.read_bytes())
+    (joined / "config.json").write_bytes((parts[0].parent / "config.json").read_bytes())
+    for name in ("tokenizer.json", "vocabulary.txt"):
+        (joined / name).write_bytes((parts[0].parent / name).read_bytes())
+    reference = WhisperEncoder(joined, threads=1).encode(speech[:48000]).features
+    ours = load_encoder("whisper-base").encode(speech[:48000]).features
+    assert ours.shape == reference.shape == (75, 512)
+    assert np.abs(ours - reference).max() < 1e-3 * np.abs(reference).max()
+    layer_3 = load_encoder("whisper-base:layers=3")
+    assert layer_3.dim == 512 and layer_3.layers == (3,)
+    calls = []
+    original = WhisperLayers._block
+    try:
+        WhisperLayers._block = lambda self, x, k: calls.append(k) or original(self, x, k)
+        layer_3.encode(speech[:16000])
+    finally:
+        WhisperLayers._block = original
+    assert calls and max(calls) == 2  # blocks 0, 1, 2 only

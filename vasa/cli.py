@@ -79,7 +79,12 @@ def _add_prepare(commands) -> None:
     p.add_argument("videos", nargs="+", type=Path, help="video files or folders of videos")
     p.add_argument("out", type=Path, help="output folder (records go to OUT/records)")
     p.add_argument("--shard", default="0/1", help="i/n: prepare only every n-th video starting at i (job arrays)")
-    p.add_argument("--audio-encoder", default="whisper", choices=["whisper", "wav2vec2", "mel"])
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes preparing videos side by side on this machine (default 1; records are the same)")
+    p.add_argument("--manifest", type=Path,
+                   help="tab-separated file with a `file` column and a `speaker` label per video (default: a "
+                        "MANIFEST.tsv at the root of a folder given; docs/training.md)")
+    p.add_argument("--audio-encoder", default="whisper", choices=["whisper", "whisper-base", "wav2vec2", "mel"])
     p.add_argument("--audio-model", type=Path, help="local model folder for wav2vec2/HuBERT (or another Whisper)")
     p.add_argument("--audio-schedule", nargs=3, type=float, metavar=("HOP", "LEFT", "LOOKAHEAD"),
                    help="encoder windows in seconds (default: the encoder's); a model trained on these records "
@@ -109,9 +114,12 @@ def _run_prepare(args) -> None:
                            audio_model=str(args.audio_model) if args.audio_model else None, frames=args.frames,
                            face=args.face, face_checkpoint=str(args.face_checkpoint) if args.face_checkpoint else None,
                            av_sync=args.av_sync, sync_probe=str(args.sync_probe) if args.sync_probe else None)
-    report = prepare(args.videos, args.out, config, parse_shard(args.shard), args.overwrite)
+    report = prepare(args.videos, args.out, config, parse_shard(args.shard), args.overwrite,
+                     workers=args.workers, manifest=args.manifest)
     print(f"{report['videos']} videos -> {report['segments']} segments, {report['frames']} frames "
-          f"({report['frames'] / config.fps:.1f} s) in {args.out / 'records'}")
+          f"({report['frames'] / config.fps:.1f} s) in {args.out / 'records'}; data card: {args.out / 'DATA_CARD.md'}")
+    for name, why in sorted(report["unusable"].items()):
+        print(f"  unusable: {name}: {why}")
     for reason, frames in sorted(report["dropped_frames"].items()):
         print(f"  dropped {frames} frames: {reason}")
     sync = report["sync"]
@@ -122,6 +130,32 @@ def _run_prepare(args) -> None:
         print(f"  {name}: audio-visual offset {ms:+.0f} ms (--av-sync correct takes it out)")
     if sync["unclear"]:
         print(f"  no clear sync between mouth and speech (a dub, a silent speaker?): {', '.join(sync['unclear'])}")
+    if not report["frames"]:
+        raise VasaError("nothing usable was found in these videos (see the reasons above); no records to train on")
+
+
+def _add_split(commands) -> None:
+    p = commands.add_parser("split", help="choose validation speakers: a split file every trainer reads",
+                            description="Hold out whole speakers (the manifest's speaker labels in the records): "
+                                        "every clip of a validation speaker is kept out of training. Chosen per "
+                                        "source and language, in proportion, with a seed (docs/training.md).")
+    p.add_argument("data", type=Path, help="folder written by `vasa prepare` (or its records/)")
+    p.add_argument("--speakers", type=int, default=20, help="validation speakers (default 20)")
+    p.add_argument("--seed", type=int, default=0, help="which speakers within each group (default 0)")
+    p.add_argument("--out", type=Path, required=True, help="the split file to write (JSON)")
+    p.set_defaults(run=_run_split)
+
+
+def _run_split(args) -> None:
+    from vasa.data.records import read_meta, record_files, speaker_of
+    from vasa.data.splits import make_split, write_split
+
+    metas = [read_meta(f) for f in record_files(args.data)]
+    split = make_split(metas, args.speakers, args.seed)
+    write_split(args.out, split, metas, args.seed)
+    held = sum(m["frames"] / m["fps"] for m in metas if split.holds_out(speaker_of(m)))
+    total = sum(m["frames"] / m["fps"] for m in metas)
+    print(f"wrote {args.out}: {len(split.validation)} validation speakers, {held / 60:.1f} of {total / 60:.1f} min")
 
 
 def _add_controls(p) -> None:
@@ -366,6 +400,8 @@ def _add_train(commands) -> None:
     m.add_argument("--seed", type=int, help="seed of weights, windows and noise (default 0)")
     m.add_argument("--holdout", nargs="+", type=str, metavar="NAME",
                    help="records (video stems) kept out of training for the validation loss")
+    m.add_argument("--split", type=Path, help="speaker split file (`vasa split`): its validation speakers "
+                       "are kept out of training")
     m.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     m.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto: cuda when available")
     m.add_argument("--amp", action="store_true", help="bf16 autocast (GPU only)")
@@ -391,6 +427,8 @@ def _add_train(commands) -> None:
         j.add_argument("--seed", type=int, help="seed of weights and windows (default 0)")
         j.add_argument("--holdout", nargs="+", type=str, metavar="NAME",
                        help="records (video stems) kept out of training and scored at the end")
+        j.add_argument("--split", type=Path, help="speaker split file (`vasa split`): its validation speakers "
+                           "are kept out of training")
         j.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
         j.set_defaults(run=_run_train_judge, kind=kind)
 
@@ -430,6 +468,8 @@ def _add_train_face(models) -> None:
     f.add_argument("--save-every", type=int, help="steps between checkpoints and sample grids")
     f.add_argument("--seed", type=int, help="seed of weights and samples (default 0)")
     f.add_argument("--holdout", nargs="+", type=str, metavar="NAME", help="records (video stems) kept out of training")
+    f.add_argument("--split", type=Path, help="speaker split file (`vasa split`): its validation speakers "
+                       "are kept out of training")
     f.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     f.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto: cuda when available")
     f.add_argument("--amp", action="store_true", help="bf16 autocast (GPU only)")
@@ -475,6 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generate(commands)
     _add_reenact(commands)
     _add_prepare(commands)
+    _add_split(commands)
     _add_demo(commands)
     _add_eval(commands)
     _add_serve(commands)

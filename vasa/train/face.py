@@ -103,6 +103,7 @@ class FaceTrainConfig:
     save_every: int = 500
     seed: int = 0
     holdout: tuple[str, ...] = ()
+    split: Path | None = None  # a speaker split file (vasa split): its validation speakers are held out
     threads: int = 0
     device: str = "auto"
     amp: bool = False

@@ -58,6 +58,7 @@ class JudgeTrainConfig:
     save_every: int = 500
     seed: int = 0
     holdout: tuple[str, ...] = ()
+    split: Path | None = None  # a speaker split file (vasa split): its validation speakers are held out
     threads: int = 0
 
     def __post_init__(self):

@@ -53,8 +53,9 @@ MAX_VALIDATION_WINDOWS = 2048  # a fixed subset keeps validation cheap on big he
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything a run depends on. holdout: record names (the video's stem) kept out of training and
-    used for the validation loss. threads: torch CPU threads (0 = torch's default). device: "auto" (cuda
+    """Everything a run depends on. split: a speaker split file (`vasa split`); its validation speakers'
+    records are kept out of training and used for the validation loss, as are the records named in
+    holdout (the video's stem). threads: torch CPU threads (0 = torch's default). device: "auto" (cuda
     when available), "cpu" or "cuda". amp: bf16 autocast, GPU only. augment: `vasa.data.windows.Augment()`."""
 
     data: Path
@@ -73,6 +74,7 @@ class TrainConfig:
     save_every: int = 1000
     seed: int = 0
     holdout: tuple[str, ...] = ()
+    split: Path | None = None
     threads: int = 0
     device: str = "auto"
     amp: bool = False
@@ -157,13 +159,21 @@ def split_records(config: TrainConfig, procs: Processes) -> tuple[list[Path], li
     turn; with fewer files every rank reads all of them (their different seeds still draw different windows).
     """
     files = record_files(config.data)
+    by_speaker: list[Path] = []
+    if config.split is not None:  # whole speakers held out (vasa.data.splits)
+        from vasa.data.splits import load_split
+
+        by_speaker = load_split(config.split).partition(files)[1]
+        if not by_speaker:
+            raise VasaError(f"no record in {config.data} is of a validation speaker of {config.split} "
+                            "(was the data prepared with its manifest?)")
     names = {f: {f.stem, RECORD_HASH.sub("", f.stem)} for f in files}
     unknown = [h for h in config.holdout if not any(h in n for n in names.values())]
     if unknown:
         known = sorted({RECORD_HASH.sub("", f.stem) for f in files})
         raise VasaError(f"holdout {', '.join(unknown)} matches no record in {config.data} "
                         f"(records: {', '.join(known[:8])}{' ...' if len(known) > 8 else ''})")
-    held_out = [f for f in files if names[f] & set(config.holdout)]
+    held_out = [f for f in files if names[f] & set(config.holdout) or f in by_speaker]
     training = [f for f in files if f not in held_out]
     if not training:
         raise VasaError(f"every record in {config.data} is held out: nothing left to train on")
