@@ -160,6 +160,10 @@ def test_a_split_holds_out_whole_speakers_in_every_group():
     assert make_split(metas + _metas({"lrs3-0": ("lrs3", "en", 1)}), 20, seed=0) == split
     with pytest.raises(VasaError, match="keep at least one"):
         make_split(metas, len(speakers), seed=0)
+    included = make_split(metas, 20, seed=0, include=("vq-0", "dh-7"))
+    assert {"vq-0", "dh-7"} <= included.validation and len(included.validation) == 20
+    with pytest.raises(VasaError, match="no kept data of speaker nobody"):
+        make_split(metas, 20, seed=0, include=("nobody",))
 
 
 def test_trainers_hold_out_every_clip_of_a_split_speaker(prepared_corpus, tmp_path):
@@ -188,3 +192,27 @@ def test_cli_split_writes_a_file_the_trainer_reads(prepared_corpus, tmp_path, ca
     assert len(load_split(tmp_path / "s.json").validation) == 1
     assert main(["split", str(out), "--speakers", "9", "--out", str(tmp_path / "t.json")]) == 2
     assert not (tmp_path / "t.json").exists()
+
+
+# --- the project's corpus split ---------------------------------------------------------------------------
+
+def test_the_corpus_split_holds_out_whole_speakers_of_many_sources():
+    """data/corpus_split.json against the corpus manifest: at least 15 validation speakers from at least 5
+    sources, every label a real speaker of the manifest, and no training speaker whose label differs from
+    a validation speaker's only in case or spacing (the same person would then be on both sides)."""
+    from conftest import SHARED_MEDIA
+    from vasa.data.manifest import read_manifest
+    from vasa.data.splits import load_split
+    from pathlib import Path
+
+    manifest = SHARED_MEDIA / "train" / "MANIFEST.tsv"
+    if not manifest.is_file():
+        pytest.skip(f"no training corpus at {manifest.parent}")
+    split = load_split(Path(__file__).resolve().parents[1] / "data" / "corpus_split.json")
+    rows = read_manifest(manifest).values()
+    speakers = {row["speaker"] for row in rows}
+    assert len(split.validation) >= 15 and split.validation <= speakers
+    assert len({row["source_repo"] for row in rows if split.holds_out(row["speaker"])}) >= 5
+    plain = lambda label: "".join(label.lower().split())
+    training = {plain(s) for s in speakers - split.validation}
+    assert not training & {plain(s) for s in split.validation}

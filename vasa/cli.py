@@ -142,6 +142,8 @@ def _add_split(commands) -> None:
     p.add_argument("data", type=Path, help="folder written by `vasa prepare` (or its records/)")
     p.add_argument("--speakers", type=int, default=20, help="validation speakers (default 20)")
     p.add_argument("--seed", type=int, default=0, help="which speakers within each group (default 0)")
+    p.add_argument("--include", nargs="+", default=[], metavar="SPEAKER",
+                   help="speakers that must be among the validation ones (e.g. one per language to report)")
     p.add_argument("--out", type=Path, required=True, help="the split file to write (JSON)")
     p.set_defaults(run=_run_split)
 
@@ -151,7 +153,7 @@ def _run_split(args) -> None:
     from vasa.data.splits import make_split, write_split
 
     metas = [read_meta(f) for f in record_files(args.data)]
-    split = make_split(metas, args.speakers, args.seed)
+    split = make_split(metas, args.speakers, args.seed, tuple(args.include))
     write_split(args.out, split, metas, args.seed)
     held = sum(m["frames"] / m["fps"] for m in metas if split.holds_out(speaker_of(m)))
     total = sum(m["frames"] / m["fps"] for m in metas)

@@ -6,6 +6,7 @@ split by clip overstates how well it does on someone new. A split here is a set 
 speakers is held out, whatever clip it came from. A record without a label is its own speaker.
 
     vasa split DATA --speakers 20 --out split.json     # choose, stratified by source and language
+    vasa split DATA --speakers 20 --include SPEAKER ... --out split.json   # these among them
     vasa train motion --data DATA --split split.json   # every trainer and script reads the same file
 
 The file is JSON: {"format": 1, "unit": "speaker", "validation": [labels...], ...}; other keys say
@@ -82,11 +83,22 @@ def _rank(seed: int, speaker: str) -> str:
     return hashlib.sha1(f"{seed}:{speaker}".encode()).hexdigest()
 
 
-def make_split(metas: list[dict], speakers: int, seed: int = 0) -> Split:
-    """Choose `speakers` validation speakers among those with kept data, stratified by (source, language)."""
+def make_split(metas: list[dict], speakers: int, seed: int = 0, include: tuple[str, ...] = ()) -> Split:
+    """Choose `speakers` validation speakers among those with kept data, stratified by (source, language);
+    the speakers in `include` (e.g. one per language to report languages) are among them."""
     table = {s: row for s, row in speaker_table(metas).items() if row["seconds"] > 0}
     if not 0 < speakers < len(table):
         raise VasaError(f"cannot hold out {speakers} of {len(table)} speakers: keep at least one to train on")
+    unknown = [s for s in include if s not in table]
+    if unknown:
+        raise VasaError(f"no kept data of speaker {', '.join(unknown)} to hold out")
+    if len(set(include)) > speakers:
+        raise VasaError(f"{len(set(include))} speakers to include but only {speakers} to hold out")
+    chosen = set(include)
+    table = {s: row for s, row in table.items() if s not in chosen}
+    speakers -= len(chosen)
+    if not speakers:
+        return Split(frozenset(chosen))
     groups: dict[tuple[str, str], list[str]] = defaultdict(list)
     for speaker, row in table.items():
         groups[(row["source"], row["language"])].append(speaker)
@@ -103,7 +115,7 @@ def make_split(metas: list[dict], speakers: int, seed: int = 0) -> Split:
         room = room or [g for g in groups if quota.get(g, 0) < len(groups[g])]
         best = max(room, key=lambda g: (share[g] - quota.get(g, 0), len(groups[g]), g))
         quota[best] = quota.get(best, 0) + 1
-    return Split(frozenset(s for g, n in quota.items() for s in groups[g][:n]))
+    return Split(frozenset(chosen | {s for g, n in quota.items() for s in groups[g][:n]}))
 
 
 def write_split(path: str | os.PathLike, split: Split, metas: list[dict], seed: int) -> None:
