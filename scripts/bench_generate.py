@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     config = head.motion_model.config
     print(f"model {model_path.name}: width {config.width}, depth {config.depth}, window {config.window_frames}; "
           f"encoder {type(head.encoder).__name__}; size {args.size}; {args.seconds:g} s of speech; "
-          f"DDIM {controls.steps} steps, cfg audio {controls.cfg_audio}")
+          f"DDIM {controls.steps} steps, cfg audio {head.cfg_audio if controls.cfg_audio is None else controls.cfg_audio}")
     print(f"torch threads {torch.get_num_threads()}, cores {os.cpu_count()}, load average "
           f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 

@@ -59,7 +59,7 @@ def r(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def evaluate(head: TalkingHead, record: Record, video: Path, seeds: list[int], render: bool,
-             cfg_audio: float = Controls.cfg_audio) -> dict:
+             cfg_audio: float | None = None) -> dict:
     frames = list(iter_video_frames(video, FPS))
     head.set_source(frames[record.segments[0].start_frame])
     waveform = load_audio(audio_source(video))
@@ -108,8 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clips", type=Path, required=True, help="the corpus folder the records came from")
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--render", action="store_true", help="also render, re-track and measure (slow)")
-    parser.add_argument("--cfg-audio", type=float, default=Controls.cfg_audio,
-                        help=f"audio guidance scale lambda_A (default {Controls.cfg_audio})")
+    parser.add_argument("--cfg-audio", type=float, help="audio guidance scale lambda_A (default: the model's own)")
     parser.add_argument("--limit", type=int, default=0, help="score only the first N held-out records (quick looks)")
     parser.add_argument("--json", type=Path, help="write every figure here")
     args = parser.parse_args(argv)

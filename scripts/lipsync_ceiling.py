@@ -1,7 +1,7 @@
 """How far the speech features of the training speakers predict an unseen speaker's mouth, and what limits it.
 
     vasa prepare ../shared/media/clips /tmp/prep
-    python scripts/lipsync_ceiling.py /tmp/prep [--clips ../shared/media/clips] [--holdout ...]
+    python scripts/lipsync_ceiling.py /tmp/prep [--clips ../shared/media/clips] [--holdout ... | --split FILE]
 
 The yardstick is the ridge regression of scripts/data_facts.py (fact 3): speech features of frames
 t-4, t-2, ..., t+4 -> the mouth opening of frame t, fitted on the training records, Pearson r on each
@@ -32,6 +32,7 @@ from vasa.audio.encoders import parse_encoder_spec
 from vasa.audio.streaming import WindowSchedule
 from vasa.data.prepare import audio_source
 from vasa.data.records import read_record, record_files
+from vasa.data.splits import load_split
 from vasa.data.sync import with_context
 from vasa.errors import VasaError
 from vasa.face.model import FaceModel
@@ -88,7 +89,8 @@ def left_out_r(train: list[Part], **options) -> float:
     return float(np.mean(scores))
 
 
-def read_parts(prepared: Path, clips: Path | None) -> tuple[list[Part], str, float]:
+def read_parts(prepared: Path, clips: Path | None, by_speaker: bool = False) -> tuple[list[Part], str, float]:
+    """Every segment as a Part, named by its record (or with `by_speaker` by its speaker label)."""
     model = FaceModel.load()
     parts, spec, fps = [], None, 25.0
     for path in record_files(prepared):
@@ -96,8 +98,9 @@ def read_parts(prepared: Path, clips: Path | None) -> tuple[list[Part], str, flo
         spec, fps = spec or record.audio_encoder, record.fps
         for segment in record.segments:
             mouth = model.mouth_opening(model.mean_shape + model.decode_dynamics(segment.dynamics))
-            source = audio_source(clips / record.source) if clips is not None else None
-            parts.append(Part(path.stem.rsplit("-", 1)[0], segment.audio, mouth, source, segment.start_frame))
+            source = audio_source(clips / (record.info.get("file") or record.source)) if clips is not None else None
+            name = record.speaker if by_speaker else path.stem.rsplit("-", 1)[0]
+            parts.append(Part(name, segment.audio, mouth, source, segment.start_frame))
     return parts, spec, fps
 
 
@@ -134,6 +137,10 @@ def reencoded(parts: list[Part], encoder, alpha: float = 1.0) -> list[Part]:
 
 
 def line(label: str, scores: dict[str, float]) -> str:
+    if len(scores) > 4:  # many held-out speakers: their distribution
+        values = np.array(list(scores.values()))
+        return (f"  {label:52s} mean {values.mean():.3f}  median {np.median(values):.3f}  "
+                f"q25-q75 {np.quantile(values, 0.25):.3f}-{np.quantile(values, 0.75):.3f}  ({len(values)} held out)")
     return f"  {label:52s} " + "  ".join(f"{clip} {r:.3f}" for clip, r in scores.items())
 
 
@@ -141,11 +148,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("prepared", type=Path, help="folder written by `vasa prepare`")
     parser.add_argument("--holdout", nargs="+", default=["retalking_2", "sadtalker_WDA_AOC_000"])
+    parser.add_argument("--split", type=Path, help="a speaker split file (`vasa split`): hold out its speakers "
+                                                   "instead of --holdout; figures per speaker")
     parser.add_argument("--clips", type=Path, help="the videos of the records: re-encode their audio (part 3)")
     args = parser.parse_args(argv)
-    parts, spec, fps = read_parts(args.prepared, args.clips)
-    train = [p for p in parts if p.clip not in args.holdout]
-    held = [p for p in parts if p.clip in args.holdout]
+    parts, spec, fps = read_parts(args.prepared, args.clips, by_speaker=args.split is not None)
+    held_out = load_split(args.split).validation if args.split else set(args.holdout)
+    train = [p for p in parts if p.clip not in held_out]
+    held = [p for p in parts if p.clip in held_out]
     if not train or not held:
         print("needs training and held-out records (see --holdout)")
         return 1

@@ -293,3 +293,27 @@ def test_requested_gaze_moves_the_lids_with_the_eyes():
     up = model.mean_shape + model.decode_dynamics(space.lids_for_gaze((0.0, 0.0), (0.0, 10.0)))
     assert up[RIGHT_EYE_LIDS[0], 1] < model.mean_shape[RIGHT_EYE_LIDS[0], 1] - 0.01  # canonical y points down
     assert np.allclose(model.eye_gaze(up), model.eye_gaze(model.mean_shape), atol=1e-6)
+
+
+def test_the_audio_guidance_defaults_to_the_models_own(model_path, tmp_path, astronaut, speech):
+    """A model file may name the guidance scale it was chosen with ("cfg_audio"); Controls(cfg_audio=None)
+    uses it, an explicit scale overrides it, and a scale that is not a finite number in range is refused."""
+    from vasa.motion.checkpoint import read_metadata
+
+    assert TalkingHead.from_pretrained(model_path, size=96, voice_activity=False).cfg_audio == 0.5  # not named
+    guided = tmp_path / "guided.safetensors"
+    save_motion_model(guided, randomized(TINY_MEL, seed=0), {"audio_encoder": "mel", "cfg_audio": "2.0"})
+    assert read_metadata(guided)["cfg_audio"] == "2.0"
+    head = TalkingHead.from_pretrained(guided, size=96, voice_activity=False)
+    head.set_source(astronaut)
+    assert head.cfg_audio == 2.0
+    waveform = load_audio(speech)
+    own = np.concatenate(list(head.motion(waveform, FAST)))
+    same = np.concatenate(list(head.motion(waveform, dataclasses.replace(FAST, cfg_audio=2.0))))
+    other = np.concatenate(list(head.motion(waveform, dataclasses.replace(FAST, cfg_audio=0.5))))
+    assert np.array_equal(own, same) and not np.allclose(own, other)
+    for bad in (float("nan"), float("inf"), -1.0, 1e308):
+        with pytest.raises(VasaError, match="guidance scale"):
+            Controls(cfg_audio=bad)
+        with pytest.raises(VasaError, match="guidance scale"):
+            Controls(cfg_gaze=bad)

@@ -167,7 +167,8 @@ def _add_controls(p) -> None:
     p.add_argument("--emotion", nargs="+", metavar="NAME=WEIGHT",
                    help="emotion and its weight, 0 to 1.5 (1 = a clear expression), e.g. happy=1 or sad=0.5 fear=0.5 "
                         "(neutral, happy, sad, surprise, fear, disgust, anger)")
-    p.add_argument("--cfg-audio", type=float, default=0.5, help="audio guidance scale (Eq. 2; default 0.5)")
+    p.add_argument("--cfg-audio", type=float,
+                   help="audio guidance scale (Eq. 2; default: the motion model's own, in its model card)")
     p.add_argument("--cfg-gaze", type=float, default=1.0, help="gaze guidance scale (Eq. 2; default 1.0)")
     p.add_argument("--steps", type=int, default=10, help="DDIM sampling steps (default 10; 0 = 50-step ancestral)")
     p.add_argument("--seed", type=int, default=0)

@@ -24,6 +24,7 @@ the motion around them.
 from __future__ import annotations
 
 import json
+import math
 import os
 import queue
 from dataclasses import dataclass, field, replace
@@ -56,6 +57,10 @@ SILENCE_LOW, SILENCE_HIGH = 0.3, 0.6  # voice probability ramp over which the mo
 # (freeing the mouth 3 frames ahead instead of 6 cost 0.05 / 0.15 of held-out mouth-opening r).
 SILENCE_CLOSE_FRAMES = 3
 SILENCE_OPEN_FRAMES = 6
+# lambda_A of Eq. 2 for a motion model whose file does not name its own ("cfg_audio" in its metadata):
+# models trained on a few speakers did as well at 0.5 as at 2; the corpus models gain from more
+DEFAULT_CFG_AUDIO = 0.5
+MAX_GUIDANCE = 10.0  # beyond it the guided motion leaves the range the face can show
 REST_POSE = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 1.0])  # relative pose of the portrait itself
 
 
@@ -72,7 +77,7 @@ class Controls:
     gaze: tuple[float, float] | None = None
     distance: float | None = None
     emotion: dict[str, float] | None = None
-    cfg_audio: float = 0.5  # lambda_A of Eq. 2
+    cfg_audio: float | None = None  # lambda_A of Eq. 2; None = the motion model's own (`TalkingHead.cfg_audio`)
     cfg_gaze: float = 1.0  # lambda_g of Eq. 2
     steps: int = 10  # DDIM steps (0 = the 50-step ancestral sampler)
     seed: int = 0
@@ -97,6 +102,10 @@ class Controls:
                                 f"(1 = a clear expression), got {self.emotion}")
         if not 0.0 <= self.smoothing < 1.0:
             raise VasaError(f"smoothing must be in [0, 1), got {self.smoothing}")
+        for name in ("cfg_audio", "cfg_gaze"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and 0.0 <= value <= MAX_GUIDANCE):
+                raise VasaError(f"{name} must be a guidance scale between 0 and {MAX_GUIDANCE:g}, got {value}")
         if self.steps < 0 or self.steps > 50:
             raise VasaError(f"steps must be 0 (ancestral, 50 steps) or 1..50 DDIM steps, got {self.steps}")
         if self.head_scale < 0 or self.expression_scale < 0:
@@ -143,6 +152,7 @@ class TalkingHead:
     face: object  # vasa.face.mesh.MeshFace
     encoder: object  # vasa.audio.AudioEncoder
     vad: object | None  # vasa.audio.VoiceActivity
+    cfg_audio: float = DEFAULT_CFG_AUDIO  # the audio guidance scale the model was chosen with (its metadata)
     space: LatentSpace = field(init=False)
     source: Source | None = field(default=None, init=False)
 
@@ -178,7 +188,8 @@ class TalkingHead:
             raise VasaError(f"the motion model {path} was trained on {trained_on} face latents, "
                             f"the face backend is {face.name}: use a motion model trained on records of the same backend")
         encoder = load_encoder(metadata.get("audio_encoder", "whisper"), fps=MODEL_FPS, model_path=audio_model)
-        return cls(model, face, encoder, VoiceActivity() if voice_activity else None)
+        return cls(model, face, encoder, VoiceActivity() if voice_activity else None,
+                   float(metadata.get("cfg_audio", DEFAULT_CFG_AUDIO)))
 
     def source_for(self, controls: Controls, source: Source | None = None) -> Source | None:
         """The portrait as `controls` show it: wearing the requested emotion's expression on the mesh
@@ -348,7 +359,8 @@ class MotionStage:
         from vasa.motion.controls import Smoother
 
         sampler = Sampler("ancestral" if controls.steps == 0 else "ddim", max(controls.steps, 1),
-                          Guidance(audio=controls.cfg_audio, gaze=controls.cfg_gaze))
+                          Guidance(audio=head.cfg_audio if controls.cfg_audio is None else controls.cfg_audio,
+                                   gaze=controls.cfg_gaze))
         source = source or head.source
         gaze = controls.gaze if controls.gaze is not None else (source.gaze if source else None)
         gaze = None if gaze is None else np.radians(gaze)

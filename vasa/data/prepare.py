@@ -32,6 +32,7 @@ import contextlib
 import hashlib
 import json
 import os
+import threading
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Iterable
@@ -492,6 +493,7 @@ def _worker_start(config: PrepareConfig) -> None:
     import torch
 
     global _worker_preparer
+    tqdm.set_lock(threading.RLock())  # no bars here; tqdm's default lock is a semaphore the pool would leak
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     _worker_preparer = Preparer(config)
