@@ -3,8 +3,9 @@
     python scripts/ship_motion_model.py runs/motion/model.safetensors vasa/assets/motion_default.safetensors \
         --cfg-audio 2
 
-The weights and every metadata entry are kept; "cfg_audio" is added (or replaced), so that
-`TalkingHead.from_pretrained` samples with it when the user asks for no other scale. Choose the scale
+The weights and every metadata entry are kept; "cfg_audio" (and with --cfg-audio-pose, "cfg_audio_pose",
+the scale on the head pose alone) is added or replaced, so that `TalkingHead.from_pretrained` samples
+with it when the user asks for no other scale. Choose the scale
 on held-out speakers (scripts/eval_speakers.py --cfg-audio), never on the training ones.
 """
 
@@ -22,10 +23,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model", type=Path, help="a model written by `vasa train motion`")
     parser.add_argument("out", type=Path, help="where it ships")
     parser.add_argument("--cfg-audio", type=float, required=True, help="lambda_A of Eq. 2 for this model")
+    parser.add_argument("--cfg-audio-pose", type=float, help="lambda_A on the head pose, where it should differ")
     args = parser.parse_args(argv)
-    metadata = {k: v for k, v in read_metadata(args.model).items() if k != CONFIG_KEY}
-    save_motion_model(args.out, load_motion_model(args.model), {**metadata, "cfg_audio": f"{args.cfg_audio:g}"})
-    print(f"wrote {args.out} (cfg_audio {args.cfg_audio:g}; {', '.join(f'{k} {v}' for k, v in metadata.items())})")
+    metadata = {k: v for k, v in read_metadata(args.model).items() if k not in (CONFIG_KEY, "cfg_audio_pose")}
+    metadata["cfg_audio"] = f"{args.cfg_audio:g}"
+    if args.cfg_audio_pose is not None:
+        metadata["cfg_audio_pose"] = f"{args.cfg_audio_pose:g}"
+    save_motion_model(args.out, load_motion_model(args.model), metadata)
+    print(f"wrote {args.out} ({', '.join(f'{k} {v}' for k, v in metadata.items())})")
     return 0
 
 

@@ -118,3 +118,21 @@ def test_a_benchmark_case_without_a_face_names_the_case(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "Traceback" not in err and "benchmark case wall: no face" in err
     assert not (tmp_path / "r" / "report.md").exists()
+
+
+def test_the_judges_bring_the_speech_features_they_were_trained_on(tmp_path):
+    """Judges trained on other features than tiny.en's get those features; two that disagree are refused."""
+    from vasa.audio.encoders import LogMelEncoder
+    from vasa.errors import VasaError
+
+    def judge(kind: str, encoder: str, audio_dim: int) -> str:
+        path = tmp_path / f"{kind}_{encoder}.safetensors"
+        config = contrastive.JudgeConfig(kind=kind, motion_dim=6 if kind == "capp" else 3, audio_dim=audio_dim,
+                                         window_frames=15, frames_per_token=1)
+        contrastive.save_judge(path, contrastive.ContrastiveJudge(config), {"audio_encoder": encoder})
+        return str(path)
+
+    mel = Judges.load(capp=judge("capp", "mel", 80), lipsync=judge("lipsync", "mel", 80), identity_metric=False)
+    assert isinstance(mel.encoder, LogMelEncoder) and mel.capp.config.audio_dim == 80
+    with pytest.raises(VasaError, match="different speech features.*capp: mel.*lipsync: whisper"):
+        Judges.load(capp=judge("capp", "mel", 80), lipsync=judge("lipsync", "whisper", 384), identity_metric=False)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from test_motion_dit import TINY, make_conditions, randomized, window
+from vasa.data.representation import POSE_DIM
 from vasa.motion.diffusion import (
     Guidance, cfg_mix, cosine_schedule, drop_conditions, guided_denoiser, q_sample, sample_ancestral, sample_ddim,
     truncate_audio,
@@ -92,6 +93,12 @@ def test_batched_guidance_equals_eq2_from_separate_passes():
     guided = guided_denoiser(model, cond, base, Guidance(audio=0.5, gaze=1.0))(x_t, t)
     assert torch.allclose(guided, expected, atol=1e-5)
     assert torch.allclose(cfg_mix(all_, no_audio, no_gaze, Guidance()), expected, atol=1e-6)
+    # the head pose may take its own audio scale: the pose channels move, the face's stay
+    split = cfg_mix(all_, no_audio, no_gaze, Guidance(audio=0.5, gaze=1.0, audio_pose=2.0))
+    pose_expected = all_ + 2.0 * (all_ - no_audio) + 1.0 * (all_ - no_gaze)
+    assert torch.allclose(split[..., :POSE_DIM], pose_expected[..., :POSE_DIM], atol=1e-6)
+    assert torch.allclose(split[..., POSE_DIM:], expected[..., POSE_DIM:], atol=1e-6)
+    assert not torch.allclose(split[..., :POSE_DIM], expected[..., :POSE_DIM], atol=1e-4)
 
 
 def test_guidance_skips_the_pass_of_a_condition_that_is_absent():

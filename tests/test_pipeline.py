@@ -312,8 +312,22 @@ def test_the_audio_guidance_defaults_to_the_models_own(model_path, tmp_path, ast
     same = np.concatenate(list(head.motion(waveform, dataclasses.replace(FAST, cfg_audio=2.0))))
     other = np.concatenate(list(head.motion(waveform, dataclasses.replace(FAST, cfg_audio=0.5))))
     assert np.array_equal(own, same) and not np.allclose(own, other)
+    # a model may also name a scale for the head pose alone ("cfg_audio_pose"); an explicit one overrides it
+    posed = tmp_path / "posed.safetensors"
+    save_motion_model(posed, randomized(TINY_MEL, seed=0),
+                      {"audio_encoder": "mel", "cfg_audio": "2.0", "cfg_audio_pose": "0.5"})
+    head_posed = TalkingHead.from_pretrained(posed, size=96, voice_activity=False)
+    head_posed.set_source(astronaut)
+    assert head_posed.cfg_audio_pose == 0.5 and head.cfg_audio_pose is None
+    calm = np.concatenate(list(head_posed.motion(waveform, dataclasses.replace(FAST, smoothing=0.0))))
+    full = np.concatenate(list(head_posed.motion(waveform, dataclasses.replace(FAST, smoothing=0.0,
+                                                                                cfg_audio_pose=2.0))))
+    assert not np.allclose(calm[:, :6], full[:, :6])
+    assert np.allclose(full, np.concatenate(list(head.motion(waveform, dataclasses.replace(FAST, smoothing=0.0)))))
     for bad in (float("nan"), float("inf"), -1.0, 1e308):
         with pytest.raises(VasaError, match="guidance scale"):
             Controls(cfg_audio=bad)
+        with pytest.raises(VasaError, match="guidance scale"):
+            Controls(cfg_audio_pose=bad)
         with pytest.raises(VasaError, match="guidance scale"):
             Controls(cfg_gaze=bad)

@@ -169,6 +169,9 @@ def _add_controls(p) -> None:
                         "(neutral, happy, sad, surprise, fear, disgust, anger)")
     p.add_argument("--cfg-audio", type=float,
                    help="audio guidance scale (Eq. 2; default: the motion model's own, in its model card)")
+    p.add_argument("--cfg-audio-pose", type=float,
+                   help="audio guidance scale on the head pose alone (default: the motion model's own, "
+                        "else --cfg-audio's)")
     p.add_argument("--cfg-gaze", type=float, default=1.0, help="gaze guidance scale (Eq. 2; default 1.0)")
     p.add_argument("--steps", type=int, default=10, help="DDIM sampling steps (default 10; 0 = 50-step ancestral)")
     p.add_argument("--seed", type=int, default=0)
@@ -187,10 +190,11 @@ def _controls(args):
     from vasa.pipeline import Controls, parse_emotion
 
     return Controls(gaze=tuple(args.gaze) if args.gaze else None, distance=args.distance,
-                    emotion=parse_emotion(args.emotion), cfg_audio=args.cfg_audio, cfg_gaze=args.cfg_gaze,
-                    steps=args.steps, seed=args.seed, head_scale=args.head_scale,
-                    expression_scale=args.expression_scale, smoothing=args.smooth, still=args.still,
-                    close_mouth_in_silence=not args.mouth_in_silence, blinks=args.blinks)
+                    emotion=parse_emotion(args.emotion), cfg_audio=args.cfg_audio,
+                    cfg_audio_pose=args.cfg_audio_pose, cfg_gaze=args.cfg_gaze, steps=args.steps,
+                    seed=args.seed, head_scale=args.head_scale, expression_scale=args.expression_scale,
+                    smoothing=args.smooth, still=args.still, close_mouth_in_silence=not args.mouth_in_silence,
+                    blinks=args.blinks)
 
 
 def _add_generate(commands) -> None:

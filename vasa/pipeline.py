@@ -78,6 +78,9 @@ class Controls:
     distance: float | None = None
     emotion: dict[str, float] | None = None
     cfg_audio: float | None = None  # lambda_A of Eq. 2; None = the motion model's own (`TalkingHead.cfg_audio`)
+    # lambda_A on the head pose alone; None = the motion model's own (`TalkingHead.cfg_audio_pose`), or the
+    # face's scale above where the model names none
+    cfg_audio_pose: float | None = None
     cfg_gaze: float = 1.0  # lambda_g of Eq. 2
     steps: int = 10  # DDIM steps (0 = the 50-step ancestral sampler)
     seed: int = 0
@@ -102,7 +105,7 @@ class Controls:
                                 f"(1 = a clear expression), got {self.emotion}")
         if not 0.0 <= self.smoothing < 1.0:
             raise VasaError(f"smoothing must be in [0, 1), got {self.smoothing}")
-        for name in ("cfg_audio", "cfg_gaze"):
+        for name in ("cfg_audio", "cfg_audio_pose", "cfg_gaze"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and 0.0 <= value <= MAX_GUIDANCE):
                 raise VasaError(f"{name} must be a guidance scale between 0 and {MAX_GUIDANCE:g}, got {value}")
@@ -153,6 +156,7 @@ class TalkingHead:
     encoder: object  # vasa.audio.AudioEncoder
     vad: object | None  # vasa.audio.VoiceActivity
     cfg_audio: float = DEFAULT_CFG_AUDIO  # the audio guidance scale the model was chosen with (its metadata)
+    cfg_audio_pose: float | None = None  # its scale on the head pose, where the model names one ("cfg_audio_pose")
     space: LatentSpace = field(init=False)
     source: Source | None = field(default=None, init=False)
 
@@ -188,8 +192,9 @@ class TalkingHead:
             raise VasaError(f"the motion model {path} was trained on {trained_on} face latents, "
                             f"the face backend is {face.name}: use a motion model trained on records of the same backend")
         encoder = load_encoder(metadata.get("audio_encoder", "whisper"), fps=MODEL_FPS, model_path=audio_model)
+        pose = metadata.get("cfg_audio_pose")
         return cls(model, face, encoder, VoiceActivity() if voice_activity else None,
-                   float(metadata.get("cfg_audio", DEFAULT_CFG_AUDIO)))
+                   float(metadata.get("cfg_audio", DEFAULT_CFG_AUDIO)), None if pose is None else float(pose))
 
     def source_for(self, controls: Controls, source: Source | None = None) -> Source | None:
         """The portrait as `controls` show it: wearing the requested emotion's expression on the mesh
@@ -358,9 +363,10 @@ class MotionStage:
         from vasa.motion import Guidance, MotionStream, Sampler
         from vasa.motion.controls import Smoother
 
+        audio = head.cfg_audio if controls.cfg_audio is None else controls.cfg_audio
+        pose = head.cfg_audio_pose if controls.cfg_audio_pose is None else controls.cfg_audio_pose
         sampler = Sampler("ancestral" if controls.steps == 0 else "ddim", max(controls.steps, 1),
-                          Guidance(audio=head.cfg_audio if controls.cfg_audio is None else controls.cfg_audio,
-                                   gaze=controls.cfg_gaze))
+                          Guidance(audio=audio, gaze=controls.cfg_gaze, audio_pose=pose))
         source = source or head.source
         gaze = controls.gaze if controls.gaze is not None else (source.gaze if source else None)
         gaze = None if gaze is None else np.radians(gaze)

@@ -46,22 +46,28 @@ class Judges:
     i3d: object | None = None  # vasa.metrics.fvd.I3D
     descriptor: identity.FaceDescriptor | None = None
     face_model: FaceModel = field(default_factory=FaceModel.load)
-    encoder: object = None  # vasa.audio.AudioEncoder (Whisper tiny.en, as the judges were trained on)
+    encoder: object = None  # vasa.audio.AudioEncoder: the features the judges were trained on
     notes: dict = field(default_factory=dict)  # metric -> why it is skipped
 
     @classmethod
     def load(cls, size: int = 256, capp: str | os.PathLike | None = None, lipsync: str | os.PathLike | None = None,
              syncnet_path: str | os.PathLike | None = None, i3d_path: str | os.PathLike | None = None,
              identity_metric: bool = True) -> "Judges":
-        judges = cls(size=size, encoder=load_encoder("whisper", fps=FPS))
+        judges = cls(size=size)
+        encoders = {}  # judge name -> the speech features it was trained on
         for name, given, default in (("capp", capp, DEFAULT_CAPP), ("lipsync", lipsync, DEFAULT_LIPSYNC)):
             path = Path(given) if given else default
             if path.is_file():
                 setattr(judges, name, contrastive.load_judge(path))
+                encoders[name] = contrastive.judge_metadata(path).get("audio_encoder", "whisper")
             elif given:
                 raise VasaError(f"no {name} judge at {path}")
             else:
                 judges.notes[name] = f"skipped: no judge weights ({default.name} not shipped; --{name} PATH)"
+        if len(set(encoders.values())) > 1:
+            raise VasaError("the judges were trained on different speech features ("
+                            + ", ".join(f"{k}: {v}" for k, v in encoders.items()) + "): give judges of one encoder")
+        judges.encoder = load_encoder(next(iter(encoders.values()), "whisper"), fps=FPS)
         if syncnet_path:
             judges.syncnet = syncnet.load_syncnet(syncnet_path)
         else:

@@ -20,6 +20,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from vasa.data.representation import POSE_DIM
 from vasa.motion.dit import Conditions, Dropped, MotionDiT
 
 Denoiser = Callable[[Tensor, Tensor], Tensor]
@@ -97,17 +98,25 @@ def truncate_audio(batch_size: int, window_frames: int, generator: torch.Generat
 
 @dataclass(frozen=True)
 class Guidance:
-    """Classifier-free guidance scales of Eq. 2 (lambda_A for audio, lambda_g for gaze); 0 turns one off."""
+    """Classifier-free guidance scales of Eq. 2 (lambda_A for audio, lambda_g for gaze); 0 turns one off.
+    `audio_pose`: lambda_A on the head-pose channels (the first `POSE_DIM` of the motion) where it should
+    differ from the face's; None = `audio` on every channel, as Eq. 2 writes it."""
 
     audio: float = 0.5
     gaze: float = 1.0
+    audio_pose: float | None = None
 
 
 def cfg_mix(x0_all: Tensor, x0_no_audio: Tensor | None, x0_no_gaze: Tensor | None, guidance: Guidance) -> Tensor:
-    """Eq. 2: x0 = x0(C) + lambda_A (x0(C) - x0(C \\ A)) + lambda_g (x0(C) - x0(C \\ g))."""
+    """Eq. 2: x0 = x0(C) + lambda_A (x0(C) - x0(C \\ A)) + lambda_g (x0(C) - x0(C \\ g)), lambda_A per
+    channel when the pose has its own."""
     out = x0_all
     if x0_no_audio is not None:
-        out = out + guidance.audio * (x0_all - x0_no_audio)
+        scale = guidance.audio
+        if guidance.audio_pose is not None and guidance.audio_pose != guidance.audio:
+            scale = torch.full((x0_all.shape[-1],), guidance.audio, dtype=x0_all.dtype, device=x0_all.device)
+            scale[:POSE_DIM] = guidance.audio_pose
+        out = out + scale * (x0_all - x0_no_audio)
     if x0_no_gaze is not None:
         out = out + guidance.gaze * (x0_all - x0_no_gaze)
     return out
