@@ -7,10 +7,13 @@
 For every record of a validation speaker: the frame where its first kept segment starts is the
 portrait, the clip's whole audio the speech (`TalkingHead`, default controls, one run per seed).
 - motion space: the mouth opening of the generated facial dynamics against the record's tracked one,
-  over the record's kept frames (no rendering: seconds per model);
+  over the record's kept frames (no rendering: seconds per model), and the head motion (deg/frame,
+  VASA-1's delta-P) of the generated pose beside the record's;
 - `--render`: the frames are rendered at 256 px and tracked again by the same tracker as the real clip,
   then mouth-opening r, blinks per minute and head motion (deg/frame) against the real clip's.
 Each also with the audio rolled by 1 s (circularly): the control a model that ignores timing scores.
+`--av-sync-correct` first takes out each clip's audio-visual offset where the prepare step's sync probe
+found one to correct (the clip's lips scored against speech moved to where they are).
 Figures are per speaker (records of one speaker averaged); the summary gives the distribution over
 speakers and the mean per language.
 """
@@ -33,6 +36,7 @@ from vasa.audio import load_audio
 from vasa.data.prepare import audio_source
 from vasa.data.records import Record, read_record, record_files
 from vasa.data.splits import load_split
+from vasa.data.sync import shift_waveform
 from vasa.media import iter_video_frames
 from vasa.metrics.landmarks import blink_rate, measure_video, pose_variation
 from vasa.pipeline import Controls, Renderer, TalkingHead
@@ -59,21 +63,29 @@ def r(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def evaluate(head: TalkingHead, record: Record, video: Path, seeds: list[int], render: bool,
-             cfg_audio: float | None = None) -> dict:
+             cfg_audio: float | None = None, av_sync_correct: bool = False,
+             cfg_audio_pose: float | None = None) -> dict:
     frames = list(iter_video_frames(video, FPS))
     head.set_source(frames[record.segments[0].start_frame])
     waveform = load_audio(audio_source(video))
+    if av_sync_correct and record.sync is not None and record.sync["needs_correction"]:
+        # the clip's own audio-visual offset taken out, as `vasa prepare --av-sync correct` does
+        waveform = shift_waveform(waveform, record.sync["offset_frames"], FPS, SAMPLE_RATE)
     real_mouth = np.full(len(frames), np.nan)
     for s in record.segments:
         real_mouth[s.start_frame:s.start_frame + len(s)] = mouth_of(head, s.dynamics)[: len(frames) - s.start_frame]
     real_track = measure_video(head.face.model, frames, SIZE) if render else None
+    real_head = [pose_variation(seg.pose) for seg in record.segments if len(seg) > 1]
     out: dict[str, list[float]] = defaultdict(list)
     for seed in seeds:
         for name, audio in (("paired", waveform), ("shifted", np.roll(waveform, int(SHIFT_S * SAMPLE_RATE)))):
-            x = np.concatenate(list(head.motion(audio, Controls(seed=seed, cfg_audio=cfg_audio))))  # (T, 46)
-            _, dynamics = head.space.to_absolute(x, head.source.reference)
+            controls = Controls(seed=seed, cfg_audio=cfg_audio, cfg_audio_pose=cfg_audio_pose)
+            x = np.concatenate(list(head.motion(audio, controls)))  # (T, 46)
+            pose, dynamics = head.space.to_absolute(x, head.source.reference)
             index = kept(record, min(len(dynamics), len(frames)))
             out[f"motion_r_{name}"].append(r(mouth_of(head, dynamics)[index], real_mouth[index]))
+            if name == "paired":
+                out["motion_head_deg"].append(pose_variation(pose))
             if not render:
                 continue
             renderer = Renderer(head, fps=FPS)  # as `TalkingHead.frames` renders: blink control, resampling
@@ -85,6 +97,7 @@ def evaluate(head: TalkingHead, record: Record, video: Path, seeds: list[int], r
                 out["blinks_per_min"].append(blink_rate(track))
                 out["head_motion_deg"].append(pose_variation(track.pose, track.found))
     result = {k: float(np.nanmean(v)) for k, v in out.items()}
+    result["real_motion_head_deg"] = float(np.mean(real_head)) if real_head else float("nan")
     if render:
         result["real_blinks_per_min"] = blink_rate(real_track)
         result["real_head_motion_deg"] = pose_variation(real_track.pose, real_track.found)
@@ -109,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--render", action="store_true", help="also render, re-track and measure (slow)")
     parser.add_argument("--cfg-audio", type=float, help="audio guidance scale lambda_A (default: the model's own)")
+    parser.add_argument("--cfg-audio-pose", type=float, help="lambda_A on the head pose (default: the model's own)")
+    parser.add_argument("--av-sync-correct", action="store_true",
+                        help="take each held-out clip's measured audio-visual offset out of its speech first")
     parser.add_argument("--limit", type=int, default=0, help="score only the first N held-out records (quick looks)")
     parser.add_argument("--json", type=Path, help="write every figure here")
     args = parser.parse_args(argv)
@@ -125,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         language = {}
         for record in records:
             video = args.clips / (record.info.get("file") or record.source)
-            row = evaluate(head, record, video, list(range(args.seeds)), args.render, args.cfg_audio)
+            row = evaluate(head, record, video, list(range(args.seeds)), args.render, args.cfg_audio,
+                           args.av_sync_correct, args.cfg_audio_pose)
             per_speaker[record.speaker].append(row)
             language[record.speaker] = record.info.get("language") or "?"
             print(f"  {record.speaker}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()), file=sys.stderr,
