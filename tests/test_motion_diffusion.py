@@ -99,6 +99,10 @@ def test_batched_guidance_equals_eq2_from_separate_passes():
     assert torch.allclose(split[..., :POSE_DIM], pose_expected[..., :POSE_DIM], atol=1e-6)
     assert torch.allclose(split[..., POSE_DIM:], expected[..., POSE_DIM:], atol=1e-6)
     assert not torch.allclose(split[..., :POSE_DIM], expected[..., :POSE_DIM], atol=1e-4)
+    # with the face's audio scale at 0, the head's own still takes the "no audio" pass
+    head_only = guided_denoiser(model, cond, base, Guidance(audio=0.0, gaze=0.0, audio_pose=2.0))(x_t, t)
+    assert torch.allclose(head_only[..., POSE_DIM:], all_[..., POSE_DIM:], atol=1e-5)
+    assert torch.allclose(head_only[..., :POSE_DIM], (all_ + 2.0 * (all_ - no_audio))[..., :POSE_DIM], atol=1e-5)
 
 
 def test_guidance_skips_the_pass_of_a_condition_that_is_absent():

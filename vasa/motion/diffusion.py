@@ -132,7 +132,7 @@ def guided_denoiser(model: MotionDiT, cond: Conditions, dropped: Dropped | None 
     dropped = dropped or Dropped()
     B = cond.batch_size
     everyone = torch.ones(B, dtype=torch.bool)
-    audio_pass = guidance.audio != 0 and not _all(dropped.audio)
+    audio_pass = (guidance.audio != 0 or bool(guidance.audio_pose)) and not _all(dropped.audio)
     gaze_pass = guidance.gaze != 0 and not _all(dropped.gaze)
     passes = [dropped]
     if audio_pass:
