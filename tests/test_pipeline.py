@@ -331,3 +331,9 @@ def test_the_audio_guidance_defaults_to_the_models_own(model_path, tmp_path, ast
             Controls(cfg_audio_pose=bad)
         with pytest.raises(VasaError, match="guidance scale"):
             Controls(cfg_gaze=bad)
+    broken = tmp_path / "broken.safetensors"
+    for key in ("cfg_audio", "cfg_audio_pose"):
+        for bad in ("lots", "nan", "-1"):
+            save_motion_model(broken, randomized(TINY_MEL, seed=0), {"audio_encoder": "mel", key: bad})
+            with pytest.raises(VasaError, match=f"{key} '{bad}' is not a guidance scale"):
+                TalkingHead.from_pretrained(broken, size=96, voice_activity=False)

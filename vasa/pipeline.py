@@ -147,6 +147,19 @@ class Source:
     gaze: tuple[float, float] | None  # the portrait's own eye-in-head gaze, degrees: the default gaze condition
 
 
+def _guidance_scale(path, metadata: dict, key: str) -> float | None:
+    """A guidance scale a motion model file names ("cfg_audio", "cfg_audio_pose"), None where it names none."""
+    if key not in metadata:
+        return None
+    try:
+        value = float(metadata[key])
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and 0.0 <= value <= MAX_GUIDANCE):
+        raise VasaError(f"{path}: its {key} {metadata[key]!r} is not a guidance scale between 0 and {MAX_GUIDANCE:g}")
+    return value
+
+
 @dataclass
 class TalkingHead:
     """The generation pipeline: a motion model, the mesh face backend, an audio encoder and a VAD."""
@@ -192,9 +205,9 @@ class TalkingHead:
             raise VasaError(f"the motion model {path} was trained on {trained_on} face latents, "
                             f"the face backend is {face.name}: use a motion model trained on records of the same backend")
         encoder = load_encoder(metadata.get("audio_encoder", "whisper"), fps=MODEL_FPS, model_path=audio_model)
-        pose = metadata.get("cfg_audio_pose")
+        audio = _guidance_scale(path, metadata, "cfg_audio")
         return cls(model, face, encoder, VoiceActivity() if voice_activity else None,
-                   float(metadata.get("cfg_audio", DEFAULT_CFG_AUDIO)), None if pose is None else float(pose))
+                   DEFAULT_CFG_AUDIO if audio is None else audio, _guidance_scale(path, metadata, "cfg_audio_pose"))
 
     def source_for(self, controls: Controls, source: Source | None = None) -> Source | None:
         """The portrait as `controls` show it: wearing the requested emotion's expression on the mesh
