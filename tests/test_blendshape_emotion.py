@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -49,6 +51,9 @@ def test_save_load_round_trip_and_foreign_files(labeller, tmp_path):
     again = BlendshapeEmotion.load(path)
     np.testing.assert_array_equal(again.weight, labeller.weight * 2)
     assert again.info == {"note": "x"}
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # an ordinary file, not safetensors' private 0o600
     with pytest.raises(VasaError, match="weight"):
         BlendshapeEmotion(labeller.weight[:, :10], labeller.bias)
     with pytest.raises(VasaError, match="expected"):

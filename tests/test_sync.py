@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import numpy as np
@@ -100,6 +101,9 @@ def test_probe_prediction_is_centred_and_save_load_round_trips(probe, tmp_path):
     assert loaded.audio_encoder == "test" and loaded.trained_on == ("a", "b", "c") and loaded.fps == FPS
     assert np.allclose(loaded.predict(features), predicted, atol=1e-4)
     assert not list(tmp_path.glob(".*"))  # no temporary file left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # an ordinary file, not safetensors' private 0o600
     with pytest.raises(VasaError, match="6-d features"):
         loaded.predict(features[:, :4])
     with pytest.raises(VasaError, match="no sync probe"):

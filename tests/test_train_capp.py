@@ -4,7 +4,10 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
+import vasa.train.judge
+from test_train_motion import killed_at
 from vasa.cli import main
 from vasa.data.records import Record, Segment, write_record
 from vasa.face.model import FaceModel
@@ -42,6 +45,21 @@ def test_three_steps_write_a_loadable_judge_and_resume(tmp_path, kind):
     train_judge(JudgeTrainConfig(**{**config.__dict__, "steps": 5}))  # resumes at 3
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5]
+
+
+def test_a_resumed_run_logs_each_step_once(tmp_path, monkeypatch):
+    """Killed while saving step 3, after logging it: the resume from step 2 logs step 3 again, once."""
+    tiny_records(tmp_path / "prep")
+    config = JudgeTrainConfig(data=tmp_path / "prep", out=tmp_path / "run", preset="tiny", steps=3, batch_size=8,
+                              group=4, log_every=1, save_every=2, holdout=("held",))
+    with monkeypatch.context() as patch:
+        killed_at(vasa.train.judge, patch, step=3)
+        with pytest.raises(KeyboardInterrupt):
+            train_judge(config)
+    assert torch.load(tmp_path / "run" / "state.pt")["step"] == 2
+    train_judge(config)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]
 
 
 def test_command_line_trains_capp_and_reports_bad_input(tmp_path, capsys):

@@ -252,6 +252,18 @@ def test_a_three_step_run_writes_a_loadable_checkpoint(records, tmp_path, space)
     assert not [p for p in (tmp_path / "run").iterdir() if p.name.startswith(".")]  # no temporary left
 
 
+def test_run_files_get_the_mode_the_umask_gives(records, tmp_path):
+    """Files written through a temporary (weights, state) are ordinary files: 0o666 & ~umask, not the
+    private 0o600 some writers give them (safetensors does)."""
+    umask = os.umask(0o002)  # not the usual 022, so the test also tells "follows the umask" from "is 0o644"
+    try:
+        train_motion(tiny_run(records, tmp_path / "run"))
+    finally:
+        os.umask(umask)
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in (tmp_path / "run").iterdir() if p.is_file()}
+    assert modes == dict.fromkeys(["model.safetensors", "state.pt", "metrics.jsonl", "train_config.json"], oct(0o664))
+
+
 WITH_DROPOUT = [name for name, config in PRESETS.items() if config.dropout > 0 and config.width <= 128][:1]
 
 
@@ -271,6 +283,34 @@ def test_resume_equals_an_uninterrupted_run(records, tmp_path, preset):
     assert resumed["rng"][0]["numpy"] == whole["rng"][0]["numpy"]
     steps = [json.loads(line)["step"] for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def killed_at(module, monkeypatch, step: int) -> None:
+    """The next run of `module`'s trainer dies (Ctrl-C) while saving `step`: its metrics line is written,
+    its state is not, so the run resumes from the save before."""
+    save = module.save_atomic
+
+    def save_or_die(obj, path):
+        if obj["step"] == step:
+            raise KeyboardInterrupt
+        save(obj, path)
+
+    monkeypatch.setattr(module, "save_atomic", save_or_die)
+
+
+def test_a_resumed_run_logs_each_step_once(records, tmp_path, monkeypatch):
+    """Killed while saving step 4, after logging 3 and 4: the resume from step 2 logs them again, once."""
+    import vasa.train.motion
+
+    with monkeypatch.context() as patch:
+        killed_at(vasa.train.motion, patch, step=4)
+        with pytest.raises(KeyboardInterrupt):
+            train_motion(tiny_run(records, tmp_path / "run", steps=4))
+    assert torch.load(tmp_path / "run" / "state.pt")["step"] == 2
+    train_motion(tiny_run(records, tmp_path / "run", steps=4))
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+    assert not [p for p in (tmp_path / "run").iterdir() if p.name.startswith(".")]  # no temporary left
 
 
 def test_a_holdout_that_matches_no_record_is_a_clear_error(records, tmp_path):

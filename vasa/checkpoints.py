@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from vasa.errors import VasaError
+from vasa.outputs import move_into_place
 
 
 def save_weights(path: str | os.PathLike, model: nn.Module, metadata: dict[str, str]) -> None:
@@ -25,7 +26,7 @@ def save_weights(path: str | os.PathLike, model: nn.Module, metadata: dict[str, 
     temporary = path.with_name(f".{path.name}.tmp")
     try:
         save_file(tensors, str(temporary), metadata={str(k): str(v) for k, v in metadata.items()})
-        os.replace(temporary, path)
+        move_into_place(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -34,11 +35,15 @@ import numpy as np
 
 from vasa.errors import VasaError
 from vasa.face.emotion import EMOTIONS as EMOTION_NAMES
+from vasa.face.landmarks import BLENDSHAPE_NAMES
 
 FORMAT_VERSION = 2  # 2 added the tracker's blendshapes and head matrix; format 1 records still read
 READABLE_FORMATS = (1, 2)
 FRAME_ARRAYS = ("pose", "dynamics", "gaze", "distance", "emotion", "audio", "voice")
 TRACKER_ARRAYS = ("blendshapes", "head_matrix")  # per frame too, absent from format 1 records
+ARRAY_WIDTHS = {  # per-frame array -> its shape after the frame axis (a letter: any size)
+    "pose": (6,), "dynamics": ("K",), "gaze": (2,), "distance": (), "emotion": (len(EMOTION_NAMES),),
+    "audio": ("D",), "voice": (), "blendshapes": (len(BLENDSHAPE_NAMES),), "head_matrix": (4, 4)}
 
 
 @dataclass(frozen=True)
@@ -123,7 +128,7 @@ def write_record(path: str | os.PathLike, record: Record) -> None:
 
 
 def read_record(path: str | os.PathLike) -> Record:
-    """The record at `path`; a missing, truncated or foreign file is a `VasaError`."""
+    """The record at `path`; a missing, truncated, foreign or inconsistent file is a `VasaError`."""
     path = Path(path)
     try:
         with np.load(path) as data:
@@ -131,13 +136,14 @@ def read_record(path: str | os.PathLike) -> Record:
             arrays = {name: data[name] for name in FRAME_ARRAYS + TRACKER_ARRAYS if name in data.files}
             missing = [name for name in FRAME_ARRAYS if name not in arrays]
             if missing:
-                raise KeyError(", ".join(missing))
+                raise VasaError(f"cannot read training record {path}: it has no {', '.join(missing)} array")
             offsets = data["offsets"]
-    except (OSError, KeyError, ValueError, EOFError) as error:
-        raise VasaError(f"cannot read training record {path}: {error}") from None
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise VasaError(unreadable(path, error)) from None
     if meta.get("format") not in READABLE_FORMATS:
         raise VasaError(f"{path} is record format {meta.get('format')}, this vasa reads formats "
                         f"{', '.join(map(str, READABLE_FORMATS))}")
+    check_shapes(path, arrays, offsets, len(meta["segments"]))
     segments = []
     for k, info in enumerate(meta["segments"]):
         lo, hi = int(offsets[k]), int(offsets[k + 1])
@@ -147,6 +153,33 @@ def read_record(path: str | os.PathLike) -> Record:
                                 mean_distance=info["mean_distance"], mean_emotion=np.array(info["mean_emotion"])))
     return Record(meta["source"], meta["fps"], meta["audio_encoder"], meta["face_backend"], segments,
                   meta["dropped"], meta.get("sync"), meta.get("info", {}))
+
+
+def unreadable(path: Path, error: Exception) -> str:
+    """Why a record file cannot be opened, in one line (numpy's own words for a foreign file are advice
+    about `allow_pickle=`, which a user of `vasa train` cannot act on)."""
+    if isinstance(error, OSError) and error.strerror:  # no such file, permission denied, a folder
+        return f"cannot read training record {path}: {error.strerror}"
+    detail = f" ({error.args[0]})" if isinstance(error, KeyError) else ""  # "meta is not a file in the archive"
+    return f"cannot read training record {path}: not a record written by `vasa prepare`, or a damaged one{detail}"
+
+
+def check_shapes(path: Path, arrays: dict[str, np.ndarray], offsets: np.ndarray, segments: int) -> None:
+    """Every per-frame array has the record's frame count (its last segment offset) and its documented
+    width, and the offsets cut those frames into `segments` ordered slices; otherwise a `VasaError`."""
+    if offsets.ndim != 1 or len(offsets) != segments + 1 or offsets[0] != 0 or np.any(np.diff(offsets) < 0):
+        raise VasaError(f"training record {path} is inconsistent: its segment offsets {offsets.tolist()[:8]} do not "
+                        f"cut its frames into the {segments} segments its metadata lists")
+    frames = int(offsets[-1])
+    for name, width in ARRAY_WIDTHS.items():
+        if name not in arrays:  # the tracker's arrays, in a format 1 record
+            continue
+        shape = arrays[name].shape
+        fits = len(shape) == 1 + len(width) and all(isinstance(w, str) or w == n for w, n in zip(width, shape[1:]))
+        if shape[:1] != (frames,) or (frames and not fits):  # a record of no segments holds (0,) arrays
+            expected = f"({', '.join(map(str, (frames, *width)))}{',' if not width else ''})"
+            raise VasaError(f"training record {path} is inconsistent: its {name} array has shape {shape}, expected "
+                            f"{expected} ({frames} frames, as its segment offsets say)")
 
 
 def speaker_of(meta: dict) -> str:
@@ -162,8 +195,8 @@ def read_meta(path: str | os.PathLike) -> dict:
         with np.load(path) as data:
             meta = json.loads(bytes(data["meta"]).decode())
             meta["frames"] = int(data["offsets"][-1])
-    except (OSError, KeyError, ValueError, EOFError) as error:
-        raise VasaError(f"cannot read training record {path}: {error}") from None
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise VasaError(unreadable(path, error)) from None
     meta.setdefault("info", {})
     return meta
 

@@ -87,6 +87,8 @@ class SyncProbe:
         """Write a safetensors file (complete or not at all) whose metadata says what the probe reads."""
         from safetensors.numpy import save_file
 
+        from vasa.outputs import move_into_place
+
         path = Path(path)
         meta = {"audio_encoder": self.audio_encoder, "fps": self.fps, "trained_on": list(self.trained_on),
                 "context_frames": CONTEXT_FRAMES, "context_step": CONTEXT_STEP, "bias": self.bias}
@@ -94,7 +96,7 @@ class SyncProbe:
         try:
             save_file({"weights": self.weights.astype(np.float32)}, str(temporary),
                       metadata={PROBE_KEY: json.dumps(meta)})
-            os.replace(temporary, path)
+            move_into_place(temporary, path)
         finally:
             temporary.unlink(missing_ok=True)
 

@@ -20,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vasa.errors import VasaError
+from vasa.outputs import check_output_folder
 from vasa.evaluation import measure
 from vasa.evaluation.measure import Judges, VideoMeasures
 from vasa.evaluation.report import write_report
@@ -68,10 +69,15 @@ def evaluate_folder(judges: Judges, generated: Path, out: Path, real: Path | Non
     """Measure every video in `generated` (and its real counterpart), write the report to `out`."""
     from vasa.media import read_image
 
+    videos = _videos(generated)
+    for what, folder in (("real videos", real), ("speech", audio), ("portraits", portraits)):
+        if folder is not None and not folder.is_dir():
+            raise VasaError(f"no folder of {what} at {folder}")
+    check_output_folder(out, "report folder")
     out.mkdir(parents=True, exist_ok=True)
     results: dict = {"videos": {}, "skipped": dict(judges.notes), **(extra or {})}
     pairs: list[tuple[VideoMeasures, VideoMeasures | None]] = []
-    for path in tqdm(_videos(generated), desc="evaluate", unit="video"):
+    for path in tqdm(videos, desc="evaluate", unit="video"):
         real_path = _find(real, path.stem, VIDEO_SUFFIXES)
         audio_path = _find(audio, path.stem, AUDIO_SUFFIXES)
         if audio_path is None and not _has_audio(path) and real_path is not None:
@@ -171,6 +177,8 @@ def run_benchmark(folder: Path, out: Path, model: str | Path | None = None, size
     judges = judges or Judges.load(size=size)
     cases = benchmark_cases(folder, only)
     work = work or out
+    check_output_folder(out, "report folder")
+    check_output_folder(work, "work folder")
     videos, portraits = work / "videos", work / "portraits"
     videos.mkdir(parents=True, exist_ok=True)
     portraits.mkdir(parents=True, exist_ok=True)

@@ -53,14 +53,15 @@ class BlendshapeEmotion:
     def save(self, path: str | os.PathLike) -> None:
         from safetensors.numpy import save_file
 
+        from vasa.outputs import move_into_place
+
         path = Path(path)
         temporary = path.with_name(f".{path.name}.tmp")
         try:
             save_file({"weight": self.weight, "bias": self.bias}, str(temporary),
                       metadata={"blendshapes": json.dumps(list(BLENDSHAPE_NAMES)),
                                 "emotions": json.dumps(list(EMOTIONS)), "info": json.dumps(self.info)})
-            os.chmod(temporary, 0o644)  # a model file others may read, like any installed file
-            os.replace(temporary, path)
+            move_into_place(temporary, path)  # a model file others may read, like any installed file
         finally:
             temporary.unlink(missing_ok=True)
 

@@ -25,7 +25,8 @@ def load_weights(model: nn.Module, path: str | os.PathLike, what: str) -> nn.Mod
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # safetensors and torch raise several types for foreign files
-        raise VasaError(f"cannot read {what} weights {path}: {error}") from None
+        kind = "a safetensors file" if path.suffix == ".safetensors" else "a torch file of tensors"
+        raise VasaError(f"cannot read {what} weights {path}: not {kind} ({one_line(error)})") from None
     if not isinstance(state, dict):
         raise VasaError(f"{path} holds a {type(state).__name__}, not a {what} state dict")
     expected = set(model.state_dict())
@@ -35,3 +36,10 @@ def load_weights(model: nn.Module, path: str | os.PathLike, what: str) -> nn.Mod
         raise VasaError(f"{path} is not a {what} state dict: missing {missing[:4]}, unexpected {unexpected[:4]}")
     model.load_state_dict(state, strict=True)
     return model.eval()
+
+
+def one_line(error: Exception) -> str:
+    """An exception in one line: torch.load's messages run to paragraphs of advice (among it to unpickle
+    code with weights_only=False, which vasa never does); its first sentence says what went wrong."""
+    line = str(error).strip().split("\n", 1)[0].split(". ", 1)[0].rstrip(".")
+    return f"{type(error).__name__}: {line}" if line else type(error).__name__

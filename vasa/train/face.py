@@ -414,7 +414,7 @@ def _train(config: FaceTrainConfig, procs: Processes, device: torch.device) -> P
     if procs.main:
         (out / "samples").mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(config.to_json(), indent=2) + "\n")
-        metrics = Metrics(out, say, tag="face")
+        metrics = Metrics(out, say, tag="face", step=step)
         parameters = sum(p.numel() for p in model.parameters())
         say(f"face {config.preset}: {parameters / 1e6:.2f} M parameters, {len(train.segments)} segments "
             f"({train.num_frames} frames) on rank 0 of {procs.world}, "

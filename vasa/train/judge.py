@@ -34,7 +34,10 @@ from vasa.errors import VasaError
 from vasa.face.model import FaceModel
 from vasa.metrics.contrastive import (PRESETS, STD_FLOOR, ContrastiveJudge, lip_features, pose_features,
                                       save_judge, shift_separation)
-from vasa.train.motion import Metrics, Processes, ema_decay, learning_rate, save_atomic, split_records, update_ema
+from vasa.outputs import check_output_folder
+from vasa.train.motion import (
+    Metrics, Processes, ema_decay, learning_rate, load_state, save_atomic, split_records, update_ema,
+)
 
 SEPARATION_SHIFTS = {"capp": [5, 10, 25], "lipsync": [3, 6, 12]}  # frames, held-out true-vs-shifted check
 SEPARATION_HOP = 5  # frames between scored windows in that check
@@ -123,6 +126,7 @@ def train_judge(config: JudgeTrainConfig) -> Path:
     def say(message: str) -> None:
         tqdm.write(message, file=sys.stderr)
 
+    check_output_folder(out, "run folder")
     face_model = FaceModel.load()
     training_files, held_out_files = split_records(config, Processes())
     records = [read_record(f) for f in training_files]
@@ -146,9 +150,7 @@ def train_judge(config: JudgeTrainConfig) -> Path:
     rng = np.random.default_rng(config.seed)
     step, seconds_before = 0, 0.0
     if state_path.exists():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        if state["model_config"] != asdict(model_config):
-            raise VasaError(f"{state_path} is a run of another judge: use another --out")
+        state = load_state(state_path, model_config)
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
@@ -158,7 +160,7 @@ def train_judge(config: JudgeTrainConfig) -> Path:
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_config.json").write_text(json.dumps(config.to_json(), indent=2) + "\n")
-    metrics = Metrics(out, say, tag=config.kind)
+    metrics = Metrics(out, say, tag=config.kind, step=step)
     say(f"{config.kind} judge: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, "
         f"{len(train)} segments ({sum(len(m) for m, _ in train)} frames), {len(held_out)} held-out segments")
     started_at, started = step, time.perf_counter()

@@ -27,6 +27,7 @@ import copy
 import json
 import math
 import os
+import pickle
 import re
 import sys
 import time
@@ -42,6 +43,7 @@ from tqdm import tqdm
 from vasa.data.records import read_record, record_files
 from vasa.data.windows import Augment, Batch, MotionData, motion_stats, sample_batch, validation_batches
 from vasa.errors import VasaError
+from vasa.outputs import check_output_folder, move_into_place
 from vasa.motion.checkpoint import save_motion_model
 from vasa.motion.config import PRESETS, MotionConfig
 from vasa.motion.diffusion import Schedule, cosine_schedule, diffusion_loss, drop_conditions, truncate_audio
@@ -280,16 +282,22 @@ def save_atomic(obj, path: Path) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
     try:
         torch.save(obj, temporary)
-        os.replace(temporary, path)
+        move_into_place(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
 
 
-def load_state(path: Path, model_config: MotionConfig) -> dict:
+def load_state(path: Path, model_config) -> dict:
+    """The state saved in `path` by a run of the model `model_config` (any trainer's config dataclass)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as error:
-        raise VasaError(f"cannot read {path} to resume: {error}; delete it to start over") from None
+    except OSError as error:
+        raise VasaError(f"cannot read {path} to resume: {error.strerror or error}") from None
+    except (RuntimeError, EOFError, pickle.UnpicklingError):  # torch's own messages run to several lines
+        raise VasaError(f"cannot read {path} to resume: damaged, or not saved by `vasa train`; "
+                        "delete it to start over") from None
+    if not isinstance(state, dict) or "model_config" not in state:
+        raise VasaError(f"{path} is not a state saved by `vasa train`: delete it to start over")
     if state["model_config"] != asdict(model_config):
         raise VasaError(f"{path} is a run of another model ({state['model_config']}), not {asdict(model_config)}: "
                         "use another --out or the same preset and data")
@@ -297,18 +305,21 @@ def load_state(path: Path, model_config: MotionConfig) -> dict:
 
 
 class Metrics:
-    """metrics.jsonl and TensorBoard scalars under `tag`/ (rank 0 only)."""
+    """metrics.jsonl and TensorBoard scalars under `tag`/ (rank 0 only). A run resumed at `step` forgets
+    what was logged after it (a run killed between two saves logged steps it will train again), so each
+    step appears once."""
 
-    def __init__(self, out: Path, say, tag: str = "motion"):
+    def __init__(self, out: Path, say, tag: str = "motion", step: int = 0):
         self.path = out / "metrics.jsonl"
         self.tag = tag
         self.writer = None
+        forget_after(self.path, step)
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             say("tensorboard is not installed (pip install tensorboard): no TensorBoard logs, metrics.jsonl only")
         else:
-            self.writer = SummaryWriter(str(out / "tb"))
+            self.writer = SummaryWriter(str(out / "tb"), purge_step=step + 1)  # hides events after `step`
 
     def write(self, line: dict) -> None:
         with open(self.path, "a") as f:
@@ -324,6 +335,30 @@ class Metrics:
             self.writer.close()
 
 
+def forget_after(path: Path, step: int) -> None:
+    """Drop the lines of metrics.jsonl `path` logged after `step` (and a last line cut short by a kill);
+    the file is replaced whole (temp file, then rename), so a kill here loses nothing."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = []
+    for line in lines:
+        try:
+            logged = json.loads(line)["step"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        if logged <= step:
+            kept.append(line if line.endswith("\n") else line + "\n")
+    if kept == lines:
+        return
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        temporary.write_text("".join(kept))
+        move_into_place(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
 # --- the loop --------------------------------------------------------------------------------------------
 def train_motion(config: TrainConfig) -> Path:
     """Train (or resume) the run in config.out; returns the path of the EMA weights, model.safetensors."""
@@ -332,6 +367,7 @@ def train_motion(config: TrainConfig) -> Path:
 
 def run_processes(config, train) -> Path:
     """Start this process (joining torchrun's group), run `train(config, procs, device)`, tear down."""
+    check_output_folder(config.out, "run folder")
     procs, device = start_processes(config)
     try:
         path = train(config, procs, device)
@@ -355,7 +391,11 @@ def _train(config: TrainConfig, procs: Processes, device: torch.device) -> Path:
 
     # data: this rank's training shard; the held-out records on rank 0 only
     training_files, held_out = split_records(config, procs)
-    train = MotionData([read_record(f) for f in training_files])  # the space of the records' face backend
+    records = [read_record(f) for f in training_files]
+    if not any(r.segments for r in records):
+        raise VasaError(f"no segments to train on in the records of {config.data}: `vasa prepare` found nothing "
+                        "usable in their videos (the records list why)")
+    train = MotionData(records)  # the space of the records' face backend
     val = MotionData([read_record(f) for f in held_out], train.space) if held_out and procs.main else None
     if val is not None and val.audio_dim != train.audio_dim:
         raise VasaError(f"held-out records have audio dim {val.audio_dim}, training records {train.audio_dim}")
@@ -407,7 +447,7 @@ def _train(config: TrainConfig, procs: Processes, device: torch.device) -> Path:
     if procs.main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(config.to_json(), indent=2) + "\n")
-        metrics = Metrics(out, say)
+        metrics = Metrics(out, say, step=step)
         parameters = sum(p.numel() for p in model.parameters())
         say(f"motion {config.preset}: {parameters / 1e6:.1f} M parameters, {len(train)} segments "
             f"({train.lengths.sum()} frames) on rank 0 of {procs.world}, {len(val_batches)} validation batches, "
