@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from vasa.errors import VasaError
+from vasa.outputs import move_into_place
 
 DEFAULT_FPS = 25.0
 RGBA_BACKGROUND = 255  # transparent pixels become white: portraits cut out on white look natural
@@ -64,20 +65,77 @@ def to_rgb8(image: np.ndarray) -> np.ndarray:
     raise VasaError(f"unsupported number of image channels: {channels}")
 
 
-def read_image(source: str | os.PathLike | np.ndarray) -> np.ndarray:
-    """A path or an array -> RGB uint8 (H, W, 3). Arrays are taken as RGB(A)."""
+MAX_IMAGE_PIXELS = 150_000_000  # a 108-megapixel phone photo passes; a larger image is refused before decoding
+
+
+def read_image(source: str | os.PathLike | np.ndarray, max_pixels: int = MAX_IMAGE_PIXELS,
+               max_side: int | None = None) -> np.ndarray:
+    """A path or an array -> RGB uint8 (H, W, 3). Arrays are taken as RGB(A). See `decode_image`."""
     if isinstance(source, np.ndarray):
-        return to_rgb8(source)
+        return _shrink(to_rgb8(source), max_side)
     path = _check_input_file(source, "image")
-    data = np.fromfile(path, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    return decode_image(path.read_bytes(), str(path), max_pixels, max_side)
+
+
+def decode_image(data: bytes, name: str, max_pixels: int = MAX_IMAGE_PIXELS, max_side: int | None = None) -> np.ndarray:
+    """An encoded image (JPEG, PNG, WebP, TIFF, ...) -> RGB uint8 (H, W, 3), turned as its EXIF
+    orientation says. The size in the file's header is checked against `max_pixels` before any pixel is
+    decoded (an image bomb costs nothing); `max_side` shrinks the result, and a JPEG is decoded at
+    1/2, 1/4 or 1/8 scale straight away when that is still at least `max_side` (fast, little memory)."""
+    width, height, is_jpeg, orientation = _image_header(data, name)
+    if width * height > max_pixels:
+        raise VasaError(f"image {name} is {width}x{height} = {width * height / 1e6:.0f} megapixels, over the "
+                        f"limit of {max_pixels / 1e6:.0f}: scale it down first")
+    reduce = 1
+    while is_jpeg and max_side and reduce < 8 and max(width, height) // (2 * reduce) >= max_side:
+        reduce *= 2
+    flag = {1: cv2.IMREAD_UNCHANGED, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+            8: cv2.IMREAD_REDUCED_COLOR_8}[reduce]
+    if reduce > 1:
+        flag |= cv2.IMREAD_IGNORE_ORIENTATION  # turned below, as for full-size images
+    try:
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flag)
+    except cv2.error as error:  # e.g. over OpenCV's own pixel limit, for a format PIL cannot read
+        raise VasaError(f"cannot read image {name}: {str(error).strip().splitlines()[-1]}") from None
     if image is None:
-        raise VasaError(f"cannot read image {path}: not an image format OpenCV can decode")
+        raise VasaError(f"cannot read image {name}: not an image format OpenCV can decode")
     if image.ndim == 3 and image.shape[2] == 3:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     elif image.ndim == 3 and image.shape[2] == 4:
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
-    return to_rgb8(_apply_exif_orientation(image, path))
+    return to_rgb8(_shrink(_orient(image, orientation), max_side))
+
+
+def _image_header(data: bytes, name: str) -> tuple[int, int, bool, int]:
+    """(width, height, is JPEG, EXIF orientation) from the file's header, no pixels decoded; a size of
+    0 x 0 when PIL does not know the format (OpenCV then decodes it under its own pixel limit)."""
+    import io
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit is checked by the caller
+            with Image.open(io.BytesIO(data)) as picture:
+                try:
+                    orientation = picture.getexif().get(0x0112, 1)
+                except (OSError, ValueError, SyntaxError):  # a broken EXIF block: keep the pixels as stored
+                    orientation = 1
+                return picture.width, picture.height, picture.format == "JPEG", orientation
+    except Image.DecompressionBombError as error:
+        raise VasaError(f"image {name} is too large to decode ({error}); scale it down first") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return 0, 0, False, 1
+
+
+def _shrink(image: np.ndarray, max_side: int | None) -> np.ndarray:
+    """Scale down (area-averaged) so the longer side is at most max_side; smaller images pass as they are."""
+    if not max_side or max(image.shape[:2]) <= max_side:
+        return image
+    scale = max_side / max(image.shape[:2])
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 # EXIF orientation tag value -> (counter-clockwise quarter turns, then mirror left-right)
@@ -85,15 +143,8 @@ _EXIF_ORIENTATIONS = {2: (0, True), 3: (2, False), 4: (2, True), 5: (3, True), 6
                       7: (1, True), 8: (1, False)}
 
 
-def _apply_exif_orientation(image: np.ndarray, path: Path) -> np.ndarray:
+def _orient(image: np.ndarray, orientation: int) -> np.ndarray:
     """Turn the pixels the way the camera's EXIF orientation tag says (phones store them sideways)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as picture:
-            orientation = picture.getexif().get(0x0112, 1)
-    except (UnidentifiedImageError, OSError):
-        return image
     turns, mirror = _EXIF_ORIENTATIONS.get(orientation, (0, False))
     image = np.rot90(image, turns) if turns else image
     return np.ascontiguousarray(image[:, ::-1] if mirror else image)
@@ -266,10 +317,7 @@ def atomic_output(path: str | os.PathLike):
     os.close(handle)
     try:
         yield Path(temporary)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it private; outputs are ordinary files
-        os.replace(temporary, path)
+        move_into_place(temporary, path)
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)

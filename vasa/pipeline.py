@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import queue
 from dataclasses import dataclass, field, replace
@@ -61,6 +62,9 @@ SILENCE_OPEN_FRAMES = 6
 # models trained on a few speakers did as well at 0.5 as at 2; the corpus models gain from more
 DEFAULT_CFG_AUDIO = 0.5
 MAX_GUIDANCE = 10.0  # beyond it the guided motion leaves the range the face can show
+MAX_MOTION_SCALE = 4.0  # head / expression amplitude: 4 times the model's motion is already a caricature
+MAX_GAZE_DEG = 60.0  # the eyes cannot turn further in the head
+MAX_SEED = 2**63 - 1  # torch.manual_seed's range
 REST_POSE = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 1.0])  # relative pose of the portrait itself
 
 
@@ -92,35 +96,54 @@ class Controls:
     blinks: float | None = None  # blinks per minute (0 = none); None = the motion model's own blinks
 
     def __post_init__(self):
-        if self.distance is not None and not 0.3 <= self.distance <= 3.0:
-            raise VasaError(f"distance must be between 0.3 and 3 (1 = as in the photo), got {self.distance}")
-        if self.gaze is not None and (len(self.gaze) != 2 or max(abs(v) for v in self.gaze) > 60):
-            raise VasaError(f"gaze must be two angles in degrees within +-60, got {self.gaze}")
+        """The one check of a user's numbers (CLI, Python API and server alike): right type, finite, in range."""
+        _number("distance", self.distance, 0.3, 3.0, optional=True, hint="1 = as in the photo")
+        if self.gaze is not None:
+            if not isinstance(self.gaze, (tuple, list)) or len(self.gaze) != 2:
+                raise VasaError(f"gaze must be two angles in degrees (theta, phi), got {self.gaze!r}")
+            for angle in self.gaze:
+                _number("gaze", angle, -MAX_GAZE_DEG, MAX_GAZE_DEG, hint="degrees")
         if self.emotion is not None:
-            unknown = set(self.emotion) - set(EMOTION_NAMES)
+            if not isinstance(self.emotion, dict):
+                raise VasaError(f"emotion must be a mapping of name to weight, got {self.emotion!r}")
+            unknown = {name for name in self.emotion if name not in EMOTION_NAMES}
             if unknown:
-                raise VasaError(f"unknown emotion {sorted(unknown)}; choose from {', '.join(EMOTION_NAMES)}")
-            if any(not 0.0 <= weight <= MAX_EMOTION_WEIGHT for weight in self.emotion.values()):
-                raise VasaError(f"emotion weights must be between 0 and {MAX_EMOTION_WEIGHT:g} "
-                                f"(1 = a clear expression), got {self.emotion}")
-        if not 0.0 <= self.smoothing < 1.0:
-            raise VasaError(f"smoothing must be in [0, 1), got {self.smoothing}")
+                raise VasaError(f"unknown emotion {sorted(map(str, unknown))}; choose from {', '.join(EMOTION_NAMES)}")
+            for name, weight in self.emotion.items():
+                _number(f"emotion weight of {name}", weight, 0.0, MAX_EMOTION_WEIGHT, hint="1 = a clear expression")
+        _number("smoothing", self.smoothing, 0.0, 1.0, below_high=True)
         for name in ("cfg_audio", "cfg_audio_pose", "cfg_gaze"):
-            value = getattr(self, name)
-            if value is not None and not (math.isfinite(value) and 0.0 <= value <= MAX_GUIDANCE):
-                raise VasaError(f"{name} must be a guidance scale between 0 and {MAX_GUIDANCE:g}, got {value}")
-        if self.steps < 0 or self.steps > 50:
-            raise VasaError(f"steps must be 0 (ancestral, 50 steps) or 1..50 DDIM steps, got {self.steps}")
-        if self.head_scale < 0 or self.expression_scale < 0:
-            raise VasaError("head and expression scales must not be negative")
-        if self.blinks is not None and not 0 <= self.blinks <= MAX_BLINKS_PER_MINUTE:
-            raise VasaError(f"blinks must be between 0 and {MAX_BLINKS_PER_MINUTE:g} a minute "
-                            f"(people blink 10-40 times), got {self.blinks}")
+            _number(name, getattr(self, name), 0.0, MAX_GUIDANCE, optional=name != "cfg_gaze", hint="a guidance scale")
+        _number("steps", self.steps, 0, 50, integer=True, hint="0 = the 50-step ancestral sampler, else DDIM steps")
+        _number("seed", self.seed, 0, MAX_SEED, integer=True)
+        _number("head_scale", self.head_scale, 0.0, MAX_MOTION_SCALE, hint="1 = the model's motion, 0 = none")
+        _number("expression_scale", self.expression_scale, 0.0, MAX_MOTION_SCALE, hint="1 = the model's motion")
+        _number("blinks", self.blinks, 0.0, MAX_BLINKS_PER_MINUTE, optional=True,
+                hint="a minute; people blink 10-40 times")
+        for name in ("still", "close_mouth_in_silence"):
+            if not isinstance(getattr(self, name), bool):
+                raise VasaError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
     def emotion_vector(self) -> np.ndarray | None:
         if self.emotion is None:
             return None
         return np.array([float(self.emotion.get(name, 0.0)) for name in EMOTION_NAMES])
+
+
+def _number(name: str, value, low: float, high: float, *, integer: bool = False, optional: bool = False,
+            below_high: bool = False, hint: str = "") -> None:
+    """VasaError unless value is a finite number (an integer where asked; a bool is neither) in [low, high]
+    (or [low, high) with below_high)."""
+    if value is None and optional:
+        return
+    kind = numbers.Integral if integer else numbers.Real
+    what = f"{name} must be {'an integer' if integer else 'a number'} in {low:g}..{high:g}"
+    what += f" (excluded {high:g})" if below_high else ""
+    what += f" ({hint})" if hint else ""
+    if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value):
+        raise VasaError(f"{what}, got {value!r}")
+    if not low <= value <= high or (below_high and value == high):
+        raise VasaError(f"{what}, got {value!r}")
 
 
 def parse_emotion(items: list[str] | None) -> dict[str, float] | None:
