@@ -6,13 +6,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import json
+import logging
+import os
 import socket
 import threading
+import time
 
 import cv2
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 aiohttp = pytest.importorskip("aiohttp")
 from aiohttp import web  # noqa: E402
@@ -117,7 +123,8 @@ def test_sessions_beyond_the_limit_are_refused_clearly(head):
                 await ws.send_json({"type": "controls", "emotion": {"joy": 1}})
                 assert "unknown emotion" in (await ws.receive_json(timeout=10))["message"]
                 await ws.send_bytes(pcm(0.5))
-            async with client.ws_connect("/ws") as third:
+            async with client.ws_connect("/ws") as third:  # connecting takes no slot: 'start' does
+                await third.send_json({"type": "start", "portrait": portrait})
                 refusal = await third.receive_json(timeout=10)
                 assert refusal["type"] == "error" and refusal["code"] == "busy"
                 assert (await third.receive()).type == aiohttp.WSMsgType.CLOSE
@@ -270,3 +277,331 @@ def test_silent_and_overlong_sessions_are_closed(head):
             await wait_idle(server)
 
     asyncio.run(scenario())
+
+
+# --- hardening: each case below was a defect found by trying the server as an unfriendly client would ---
+async def receive_until(ws, kinds=("error",), timeout: float = 30.0) -> dict:
+    """The next text message of one of `kinds`, skipping 'stats'; answers pings while it waits."""
+    while True:
+        message = await ws.receive(timeout=timeout)
+        if message.type != aiohttp.WSMsgType.TEXT:
+            assert message.type == aiohttp.WSMsgType.BINARY, message  # frames go by
+            continue
+        if (message := json.loads(message.data))["type"] in kinds:
+            return message
+
+
+def test_a_silent_client_that_answers_pings_is_closed(head):
+    """Browsers answer pings: the idle timer must run on the client's messages, not on the socket."""
+    async def scenario():
+        async with serving(head, idle_timeout_s=1.0, ping_every_s=0.2) as (client, portrait, server):
+            loop = asyncio.get_running_loop()
+            for started in (False, True):  # silent before 'start' (a handshake that never comes), and after it
+                async with client.ws_connect("/ws") as ws:  # autoping: pongs go back while we wait
+                    t0 = loop.time()
+                    if started:
+                        await ws.send_json({"type": "start", "portrait": portrait})
+                        assert (await receive_until(ws, ("ready",)))["type"] == "ready"
+                        t0 = loop.time()
+                    message = await receive_until(ws, ("error",))
+                    assert "no message for 1 s" in message["message"]
+                    assert (await ws.receive()).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+                    assert loop.time() - t0 < 1.0 + 1.5
+                await wait_idle(server)
+            async with client.ws_connect("/ws") as ws:  # junk every 0.3 s does not keep the connection open
+                t0 = loop.time()
+                closed = False
+                while not closed and loop.time() - t0 < 5.0:
+                    await ws.send_str("junk")
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        message = await ws.receive(timeout=0.3)
+                        closed = message.type != aiohttp.WSMsgType.TEXT or "no message" in message.data
+                assert closed and loop.time() - t0 < 1.0 + 1.5
+            assert server.stats.idle_closed == 3
+
+    asyncio.run(scenario())
+
+
+def test_connections_are_capped_and_slots_are_taken_at_start(head):
+    async def scenario():
+        async with serving(head, max_sessions=1, max_connections=2) as (client, portrait, server):
+            waiting = [await client.ws_connect("/ws") for _ in range(2)]  # connected, not started: no slot
+            assert server.stats.active == 0
+            async with client.ws_connect("/ws") as third:
+                refusal = await third.receive_json(timeout=10)
+                assert refusal["code"] == "busy" and "connections" in refusal["message"]
+            await waiting[0].send_json({"type": "start", "portrait": portrait})
+            assert (await receive_until(waiting[0], ("ready",)))["type"] == "ready"
+            await waiting[1].send_json({"type": "start", "portrait": portrait})
+            assert (await receive_until(waiting[1], ("error",)))["code"] == "busy"
+            for ws in waiting:
+                await ws.close()
+            await wait_idle(server)
+
+    asyncio.run(scenario())
+
+
+def test_bad_start_and_stream_messages_get_one_error_each_and_no_traceback(head, caplog):
+    nested = "[" * 30000 + "]" * 30000  # under the 64 KiB message limit, deeper than the JSON parser's stack
+    bad_starts = [{"head_scale": float("nan")}, {"expression_scale": float("inf")}, {"head_scale": 1e308},
+                  {"head_scale": -float("inf")}, {"seed": 2**64}, {"seed": 1e400}, {"seed": -1, "blinks": 10},
+                  {"seed": 1.5}, {"still": "false"}, {"blinks": float("nan")}, {"emotion": {"happy": float("nan")}},
+                  {"emotion": []}, {"portrait": 7}, {"sed": 1}]
+
+    async def scenario():
+        async with serving(head) as (client, portrait, server):
+            async with client.ws_connect("/ws") as ws:
+                for fields in bad_starts:
+                    await ws.send_str(json.dumps({"type": "start", "portrait": portrait, **fields}))  # NaN, Infinity
+                    message = await ws.receive_json(timeout=10)
+                    assert message["type"] == "error", (fields, message)
+                    assert len(message["message"]) < 300
+                for text in (nested, '{"type": ' * 5000 + "1" + "}" * 5000, json.dumps({"type": ["start"]})):
+                    await ws.send_str(text)
+                    assert (await ws.receive_json(timeout=10))["type"] == "error"
+                await ws.send_json({"type": "start", "portrait": portrait})
+                assert (await receive_until(ws, ("ready",)))["type"] == "ready"
+                await ws.send_json({"type": "end"})  # before any audio
+                assert "before any audio" in (await receive_until(ws, ("error",)))["message"]
+                assert (await receive_until(ws, ("done",)))["frames"] == 0
+            await wait_idle(server)
+            async with client.ws_connect("/ws") as ws:  # a whole 64 KiB audio message is taken, as documented
+                await ws.send_json({"type": "start", "portrait": portrait})
+                await receive_until(ws, ("ready",))
+                await ws.send_bytes(pcm(2.048)[:65536])
+                await ws.send_json({"type": "end"})
+                done = await receive_until(ws, ("done", "error"))
+                assert done["type"] == "done" and done["audio_s"] == 2.048
+                await ws.send_bytes(bytes(65538))  # one message over: an error first, then 1009
+            await wait_idle(server)
+            async with client.ws_connect("/ws") as ws:
+                await ws.send_bytes(bytes(65538))
+                assert "over the 65536 byte limit" in (await ws.receive_json(timeout=10))["message"]
+                assert (await ws.receive()).type == aiohttp.WSMsgType.CLOSE and ws.close_code == 1009
+            await wait_idle(server)
+
+    with caplog.at_level("DEBUG"):
+        asyncio.run(scenario())
+    assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
+
+
+class RawClient:
+    """A blocking WebSocket client on a plain socket whose receive buffer is fixed before it connects,
+    so the TCP window, not a library's buffer, decides how much the server can push ahead of it."""
+
+    def __init__(self, port: int, receive_buffer: int = 8192):
+        import base64
+        import os
+
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self.sock.connect(("127.0.0.1", port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                          f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+        response = b""
+        while b"\r\n\r\n" not in response:
+            response += self.sock.recv(1)
+        assert b" 101 " in response.split(b"\r\n")[0], response
+
+    def send(self, payload: bytes | str) -> None:
+        opcode = 1 if isinstance(payload, str) else 2
+        data = payload.encode() if isinstance(payload, str) else payload
+        mask = bytes([1, 2, 3, 4])
+        size = (bytes([0x80 | len(data)]) if len(data) < 126 else
+                bytes([0x80 | 126]) + len(data).to_bytes(2, "big") if len(data) < 65536 else
+                bytes([0x80 | 127]) + len(data).to_bytes(8, "big"))
+        masked = bytes(b ^ mask[k % 4] for k, b in enumerate(data))
+        self.sock.sendall(bytes([0x80 | opcode]) + size + mask + masked)
+
+    def close(self) -> None:
+        """Send a close frame (code 1000); the server answers with its own."""
+        self.sock.sendall(bytes([0x88, 0x82, 1, 2, 3, 4]) + bytes(b ^ m for b, m in zip((1000).to_bytes(2, "big"), (1, 2))))
+
+    def _read(self, n: int) -> bytes:
+        out = b""
+        while len(out) < n:
+            chunk = self.sock.recv(n - len(out))
+            if not chunk:
+                raise ConnectionError("closed")
+            out += chunk
+        return out
+
+    def receive(self) -> tuple[int, bytes]:
+        """(opcode, payload) of the next frame (the server's frames are not fragmented)."""
+        first, second = self._read(2)
+        size = second & 0x7F
+        if size == 126:
+            size = int.from_bytes(self._read(2), "big")
+        elif size == 127:
+            size = int.from_bytes(self._read(8), "big")
+        return first & 0x0F, self._read(size)
+
+
+def test_a_slow_reader_gets_fresh_frames(head):
+    """A client reading 5 frames a second while it speaks in real time: frames that wait too long on the
+    server are dropped, so what it does get is never far behind its own audio."""
+    async def scenario():
+        async with serving(head, max_frame_wait_s=0.5, ping_every_s=60.0) as (client, portrait, server):
+            port = client._base_url.port
+            lags, ready = [], {}
+
+            def run():
+                import time
+
+                ws = RawClient(port)
+                ws.send(json.dumps({"type": "start", "portrait": portrait}))
+                ready.update(json.loads(ws.receive()[1]))
+                audio, chunk, t0 = pcm(6.0), 640, time.perf_counter()
+
+                def speak():
+                    for start in range(0, len(audio), chunk):  # 20 ms messages in real time
+                        ws.send(audio[start:start + chunk])
+                        time.sleep(max(0.0, t0 + (start + chunk) / 2 / RATE - time.perf_counter()))
+                    ws.send(json.dumps({"type": "end"}))
+
+                speaker = threading.Thread(target=speak)
+                speaker.start()
+                while True:
+                    opcode, payload = ws.receive()
+                    if opcode == 2:
+                        _, time_s, _ = FRAME_HEADER.unpack_from(payload)
+                        lags.append(time.perf_counter() - t0 - time_s)  # behind the speaker's clock
+                        time.sleep(0.2)  # 5 messages a second
+                    elif opcode != 1 or json.loads(payload)["type"] == "done":
+                        break
+                speaker.join()
+                ws.sock.close()
+
+            await asyncio.get_running_loop().run_in_executor(None, run)
+            assert ready["type"] == "ready"
+            # design latency + max_frame_wait_s twice (in the queue, then on its way) + the client's own 16 KB
+            # receive buffer (3 frames: 0.6 s at 5 a second) and compute; before the wait bound it was 22 s
+            bound = ready["design_latency_ms"] / 1000 + 2 * 0.5 + 1.0
+            assert len(lags) > 10 and server.stats.frames_dropped > 0
+            assert max(lags) < bound, (max(lags), bound)
+            await wait_idle(server)
+
+    asyncio.run(scenario())
+
+
+def jpeg_claiming(width: int, height: int) -> bytes:
+    """A small real JPEG whose header claims another size (an image bomb costs its sender nothing)."""
+    ok, data = cv2.imencode(".jpg", np.full((16, 16, 3), 128, np.uint8))
+    data = bytearray(data.tobytes())
+    sof = data.index(b"\xff\xc0")  # baseline frame header: length(2) precision(1) height(2) width(2)
+    data[sof + 5:sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def test_image_bombs_get_4xx_and_big_uploads_keep_little(head, astronaut, caplog):
+    def big_jpeg(image: np.ndarray) -> bytes:
+        large = cv2.resize(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), (9000, 9000), interpolation=cv2.INTER_LINEAR)
+        return cv2.imencode(".jpg", large, [cv2.IMWRITE_JPEG_QUALITY, 70])[1].tobytes()
+
+    uploads = [big_jpeg(astronaut), big_jpeg(astronaut[:, ::-1])]  # two different 9000 x 9000 photos with a face
+    gc.collect()
+
+    async def scenario():
+        async with serving(head, upload_bytes=16 << 20) as (client, portrait, server):
+            for bomb in (jpeg_claiming(14000, 14000), png_claiming(60000, 60000), png_claiming(1, 1)[:40],
+                         jpeg_claiming(12000, 12000)):
+                response = await client.post("/api/portraits", data=bomb)
+                assert 400 <= response.status < 500, response.status
+                message = (await response.json())["message"]
+                assert "/tmp" not in message and "upload" in message, message
+            ok, png = cv2.imencode(".png", cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+            assert (await client.post("/api/portraits", data=png.tobytes())).status == 200  # the tracker is warm
+            gc.collect()
+            before = rss_mb()
+            for data in uploads:
+                response = await client.post("/api/portraits", data=data)
+                assert response.status == 200, await response.text()
+            gc.collect()
+            grown = rss_mb() - before
+            assert grown < 100, f"two 9000x9000 uploads grew the server by {grown:.0f} MB"
+            frames, _ = await stream(client, (await response.json())["id"], pcm(0.4))
+            assert len(frames) == 10
+
+    with caplog.at_level("DEBUG"):
+        asyncio.run(scenario())
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+@pytest.fixture(scope="module")
+def live_server(head):
+    """The real server on loopback, run by its own thread, for blocking clients."""
+    loop = asyncio.new_event_loop()
+    app = build_app(head, ServerConfig(idle_timeout_s=3.0, max_sessions=2, max_connections=4, ping_every_s=60.0))
+    runner = web.AppRunner(app)
+    loop.run_until_complete(runner.setup())
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    loop.run_until_complete(site.start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield site._server.sockets[0].getsockname()[1], app[SERVER]
+    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+
+
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=8),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+                           max_leaves=8)
+MESSAGE_TYPES = st.sampled_from(["start", "controls", "end", "dance", "", None, 3])
+START = st.fixed_dictionaries({"type": st.just("start")}, optional={
+    "portrait": st.just("PORTRAIT") | st.text(max_size=5), "seed": JSON_VALUES, "head_scale": JSON_VALUES,
+    "expression_scale": JSON_VALUES, "still": JSON_VALUES, "blinks": JSON_VALUES, "emotion": JSON_VALUES,
+    "extra": JSON_VALUES})
+MESSAGES = st.lists(st.one_of(
+    START, st.fixed_dictionaries({"type": MESSAGE_TYPES}, optional={"emotion": JSON_VALUES}),
+    JSON_VALUES, st.text(max_size=30), st.binary(max_size=3000), st.just(b""), st.just(pcm(0.2))), max_size=8)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(messages=MESSAGES)
+def test_fuzzed_protocol_gets_answers_not_tracebacks(live_server, caplog, messages):
+    port, server = live_server
+    portrait = next(iter(server.portraits))
+    with caplog.at_level("INFO"):
+        ws = RawClient(port)
+        ws.sock.settimeout(5.0)
+        for message in messages:
+            if isinstance(message, dict) and message.get("portrait") == "PORTRAIT":
+                message = {**message, "portrait": portrait}
+            ws.send(message if isinstance(message, (bytes, str)) else json.dumps(message))
+        ws.send(json.dumps({"type": "end"}))
+        ws.close()
+        with contextlib.suppress(ConnectionError, TimeoutError, OSError):
+            while True:  # every answer is a known message; the stream ends or stays open, never breaks
+                opcode, payload = ws.receive()
+                if opcode == 1:
+                    reply = json.loads(payload)
+                    assert reply["type"] in ("ready", "error", "stats", "done"), reply
+                    if reply["type"] == "done":
+                        break
+                elif opcode == 8:
+                    break
+        ws.sock.close()
+        for _ in range(200):
+            if server.connections == 0 and server.stats.active == 0:
+                break
+            time.sleep(0.05)
+    assert server.connections == 0 and server.stats.active == 0
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]

@@ -5,7 +5,13 @@ Three workers per connection, none of which can make memory grow:
   that blocks while the pipeline is behind, so a client sending too fast is slowed by TCP;
 - a pump thread reads frames from the session as soon as they are made and hands them to
 - the sender coroutine through a latest-wins queue of `send_queue_frames`: a slow client loses the
-  oldest frames (counted in `dropped`), the pipeline never waits for it.
+  oldest frames (counted in `dropped`), the pipeline never waits for it. A frame that has waited more
+  than `max_frame_wait_s` since it was made, in the queue or in the socket's buffers, is dropped too,
+  so a slow reader gets fresh frames, not a growing backlog.
+
+Every client message is checked; a bad one gets an error reply, never a traceback. The idle timer runs
+on the last valid client message (not on the socket, which browsers keep alive with pongs), and a
+streaming slot is taken at `start`, not at connect.
 """
 
 from __future__ import annotations
@@ -15,12 +21,19 @@ import collections
 import json
 import logging
 import socket
+import struct
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from aiohttp import WSCloseCode, WSMsgType, web
+
+try:  # the kernel's unsent bytes of a socket (POSIX); elsewhere only the transport's buffer is counted
+    import fcntl
+    import termios
+except ImportError:
+    fcntl = termios = None
 
 from vasa.errors import VasaError
 from vasa.pipeline import Controls
@@ -30,74 +43,101 @@ from vasa.streaming import StreamFrame, StreamingSession
 log = logging.getLogger(__name__)
 
 
-def _emotion(value) -> dict[str, float]:
-    """The start message's {"name": weight} (Controls checks names and weights)."""
-    if not isinstance(value, dict):
-        raise ValueError(f"emotion must be an object of name: weight, got {value!r}")
-    return {str(name): float(weight) for name, weight in value.items()}
-
-
-CONTROL_FIELDS = {"seed": int, "head_scale": float, "expression_scale": float, "still": bool, "blinks": float,
-                  "emotion": _emotion}
+# the start message's optional fields, handed to `Controls` as they are (it checks types and ranges)
+CONTROL_FIELDS = ("seed", "head_scale", "expression_scale", "still", "blinks", "emotion")
+START_FIELDS = {"type", "portrait", *CONTROL_FIELDS}
 
 
 class _Connection:
     """State of one WebSocket stream."""
 
-    def __init__(self, server: VasaServer, ws: web.WebSocketResponse):
-        self.server, self.ws, self.config = server, ws, server.config
+    def __init__(self, server: VasaServer, ws: web.WebSocketResponse, transport: asyncio.Transport | None):
+        self.server, self.ws, self.config, self.transport = server, ws, server.config, transport
         self.loop = asyncio.get_running_loop()
         self.session: StreamingSession | None = None
+        self.holds_slot = False
         self.pusher = ThreadPoolExecutor(1, thread_name_prefix="vasa-push")
-        self.outbox: collections.deque[bytes | str] = collections.deque()  # frames (bytes), messages (str)
+        # frames as (ready_s, message bytes), and text messages (str)
+        self.outbox: collections.deque[tuple[float, bytes] | str] = collections.deque()
+        self.taken: collections.deque[tuple[float, int]] = collections.deque()  # (time, bytes the client has taken)
+        self.bytes_sent = 0
         self.wake = asyncio.Event()
         self.pcm = bytearray()  # audio received and not yet sent back with its frame
         self.pcm_start = 0  # sample index of pcm[0]
         self.samples_in = 0
-        self.frames_sent = self.dropped = 0
+        self.frames_sent = self.dropped = self.stale = 0
         self.ended = self.finished = False
         self.started_s = self.first_frame_s = None
+        self.heard_s = self.loop.time()  # the last valid client message: the idle timer runs from it
         self.pump: threading.Thread | None = None
 
     # --- client -> server -----------------------------------------------------------------------
     async def handle_text(self, text: str) -> None:
         try:
             message = json.loads(text)
-            kind = message["type"] if isinstance(message, dict) else None
-        except (ValueError, KeyError):
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
             return await self.error("malformed message: send JSON objects with a 'type'", malformed=True)
+        kind = message.get("type") if isinstance(message, dict) else None
         if kind == "start":
             await self.start(message)
         elif kind == "controls":
             if self.session is None:
                 return await self.error("'controls' before 'start'", malformed=True)
             try:
-                emotion = message.get("emotion")
-                self.session.set_emotion(None if emotion is None else _emotion(emotion))
-            except (VasaError, TypeError, ValueError) as error:
+                self.session.set_emotion(message.get("emotion"))
+            except VasaError as error:
                 return await self.error(str(error))
+            self.heard()
         elif kind == "end":
             if self.session is None:
                 return await self.error("'end' before 'start'", malformed=True)
+            if self.samples_in == 0:
+                await self.error("'end' before any audio: nothing to animate; closing")
+                self.finish()
+                return
+            self.heard()
             if not self.ended:
                 self.ended = True
                 await self.loop.run_in_executor(self.pusher, self.session.end)
+        elif isinstance(message, dict) and "type" in message:
+            await self.error(f"unknown message type {_short(kind)}: use start, controls, end, or binary audio",
+                             malformed=True)
         else:
-            await self.error(f"unknown message type {kind!r}: use start, end, or binary audio", malformed=True)
+            await self.error("malformed message: send JSON objects with a 'type'", malformed=True)
 
     async def start(self, message: dict) -> None:
         if self.session is not None:
             return await self.error("this connection already streams; open a new one", malformed=True)
+        unknown = set(message) - START_FIELDS
+        if unknown:
+            return await self.error(f"unknown field(s) in 'start': {_short(sorted(unknown))}; "
+                                    f"known: {', '.join(sorted(START_FIELDS - {'type'}))}", malformed=True)
         try:
-            controls = Controls(steps=self.config.steps,
-                                **{k: t(message[k]) for k, t in CONTROL_FIELDS.items() if k in message})
-            source = await self.loop.run_in_executor(None, self.server.source, str(message.get("portrait", "")))
-        except (VasaError, TypeError, ValueError) as error:
+            controls = Controls(steps=self.config.steps, **{k: message[k] for k in CONTROL_FIELDS if k in message})
+        except VasaError as error:
             return await self.error(str(error))
+        portrait = message.get("portrait")
+        if not isinstance(portrait, str):
+            return await self.error("'start' needs a 'portrait': an id from /api/portraits")
+        if self.server.stats.active >= self.config.max_sessions:
+            self.server.stats.sessions_refused += 1
+            await self.error(f"the server is busy ({self.config.max_sessions} sessions); try again later", code="busy")
+            self.close_code = WSCloseCode.TRY_AGAIN_LATER
+            self.finish(quiet=True)
+            return
+        self.server.stats.active += 1  # the slot is held from here, also while the portrait is encoded
+        self.holds_slot = True
+        try:
+            source = await self.loop.run_in_executor(None, self.server.source, portrait)
+        except VasaError as error:
+            self.release_slot()
+            return await self.error(str(error))
+        self.server.stats.sessions_started += 1
         self.session = StreamingSession(self.server.head, source, controls, fps=self.config.fps,
                                         step_frames=self.config.step_frames, encode=self.server.encode_jpeg)
         self.pump = threading.Thread(target=self.pump_frames, name="vasa-pump", daemon=True)
         self.pump.start()
+        self.heard()
         await self.ws.send_json({"type": "ready", "fps": self.config.fps, "sample_rate": SAMPLE_RATE,
                                  "size": self.server.head.face.size,
                                  "design_latency_ms": round(1000 * self.session.algorithmic_latency_s),
@@ -110,9 +150,13 @@ class _Connection:
             return await self.error("audio after 'end'", malformed=True)
         if len(data) % 2:
             return await self.error("audio must be 16-bit PCM: an even number of bytes", malformed=True)
+        self.heard()
         if (self.samples_in + len(data) // 2) / SAMPLE_RATE > self.config.max_audio_s:
             await self.error(f"a session streams at most {self.config.max_audio_s:g} s of audio; ending it")
             self.ended = True
+            if self.samples_in == 0:
+                self.finish()
+                return
             return await self.loop.run_in_executor(self.pusher, self.session.end)
         if self.started_s is None:
             self.started_s = time.perf_counter()
@@ -123,6 +167,13 @@ class _Connection:
             await self.loop.run_in_executor(self.pusher, self.session.push, samples)  # blocks while behind
         except VasaError as error:  # the session stopped (a pipeline failure is reported by the pump)
             await self.error(str(error))
+
+    def heard(self) -> None:
+        self.heard_s = self.loop.time()
+
+    def idle_deadline(self) -> float | None:
+        """Loop time at which a silent client is closed; None while the last frames of an ended stream go out."""
+        return None if self.ended else self.heard_s + self.config.idle_timeout_s
 
     # --- server -> client -----------------------------------------------------------------------
     def pump_frames(self) -> None:
@@ -153,16 +204,25 @@ class _Connection:
         if isinstance(item, StreamFrame):
             if self.first_frame_s is None:
                 self.first_frame_s = time.perf_counter()
-            self.outbox.append(self.frame_message(item))
-            while len(self.outbox) > self.config.send_queue_frames and isinstance(self.outbox[0], bytes):
+            self.outbox.append((item.ready_s, self.frame_message(item)))
+            while len(self.outbox) > self.config.send_queue_frames and isinstance(self.outbox[0], tuple):
                 self.outbox.popleft()
-                self.dropped += 1
-                self.server.stats.frames_dropped += 1
+                self.count_dropped()
         elif item is None:
             self.finished = True
         else:
             self.outbox.append(json.dumps({"type": "error", "message": f"the pipeline failed: {item}"}))
             self.finished = True
+        self.wake.set()
+
+    def count_dropped(self, stale: bool = False) -> None:
+        self.dropped += 1
+        self.stale += stale
+        self.server.stats.frames_dropped += 1
+
+    def finish(self, quiet: bool = False) -> None:
+        """End this connection once what is queued is sent (with 'done' unless quiet)."""
+        self.finished, self.quiet = True, quiet
         self.wake.set()
 
     def frame_message(self, frame: StreamFrame) -> bytes:
@@ -185,48 +245,80 @@ class _Connection:
             log.exception("sending to a client failed")
         finally:
             if not self.ws.closed:
-                await self.ws.close()
+                await self.ws.close(code=getattr(self, "close_code", WSCloseCode.OK))
 
     async def _send_loop(self) -> None:
         last_stats = time.perf_counter()
         while True:
             try:
-                await asyncio.wait_for(self.wake.wait(), STATS_EVERY_S)
+                await asyncio.wait_for(self.wake.wait(), SEND_POLL_S if self.outbox else STATS_EVERY_S)
             except asyncio.TimeoutError:
                 pass
             self.wake.clear()
             while self.outbox and not self.ws.closed:
-                message = self.outbox.popleft()
-                if isinstance(message, str):
-                    await self.ws.send_str(message)
-                else:
-                    await self.ws.send_bytes(message)  # waits while the client's TCP window is full
-                    self.frames_sent += 1
-                    self.server.stats.frames_sent += 1
+                if isinstance(self.outbox[0], str):
+                    await self.ws.send_str(self.outbox.popleft())
+                    continue
+                ready_s, message = self.outbox[0]
+                now = time.perf_counter()
+                if now - ready_s > self.config.max_frame_wait_s:  # too old to show in time
+                    self.outbox.popleft()
+                    self.count_dropped(stale=True)
+                    continue
+                if not self.may_send(len(message), now):
+                    break  # the client takes frames slower than they come: hold, the old ones get dropped
+                self.outbox.popleft()
+                await self.ws.send_bytes(message)
+                self.bytes_sent += len(message)
+                self.frames_sent += 1
+                self.server.stats.frames_sent += 1
             if self.ws.closed:
                 return
             now = time.perf_counter()
             if self.finished and not self.outbox:
-                await self.ws.send_json({"type": "done", **self.summary()})
-                await self.ws.close()
+                if not getattr(self, "quiet", False):
+                    await self.ws.send_json({"type": "done", **self.summary()})
+                await self.ws.close(code=getattr(self, "close_code", WSCloseCode.OK))
                 return
             if now - last_stats >= STATS_EVERY_S and self.session is not None:
                 last_stats = now
                 await self.ws.send_json({"type": "stats", **self.summary()})
 
+    def may_send(self, size: int, now: float) -> bool:
+        """Whether a frame of `size` bytes may go now: yes when everything sent so far has been taken by
+        the client's TCP stack, or when what is still on its way plus this frame is what the client
+        takes in `max_frame_wait_s` at the rate it took bytes over the last second. A slow link or
+        reader so never has more than about that much waiting for it; the rest waits here, where it
+        is dropped once too old."""
+        taken = self.bytes_sent - _unsent_bytes(self.transport)
+        self.taken.append((now, taken))
+        while len(self.taken) > 2 and now - self.taken[1][0] >= RATE_WINDOW_S:
+            self.taken.popleft()
+        unsent = self.bytes_sent - taken
+        if unsent == 0:
+            return True
+        since, taken_then = self.taken[0]
+        rate = (taken - taken_then) / max(now - since, 1e-3)  # bytes a second the client has been taking
+        return unsent + size <= rate * self.config.max_frame_wait_s
+
     def summary(self) -> dict:
         first = (None if self.first_frame_s is None or self.started_s is None
                  else round(1000 * (self.first_frame_s - self.started_s)))
         elapsed = time.perf_counter() - self.first_frame_s if self.first_frame_s else 0.0
-        return {"frames": self.frames_sent, "dropped": self.dropped, "first_frame_ms": first,
+        return {"frames": self.frames_sent, "dropped": self.dropped, "stale": self.stale, "first_frame_ms": first,
                 "audio_s": round(self.samples_in / SAMPLE_RATE, 3),
                 "fps": round(self.frames_sent / elapsed, 1) if elapsed > 1 else None}
 
-    async def error(self, message: str, malformed: bool = False) -> None:
+    async def error(self, message: str, malformed: bool = False, code: str | None = None) -> None:
         if malformed:
             self.server.stats.malformed += 1
         if not self.ws.closed:
-            await self.ws.send_json({"type": "error", "message": message})
+            await self.ws.send_json({"type": "error", "message": message, **({"code": code} if code else {})})
+
+    def release_slot(self) -> None:
+        if self.holds_slot:
+            self.holds_slot = False
+            self.server.stats.active -= 1
 
     def close(self) -> None:
         if self.session is not None:
@@ -234,44 +326,50 @@ class _Connection:
         self.pusher.shutdown(wait=False, cancel_futures=True)
 
 
+SEND_POLL_S = 0.02  # while frames wait for a slow client, how often the sender looks again
+RATE_WINDOW_S = 1.0  # the client's reading rate is measured over this long
+
+
+def _unsent_bytes(transport: asyncio.Transport | None) -> int:
+    """Bytes written to a connection that its client's TCP stack has not yet acknowledged: the
+    transport's buffer plus the kernel's send queue (Linux; elsewhere the transport's buffer only)."""
+    if transport is None or transport.is_closing():
+        return 0
+    unsent = transport.get_write_buffer_size()
+    sock = transport.get_extra_info("socket")
+    if sock is not None and termios is not None and hasattr(termios, "TIOCOUTQ"):
+        try:
+            unsent += struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+        except OSError:
+            pass
+    return unsent
+
+
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     server: VasaServer = request.app[SERVER]
     config = server.config
-    ws = web.WebSocketResponse(max_msg_size=config.max_message_bytes, heartbeat=10.0)
+    # aiohttp drops a message over its own limit with no word; ours (checked below) answers first
+    ws = web.WebSocketResponse(max_msg_size=4 * config.max_message_bytes + 1, heartbeat=config.ping_every_s)
     await ws.prepare(request)
     sock = request.transport.get_extra_info("socket") if request.transport else None
     if sock is not None and config.send_buffer_bytes:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, config.send_buffer_bytes)
-    if server.stats.active >= config.max_sessions:
+    if server.connections >= config.max_connections:
         server.stats.sessions_refused += 1
         await ws.send_json({"type": "error", "code": "busy",
-                            "message": f"the server is busy ({config.max_sessions} sessions); try again later"})
+                            "message": f"the server is busy ({config.max_connections} connections); try again later"})
         await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"busy")
         return ws
-    server.stats.active += 1
-    server.stats.sessions_started += 1
-    connection = _Connection(server, ws)
+    server.connections += 1
+    connection = _Connection(server, ws, request.transport)
     sender = asyncio.create_task(connection.send_loop())
     try:
-        while not ws.closed:
-            try:
-                message = await ws.receive(timeout=config.idle_timeout_s)
-            except asyncio.TimeoutError:
-                if connection.ended:
-                    continue  # the last frames are on their way
-                await connection.error(f"no message for {config.idle_timeout_s:g} s; closing")
-                break
-            if message.type == WSMsgType.TEXT:
-                await connection.handle_text(message.data)
-            elif message.type == WSMsgType.BINARY:
-                await connection.handle_audio(message.data)
-            elif message.type == WSMsgType.ERROR:
-                server.stats.malformed += 1  # e.g. a message over max_msg_size: aiohttp closes with 1009
-                break
-            else:  # CLOSE, CLOSING, CLOSED
-                break
-            if sender.done():
-                break
+        await _read_loop(connection, sender)
     finally:
         if not sender.done():
             sender.cancel()
@@ -283,5 +381,36 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         if not ws.closed:
             await ws.close()
         await asyncio.get_running_loop().run_in_executor(None, connection.close)  # joins the stage threads
-        server.stats.active -= 1
+        connection.release_slot()
+        server.connections -= 1
     return ws
+
+
+async def _read_loop(connection: _Connection, sender: asyncio.Task) -> None:
+    """Client messages until the client leaves, falls silent, breaks the size limit or the stream ends."""
+    ws, config = connection.ws, connection.config
+    while not ws.closed and not sender.done():
+        deadline = connection.idle_deadline()
+        try:
+            async with asyncio.timeout_at(deadline):  # not ws.receive(timeout): each pong would restart it
+                message = await ws.receive()
+        except TimeoutError:
+            if connection.idle_deadline() is None:
+                continue
+            connection.server.stats.idle_closed += 1
+            await connection.error(f"no message for {config.idle_timeout_s:g} s; closing")
+            break
+        if message.type in (WSMsgType.TEXT, WSMsgType.BINARY) and len(message.data) > config.max_message_bytes:
+            await connection.error(f"a message of {len(message.data)} bytes is over the {config.max_message_bytes} "
+                                   "byte limit; closing", malformed=True)
+            await ws.close(code=WSCloseCode.MESSAGE_TOO_BIG)
+            break
+        if message.type == WSMsgType.TEXT:
+            await connection.handle_text(message.data)
+        elif message.type == WSMsgType.BINARY:
+            await connection.handle_audio(message.data)
+        elif message.type == WSMsgType.ERROR:
+            connection.server.stats.malformed += 1  # e.g. far over the size limit: aiohttp closes with 1009
+            break
+        else:  # CLOSE, CLOSING, CLOSED
+            break
