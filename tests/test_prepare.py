@@ -183,3 +183,45 @@ def test_cli_prepare_reports_and_bad_input_is_one_line(tmp_path, cut_clip, capsy
     assert main(["prepare", str(tmp_path / "missing"), str(tmp_path / "out2")]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.strip().startswith("vasa: error:")
+
+
+def test_a_faceless_video_gets_the_slow_search_once_a_second(tmp_path, monkeypatch):
+    from vasa.face import landmarks
+
+    searches = []
+    slow = landmarks.LandmarkDetector.detect_small_faces
+
+    def counted(self, image):
+        searches.append(1)
+        yield from slow(self, image)
+
+    monkeypatch.setattr(landmarks.LandmarkDetector, "detect_small_faces", counted)
+    frames = [np.full((128, 128, 3), 90, np.uint8)] * 60
+    path = tmp_path / "wall.mp4"
+    media.write_video(path, frames, 25.0, sine(220.0, 60 / 25.0))
+    report = prepare([path], tmp_path / "out", CONFIG, progress=False)
+    assert report["frames"] == 0 and report["dropped_frames"]["no face (lost, turned away or occluded)"] == 60
+    assert len(searches) == 3  # frames 0, 25, 50; the others get the detector's quick look only
+
+
+def test_a_video_changed_after_its_record_is_prepared_again(tmp_path, cut_clip):
+    import shutil
+    import time
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    video = clips / "talk.mp4"
+    media.write_video(video, [np.full((128, 128, 3), 90, np.uint8)] * 30, 25.0, sine(220.0, 30 / 25.0))
+    out = tmp_path / "out"
+    assert prepare([clips], out, CONFIG, progress=False)["frames"] == 0  # no face: a record with no segment
+    (record,) = record_files(out)
+    made = record.stat().st_mtime_ns
+    time.sleep(0.01)
+    prepare([clips], out, CONFIG, progress=False)
+    assert record.stat().st_mtime_ns == made  # unchanged input: skipped
+    assert prepare([clips], out, CONFIG, progress=False, retry_failed=True)["frames"] == 0
+    assert record.stat().st_mtime_ns > made  # tried again on request
+    time.sleep(0.01)
+    shutil.copy(cut_clip, video)  # the user replaces it with a usable take
+    os.utime(video)
+    assert prepare([clips], out, CONFIG, progress=False)["frames"] == 20

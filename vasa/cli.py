@@ -94,6 +94,9 @@ def _add_prepare(commands) -> None:
                         "0 = stem, 4 = output for tiny.en; docs/audio.md)")
     p.add_argument("--min-frames", type=int, default=25, help="shortest segment kept, in frames (default 25)")
     p.add_argument("--overwrite", action="store_true", help="prepare videos again even if their record exists")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="prepare again the videos that gave no segment last time (videos that were unusable, or "
+                        "changed since their record was made, are tried again anyway)")
     p.add_argument("--frames", type=int, default=0, metavar="SIZE",
                    help="also store the tracked face crops, SIZE x SIZE, in OUT/frames (for `vasa train face`)")
     p.add_argument("--av-sync", default="report", choices=["correct", "report", "off"],
@@ -115,7 +118,7 @@ def _run_prepare(args) -> None:
                            face=args.face, face_checkpoint=str(args.face_checkpoint) if args.face_checkpoint else None,
                            av_sync=args.av_sync, sync_probe=str(args.sync_probe) if args.sync_probe else None)
     report = prepare(args.videos, args.out, config, parse_shard(args.shard), args.overwrite,
-                     workers=args.workers, manifest=args.manifest)
+                     workers=args.workers, manifest=args.manifest, retry_failed=args.retry_failed)
     print(f"{report['videos']} videos -> {report['segments']} segments, {report['frames']} frames "
           f"({report['frames'] / config.fps:.1f} s) in {args.out / 'records'}; data card: {args.out / 'DATA_CARD.md'}")
     for name, why in sorted(report["unusable"].items()):

@@ -398,14 +398,16 @@ UNUSABLE = "unusable video: "  # the reason of a record whose video could not be
 
 def prepare(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, config: PrepareConfig = PrepareConfig(),
             shard: tuple[int, int] = (0, 1), overwrite: bool = False, progress: bool = True, workers: int = 1,
-            manifest: str | os.PathLike | None = None) -> dict:
+            manifest: str | os.PathLike | None = None, retry_failed: bool = False) -> dict:
     """Prepare every video of this shard into OUT/records; returns a summary (also OUT/report-i-of-n.json)
     and writes the data card of everything in OUT (`vasa.data.card`).
 
     `manifest` (default: a MANIFEST.tsv at the root of a folder in `inputs`) gives each video's speaker,
     language and source, carried into its record. `workers` processes prepare videos side by side;
     each video's record is the same whichever worker made it. A video whose record exists is skipped,
-    unless it was unusable (e.g. its audio was missing): that one is tried again."""
+    unless it was unusable (e.g. its audio was missing) or the video (or the audio beside it) changed
+    after its record was made: those are tried again, and with `retry_failed` every video that gave no
+    segment too."""
     from vasa.data.card import write_data_card
     from vasa.data.manifest import find_manifest, read_manifest
 
@@ -422,7 +424,7 @@ def prepare(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, config:
         (out / "frames").mkdir(exist_ok=True)
     _check_settings(out, config)
     jobs = [(video, out / "records" / record_name(video), rows.get(video.resolve(), {})) for video in mine]
-    todo = [job for job in jobs if overwrite or _needs_preparing(job[1], config)]
+    todo = [job for job in jobs if overwrite or _needs_preparing(job[0], job[1], config, retry_failed)]
     with tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="prepare", unit="video",
               disable=not progress) as bar:
         if workers == 1 or len(todo) < 2:
@@ -450,14 +452,23 @@ def _unusable(record: Record) -> bool:
     return not record.segments and any(d["reason"].startswith(UNUSABLE) for d in record.dropped)
 
 
-def _needs_preparing(path: Path, config: PrepareConfig) -> bool:
-    """No record yet, its frame store is missing, or the video was unusable last time."""
+def _needs_preparing(video: Path, path: Path, config: PrepareConfig, retry_failed: bool = False) -> bool:
+    """No record yet, its frame store is missing, its inputs changed after it was written, the video was
+    unusable last time, or (with retry_failed) it gave no segment."""
     if not path.exists() or (config.frames and not frame_store_path(path).exists()):
         return True
+    inputs = [video, *(video.with_suffix(extension) for extension in AUDIO_EXTENSIONS)]  # audio beside it
+    if max(_modified(p) for p in inputs) > _modified(path):
+        return True
     try:
-        return _unusable(read_record(path))
+        record = read_record(path)
     except VasaError:  # unreadable: made again
         return True
+    return _unusable(record) or (retry_failed and not record.segments)
+
+
+def _modified(path: Path) -> float:
+    return path.stat().st_mtime if path.exists() else 0.0
 
 
 def _prepare_one(preparer: Preparer, video: Path, path: Path, info: dict, progress: bool) -> None:

@@ -418,6 +418,11 @@ class TrackedVideo:
         return len(self.found)
 
 
+# While no face has been seen, the full search (small-face tilings: ~1.2 s a frame on 2 cores) runs on
+# one frame in this many; the frames between get the detector's quick look (a face of usual size).
+FULL_SEARCH_EVERY = 25
+
+
 class VideoTracker:
     """Landmarks frame after frame with one fixed crop, framed on the first frame with a face.
 
@@ -430,13 +435,19 @@ class VideoTracker:
         self.crop: FaceCrop | None = None
         self.first_frame: np.ndarray | None = None
         self._detector = LandmarkDetector(model_path=model_path)
+        self._frames_seen = 0
+        self._full_search_at = 0  # frame count at which the slow search for a small face may run again
 
     def track(self, frame: np.ndarray) -> FaceLandmarks | None:
         """The face in `frame` in crop units (points, blendshapes, head matrix), or None."""
         if self.crop is None:
+            frame_index, self._frames_seen = self._frames_seen, self._frames_seen + 1
+            if frame_index < self._full_search_at and not self._detector.detect_faces(frame):
+                return None  # faceless stretch: only the quick look until the next full search
             try:
                 self.crop, _ = locate_face(frame, self.size, self._detector)
             except VasaError:
+                self._full_search_at = frame_index + FULL_SEARCH_EVERY
                 return None
         cropped = self.crop.apply(frame)
         found = self._detector.track(cropped)
