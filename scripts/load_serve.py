@@ -98,7 +98,8 @@ async def main(args) -> None:
         streams = [paced(client, portrait, speech) for _ in range(args.sessions)]
         async def refused():
             await asyncio.sleep(1.0)
-            async with client.ws_connect("/ws") as ws:
+            async with client.ws_connect("/ws") as ws:  # the slot is taken by 'start', not by connecting
+                await ws.send_json({"type": "start", "portrait": portrait})
                 return (await ws.receive_json())["code"]
         results = await asyncio.gather(*streams, refused())
         print("  full load:", results)

@@ -137,7 +137,7 @@ def _number(name: str, value, low: float, high: float, *, integer: bool = False,
     if value is None and optional:
         return
     kind = numbers.Integral if integer else numbers.Real
-    what = f"{name} must be {'an integer' if integer else 'a number'} in {low:g}..{high:g}"
+    what = f"{name} must be {'an integer' if integer else 'a number'} between {low:g} and {high:g}"
     what += f" (excluded {high:g})" if below_high else ""
     what += f" ({hint})" if hint else ""
     if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value):
