@@ -64,7 +64,7 @@ def r(a: np.ndarray, b: np.ndarray) -> float:
 
 def evaluate(head: TalkingHead, record: Record, video: Path, seeds: list[int], render: bool,
              cfg_audio: float | None = None, av_sync_correct: bool = False,
-             cfg_audio_pose: float | None = None) -> dict:
+             cfg_audio_pose: float | None = None, steps: int = 10) -> dict:
     frames = list(iter_video_frames(video, FPS))
     head.set_source(frames[record.segments[0].start_frame])
     waveform = load_audio(audio_source(video))
@@ -79,7 +79,7 @@ def evaluate(head: TalkingHead, record: Record, video: Path, seeds: list[int], r
     out: dict[str, list[float]] = defaultdict(list)
     for seed in seeds:
         for name, audio in (("paired", waveform), ("shifted", np.roll(waveform, int(SHIFT_S * SAMPLE_RATE)))):
-            controls = Controls(seed=seed, cfg_audio=cfg_audio, cfg_audio_pose=cfg_audio_pose)
+            controls = Controls(seed=seed, cfg_audio=cfg_audio, cfg_audio_pose=cfg_audio_pose, steps=steps)
             x = np.concatenate(list(head.motion(audio, controls)))  # (T, 46)
             pose, dynamics = head.space.to_absolute(x, head.source.reference)
             index = kept(record, min(len(dynamics), len(frames)))
@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", type=Path, required=True, help="speaker split file (`vasa split`)")
     parser.add_argument("--clips", type=Path, required=True, help="the corpus folder the records came from")
     parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=10, help="DDIM steps (vasa serve --steps; default 10)")
     parser.add_argument("--render", action="store_true", help="also render, re-track and measure (slow)")
     parser.add_argument("--cfg-audio", type=float, help="audio guidance scale lambda_A (default: the model's own)")
     parser.add_argument("--cfg-audio-pose", type=float, help="lambda_A on the head pose (default: the model's own)")
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         for record in records:
             video = args.clips / (record.info.get("file") or record.source)
             row = evaluate(head, record, video, list(range(args.seeds)), args.render, args.cfg_audio,
-                           args.av_sync_correct, args.cfg_audio_pose)
+                           args.av_sync_correct, args.cfg_audio_pose, args.steps)
             per_speaker[record.speaker].append(row)
             language[record.speaker] = record.info.get("language") or "?"
             print(f"  {record.speaker}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()), file=sys.stderr,

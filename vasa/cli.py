@@ -316,8 +316,9 @@ def _add_serve(commands) -> None:
                    help="motion model: live (default: the first frame about 0.25 s after the first audio), "
                         "default (better lip sync, 2.8 s), or a .safetensors path")
     p.add_argument("--size", type=_positive_size, default=256, help="frame side in pixels (default 256)")
-    p.add_argument("--steps", type=int, default=10, help="DDIM steps per motion window (default 10; 5 halves "
-                                                         "the generator's cost, docs/serve.md)")
+    p.add_argument("--steps", type=int, default=5, help="DDIM steps per motion window (default 5, real time on 2 "
+                                                        "cores; 10 moves the head more at twice the generator's "
+                                                        "cost, docs/serve.md)")
     p.add_argument("--portraits", nargs="+", type=Path, default=[], metavar="IMAGE",
                    help="portraits offered on the page besides the bundled one")
     p.add_argument("--max-sessions", type=int, default=1,
