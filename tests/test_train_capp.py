@@ -4,10 +4,9 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 import vasa.train.judge
-from test_train_motion import killed_at
+from test_train_motion import steps_logged_after_a_kill
 from vasa.cli import main
 from vasa.data.records import Record, Segment, write_record
 from vasa.face.model import FaceModel
@@ -52,14 +51,7 @@ def test_a_resumed_run_logs_each_step_once(tmp_path, monkeypatch):
     tiny_records(tmp_path / "prep")
     config = JudgeTrainConfig(data=tmp_path / "prep", out=tmp_path / "run", preset="tiny", steps=3, batch_size=8,
                               group=4, log_every=1, save_every=2, holdout=("held",))
-    with monkeypatch.context() as patch:
-        killed_at(vasa.train.judge, patch, step=3)
-        with pytest.raises(KeyboardInterrupt):
-            train_judge(config)
-    assert torch.load(tmp_path / "run" / "state.pt")["step"] == 2
-    train_judge(config)
-    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert steps == [1, 2, 3]
+    assert steps_logged_after_a_kill(vasa.train.judge, train_judge, config, monkeypatch, step=3) == [1, 2, 3]
 
 
 def test_command_line_trains_capp_and_reports_bad_input(tmp_path, capsys):

@@ -16,7 +16,7 @@ import torch
 
 import vasa.train.face
 from test_face_neural import cartoon_face
-from test_train_motion import free_port, killed_at
+from test_train_motion import free_port, steps_logged_after_a_kill
 from vasa import media
 from vasa.cli import build_parser, main as cli_main
 from vasa.data.prepare import PrepareConfig, frame_store_path, prepare
@@ -90,14 +90,7 @@ def test_a_three_step_run_writes_a_loadable_checkpoint_and_resumes(prepared, tmp
 def test_a_resumed_run_logs_each_step_once(prepared, tmp_path, monkeypatch):
     """Killed while saving step 3, after logging it: the resume from step 2 logs step 3 again, once."""
     run = config(prepared, tmp_path / "run", save_every=2, holdout=())
-    with monkeypatch.context() as patch:
-        killed_at(vasa.train.face, patch, step=3)
-        with pytest.raises(KeyboardInterrupt):
-            train_face(run)
-    assert torch.load(tmp_path / "run" / "state.pt")["step"] == 2
-    train_face(run)
-    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert steps == [1, 2, 3]
+    assert steps_logged_after_a_kill(vasa.train.face, train_face, run, monkeypatch, step=3) == [1, 2, 3]
 
 
 def test_the_reconstruction_warm_up_trains_reconstruction_alone_then_every_term(prepared, tmp_path):

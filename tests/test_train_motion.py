@@ -298,18 +298,24 @@ def killed_at(module, monkeypatch, step: int) -> None:
     monkeypatch.setattr(module, "save_atomic", save_or_die)
 
 
+def steps_logged_after_a_kill(module, train, config, monkeypatch, step: int) -> list[int]:
+    """Run `train(config)` killed while saving `step` (`killed_at`), check it saved step 2 before, resume
+    it to the end; -> the steps in its metrics.jsonl."""
+    with monkeypatch.context() as patch:
+        killed_at(module, patch, step=step)
+        with pytest.raises(KeyboardInterrupt):
+            train(config)
+    assert torch.load(config.out / "state.pt")["step"] == 2
+    train(config)
+    return [json.loads(line)["step"] for line in (config.out / "metrics.jsonl").read_text().splitlines()]
+
+
 def test_a_resumed_run_logs_each_step_once(records, tmp_path, monkeypatch):
     """Killed while saving step 4, after logging 3 and 4: the resume from step 2 logs them again, once."""
     import vasa.train.motion
 
-    with monkeypatch.context() as patch:
-        killed_at(vasa.train.motion, patch, step=4)
-        with pytest.raises(KeyboardInterrupt):
-            train_motion(tiny_run(records, tmp_path / "run", steps=4))
-    assert torch.load(tmp_path / "run" / "state.pt")["step"] == 2
-    train_motion(tiny_run(records, tmp_path / "run", steps=4))
-    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert steps == [1, 2, 3, 4]
+    run = tiny_run(records, tmp_path / "run", steps=4)
+    assert steps_logged_after_a_kill(vasa.train.motion, train_motion, run, monkeypatch, step=4) == [1, 2, 3, 4]
     assert not [p for p in (tmp_path / "run").iterdir() if p.name.startswith(".")]  # no temporary left
 
 
