@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vasa.motion.controls import (BLINK_PROFILE, Blinks, Smoother, scale_expression, scale_head_motion,
-                                  smooth_zero_phase, still_head)
+from vasa.motion.controls import BLINK_PROFILE, Blinks, Smoother, scale_expression, scale_head_motion, still_head
 
 
 def clip(frames: int = 40, seed: int = 0) -> np.ndarray:
@@ -34,10 +33,10 @@ def test_expression_scale():
 
 def test_still_head():
     frames = clip()
-    assert np.allclose(still_head(frames)[:, :6], frames[0, :6])
+    assert np.allclose(still_head(frames)[:, :5], frames[0, :5])
     pose = np.array([10.0, 0, 0, 0.5, 0.5, 3.0])
     still = still_head(frames, pose)
-    assert np.allclose(still[:, :6], pose) and np.array_equal(still[:, 6:], frames[:, 6:])
+    assert np.allclose(still[:, :5], pose[:5]) and np.array_equal(still[:, 5:], frames[:, 5:])  # scale: distance's
 
 
 def test_smoother_leaves_a_constant_alone_and_reduces_jitter():
@@ -56,14 +55,6 @@ def test_smoother_streaming_equals_offline(chunk):
     smoother = Smoother(pose=0.6, dynamics=0.3)
     streamed = np.concatenate([smoother.push(frames[i:i + chunk]) for i in range(0, len(frames), chunk)])
     assert np.allclose(streamed, offline)
-
-
-def test_zero_phase_smoothing_has_no_lag():
-    t = np.arange(101)
-    frames = np.zeros((101, 46))
-    frames[:, 0] = np.exp(-0.5 * ((t - 50) / 4.0) ** 2)  # a yaw bump at frame 50
-    assert np.argmax(smooth_zero_phase(frames, pose=0.7)[:, 0]) == 50
-    assert np.argmax(Smoother(pose=0.7).push(frames)[:, 0]) > 50  # the causal filter lags
 
 
 def test_bad_inputs_are_clear_errors():

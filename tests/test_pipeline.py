@@ -17,7 +17,7 @@ from vasa.errors import VasaError
 from vasa.face.model import MOUTH_CORNERS
 from vasa.media import write_wav
 from vasa.motion import PRESETS, save_motion_model
-from vasa.pipeline import EMOTION_BLEND_S, MODEL_FPS, Renderer, SILENCE_CLOSE_FRAMES, SILENCE_OPEN_FRAMES, Controls, MouthGate, TalkingHead, parse_emotion, resample
+from vasa.pipeline import EMOTION_BLEND_S, MODEL_FPS, Renderer, SILENCE_CLOSE_FRAMES, SILENCE_OPEN_FRAMES, Controls, MouthGate, TalkingHead, model_card, parse_emotion, resample
 
 SPEECH_S = 2.4
 TINY_MEL = dataclasses.replace(PRESETS["tiny"], audio_dim=80)
@@ -235,6 +235,14 @@ def test_shipped_models_load_by_name_with_the_speech_windows_they_were_trained_o
     assert default.motion_model.config.window_frames == 50 and default.encoder.schedule == WindowSchedule()
     with pytest.raises(VasaError, match="shipped model's name.*default, live"):
         TalkingHead.from_pretrained("lvie")
+
+
+def test_model_card_says_which_model_a_report_measured(model_path):
+    card = model_card("live")
+    assert card["file"] == "motion_live.safetensors" and card["card"] == "motion_live.md"
+    assert card["config"]["window_frames"] == 4 and card["audio_encoder"].startswith("whisper-base")
+    assert len(card["sha256"]) == 16 and card["sha256"] != model_card("default")["sha256"]
+    assert model_card(model_path)["card"] is None  # a model of one's own ships no card
 
 
 def run_generate(model_path, image, audio, out, *extra):

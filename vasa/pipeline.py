@@ -38,7 +38,7 @@ from tqdm import tqdm
 from vasa.data.records import EMOTION_NAMES
 from vasa.data.representation import POSE_DIM, LatentSpace, MotionSpace
 from vasa.errors import VasaError
-from vasa.motion.controls import MAX_BLINKS_PER_MINUTE
+from vasa.motion.controls import MAX_BLINKS_PER_MINUTE, scale_expression, scale_head_motion, still_head
 
 EMOTION_BLEND_S = 0.3  # a mid-stream emotion change eases in over this long (Renderer.set_emotion)
 MAX_EMOTION_WEIGHT = 1.5  # 1 = a clear expression (vasa.face.expressions); 1.5 already exaggerates, more distorts
@@ -447,13 +447,11 @@ class MotionStage:
 
     def _controlled(self, x: np.ndarray) -> np.ndarray:
         controls = self.controls
-        x = np.array(x, dtype=np.float64)
-        pose, dynamics = x[:, :POSE_DIM], x[:, POSE_DIM:]
-        pose[:] = REST_POSE + controls.head_scale * (pose - REST_POSE)
+        x = scale_head_motion(x, controls.head_scale, center=REST_POSE)
         if controls.still:  # rotation and position at the portrait's; the scale still follows distance
-            pose[:, :5] = REST_POSE[:5]
-        dynamics *= controls.expression_scale
-        dynamics += self.lids
+            x = still_head(x, REST_POSE)
+        x = scale_expression(x, controls.expression_scale)  # around the rest face, x = 0
+        x[:, POSE_DIM:] += self.lids
         if controls.distance is not None:  # after head_scale, which would scale the distance too
             x = MotionSpace.scale_distance(x, controls.distance)
         x = self.smoother.push(x)
@@ -567,6 +565,16 @@ def motion_model_path(model: str | os.PathLike | None = None) -> Path:
 
 
 def model_card(path: str | os.PathLike | None = None) -> dict:
-    """The JSON model card that ships beside a motion model (empty when there is none)."""
-    card = motion_model_path(path).with_suffix(".json")
-    return json.loads(card.read_text()) if card.exists() else {}
+    """What a report should say about the motion model it measured: its file, a short sha256, the
+    metadata in the file (config, audio encoder, training step, guidance scales) and the Markdown card
+    that ships beside it (None for a model without one)."""
+    import hashlib
+
+    from vasa.checkpoints import read_weights_metadata
+
+    model = motion_model_path(path)
+    card = model.with_suffix(".md")
+    metadata = read_weights_metadata(model, "motion model")
+    config = json.loads(metadata.pop("vasa.motion.config", "{}"))
+    return {"file": model.name, "sha256": hashlib.sha256(model.read_bytes()).hexdigest()[:16],
+            "card": card.name if card.exists() else None, "config": config, **metadata}

@@ -63,7 +63,8 @@ PRESETS: dict[str, MotionConfig] = {
     "default": MotionConfig(width=256, depth=6, heads=4),
     "small": MotionConfig(width=128, depth=4, heads=4, dropout=0.1),
     # live streaming: windows of 4 frames (160 ms) on 4 frames of context, so a frame waits for at most
-    # 4 frames of audio (docs/serve.md); trained on log-mel features (vasa/assets/motion_live.md)
+    # 4 frames of audio (docs/serve.md); the shipped one reads Whisper base layer 3 on 1 s windows with 40 ms
+    # lookahead (vasa/assets/motion_live.md)
     "live": MotionConfig(window_frames=4, context_frames=4, width=128, depth=4, heads=4, dropout=0.1),
     "tiny": MotionConfig(window_frames=8, context_frames=3, width=32, depth=2, heads=2, diffusion_steps=20),
 }

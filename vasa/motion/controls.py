@@ -1,9 +1,11 @@
 """Post-controls in motion space: applied to generated [pose, dynamics] frames before decoding.
 
     frames = scale_head_motion(frames, 0.5, center=portrait_pose)   # calmer head
-    frames = scale_expression(frames, 1.3, neutral=portrait_dynamics)
+    frames = scale_expression(frames, 1.3)                          # livelier face around the rest face
     frames = still_head(frames, portrait_pose)
     smoother = Smoother(pose=0.6, dynamics=0.0); frames = smoother.push(frames)   # streaming-safe
+
+`vasa.pipeline.MotionStage` applies them in this order to every chunk of generated motion.
 
 Frames are (T, motion_dim) arrays: pose = frames[:, :6] (yaw, pitch, roll in degrees, tx, ty, scale),
 dynamics = the rest. Each function returns a new array.
@@ -16,8 +18,7 @@ Smoothing. `Smoother` is a causal one-pole low-pass (exponential moving average)
 y_n = a y_{n-1} + (1 - a) x_n with a = strength in [0, 1). It keeps one frame of state, so it runs on a
 stream chunk by chunk and gives the same output as on the whole clip, with no added latency in frames;
 the price is phase lag (group delay a / (1 - a) frames at low frequencies: 1 frame = 40 ms at a = 0.5).
-`smooth_zero_phase` runs the same filter forwards then backwards: no lag, but it needs the whole clip
-(offline only). Keep dynamics strength low: smoothing the mouth costs lip sync.
+Keep dynamics strength low: smoothing the mouth costs lip sync.
 """
 
 from __future__ import annotations
@@ -46,16 +47,24 @@ def scale_head_motion(frames: np.ndarray, scale: float, center: np.ndarray | Non
 def scale_expression(frames: np.ndarray, scale: float, neutral: np.ndarray | None = None) -> np.ndarray:
     """Expression amplitude: dynamics = neutral + scale (dynamics - neutral); neutral = zeros by default."""
     frames = _check(frames).copy()
-    neutral = 0.0 if neutral is None else np.asarray(neutral, dtype=np.float64)
-    frames[:, POSE_DIM:] = neutral + scale * (frames[:, POSE_DIM:] - neutral)
+    if neutral is None:
+        frames[:, POSE_DIM:] *= scale
+    else:
+        neutral = np.asarray(neutral, dtype=np.float64)
+        frames[:, POSE_DIM:] = neutral + scale * (frames[:, POSE_DIM:] - neutral)
     return frames
 
 
 def still_head(frames: np.ndarray, pose: np.ndarray | None = None) -> np.ndarray:
-    """Still-head mode: every frame gets `pose` (6,) (default: the clip's first pose); dynamics untouched."""
+    """Still-head mode: every frame's rotation and position become `pose`'s (default: the clip's first
+    frame's); the scale (head distance) and the dynamics are left as they are."""
     frames = _check(frames).copy()
-    frames[:, :POSE_DIM] = frames[0, :POSE_DIM] if pose is None else np.asarray(pose, dtype=np.float64)
+    held = frames[0, :POSE_DIM] if pose is None else np.asarray(pose, dtype=np.float64)
+    frames[:, :STILL_FIELDS] = held[:STILL_FIELDS]
     return frames
+
+
+STILL_FIELDS = 5  # yaw, pitch, roll, tx, ty: the scale is left to the distance control
 
 
 class Smoother:
@@ -84,12 +93,6 @@ class Smoother:
             out[i] = state
         self._state = state
         return out
-
-
-def smooth_zero_phase(frames: np.ndarray, pose: float = 0.5, dynamics: float = 0.0) -> np.ndarray:
-    """Offline only: the `Smoother` forwards then backwards, which cancels its lag."""
-    forward = Smoother(pose, dynamics).push(frames)
-    return Smoother(pose, dynamics).push(forward[::-1])[::-1].copy()
 
 
 # A blink's lid closure per 25 fps frame (1 = lids meet): about 80 ms closing, 40 ms shut and 160 ms
