@@ -35,7 +35,8 @@ async def main(args) -> None:
 
     from vasa.pipeline import TalkingHead
     from vasa.server import ServerConfig, build_app
-    from vasa.server.app import FRAME_HEADER, SERVER
+    from vasa.server.app import SERVER
+    from vasa.server.session import FRAME_HEADER
 
     torch.set_num_threads(2)
     head = TalkingHead.from_pretrained(args.model, size=args.size)

@@ -95,7 +95,7 @@ class Soak:
     async def speak(self, client, portrait: str) -> None:
         import aiohttp
 
-        from vasa.server.app import FRAME_HEADER
+        from vasa.server.session import FRAME_HEADER
 
         loop = asyncio.get_running_loop()
         while self.running():

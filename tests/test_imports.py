@@ -1,4 +1,5 @@
-"""The import arrows: nothing imports training; face and motion never import each other."""
+"""The import arrows: nothing imports training; face and motion never import each other; no module
+imports itself through others (lazy imports inside functions included)."""
 
 import ast
 from pathlib import Path
@@ -13,11 +14,23 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imported_modules(source: str, module: str, is_package: bool = False) -> set[str]:
-    """Absolute names a module imports: relative imports resolved, `from x import y` gives x and x.y."""
+def imported_modules(source: str, module: str, is_package: bool = False, library_only: bool = False) -> set[str]:
+    """Absolute names a module imports: relative imports resolved, `from x import y` gives x and x.y.
+    With `library_only`, not the imports that never run when the module is imported: under
+    `if TYPE_CHECKING:` and `if __name__ == "__main__":` (there the module is a script, not itself)."""
     package = module if is_package else module.rpartition(".")[0]
+    tree = ast.parse(source)
+    skipped = set()
+    if library_only:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and ("TYPE_CHECKING" in ast.unparse(node.test)
+                                              or ast.unparse(node.test) in ('__name__ == "__main__"',
+                                                                             "__name__ == '__main__'")):
+                skipped.update(id(inner) for inner in ast.walk(node))
     names = set()
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -85,3 +98,60 @@ def test_face_does_not_import_motion(path):
 @pytest.mark.parametrize("path", sources("motion"), ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_motion_does_not_import_face(path):
     assert not within(imports_of(path), "vasa.face")
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the package's modules it imports, at any depth of its code (its own parent packages,
+    which Python always runs first, left out)."""
+    modules = {module_name(p): p for p in sources()}
+    graph = {}
+    for name, path in modules.items():
+        imported = imported_modules(path.read_text(), name, path.name == "__init__.py", library_only=True)
+        graph[name] = {m for m in imported if m in modules and m != name and not name.startswith(m + ".")}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan), each sorted."""
+    index, low, stack, on_stack, groups = {}, {}, [], set(), []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for other in graph.get(node, ()):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in on_stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return groups
+
+
+def test_cycle_finder_and_walker_known_answers():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+    text = ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import vasa.x\n"
+            "def f():\n    import vasa.y\nif __name__ == '__main__':\n    import vasa.z\n")
+    names = imported_modules(text, "vasa.m", library_only=True)
+    assert "vasa.y" in names and "vasa.x" not in names and "vasa.z" not in names
+
+
+def test_no_import_cycles_lazy_imports_included():
+    graph = import_graph()
+    assert "vasa.server.session" in graph["vasa.server.app"]  # the walker sees the package's real arrows
+    assert not cycles(graph), cycles(graph)

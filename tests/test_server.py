@@ -27,7 +27,8 @@ from test_motion_dit import randomized  # noqa: E402
 from vasa.motion import PRESETS, save_motion_model  # noqa: E402
 from vasa.pipeline import TalkingHead  # noqa: E402
 from vasa.server import ServerConfig, build_app  # noqa: E402
-from vasa.server.app import FRAME_HEADER, SERVER  # noqa: E402
+from vasa.server.app import SERVER  # noqa: E402
+from vasa.server.session import FRAME_HEADER  # noqa: E402
 
 TINY_MEL = dataclasses.replace(PRESETS["tiny"], audio_dim=80)
 RATE, FPS = 16000, 25

@@ -12,8 +12,9 @@
 Heavy back ends (CTranslate2, transformers, onnxruntime) are imported only by the classes that use them.
 """
 
-from vasa.audio.encoders import AudioEncoder, LogMelEncoder, load_encoder
+from vasa.audio.encoders import AudioEncoder, LogMelEncoder
 from vasa.audio.loading import SAMPLE_RATE, load_audio, to_mono
+from vasa.audio.registry import load_encoder
 from vasa.audio.streaming import AudioFeatures, AudioStream, WindowSchedule
 from vasa.audio.vad import VoiceActivity
 from vasa.audio.wav2vec2 import TransformersEncoder

@@ -15,7 +15,6 @@ import hashlib
 import logging
 import math
 import os
-import struct
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -27,12 +26,10 @@ from aiohttp import web
 
 from vasa.errors import VasaError
 from vasa.pipeline import Source, TalkingHead
+from vasa.server.session import websocket_route
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
-SAMPLE_RATE = 16000  # the browser sends and gets back mono 16-bit PCM at this rate
-FRAME_HEADER = struct.Struct("<IdI")  # frame index, time_s on the audio clock, bytes of PCM that follow
-STATS_EVERY_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -284,8 +281,6 @@ SERVER = web.AppKey("vasa", VasaServer)
 
 def build_app(head: TalkingHead, config: ServerConfig = ServerConfig()) -> web.Application:
     """The aiohttp application: the page, its static files, the portrait API and the /ws stream."""
-    from vasa.server.session import websocket_handler
-
     app = web.Application(client_max_size=config.upload_bytes + (1 << 16))
     app[SERVER] = VasaServer(head, config)
     app.router.add_get("/", _index)
@@ -295,7 +290,7 @@ def build_app(head: TalkingHead, config: ServerConfig = ServerConfig()) -> web.A
     app.router.add_post("/api/portraits", _upload_portrait)
     app.router.add_get("/api/demo_speech.wav", _demo_speech)
     app.router.add_get("/api/status", _status)
-    app.router.add_get("/ws", websocket_handler)
+    app.router.add_get("/ws", websocket_route(app[SERVER]))
     app.on_cleanup.append(_shut_down)
     return app
 

@@ -25,6 +25,7 @@ import struct
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import numpy as np
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -37,8 +38,14 @@ except ImportError:
 
 from vasa.errors import VasaError
 from vasa.pipeline import Controls
-from vasa.server.app import FRAME_HEADER, SAMPLE_RATE, SERVER, STATS_EVERY_S, VasaServer
 from vasa.streaming import StreamFrame, StreamingSession
+
+if TYPE_CHECKING:
+    from vasa.server.app import VasaServer
+
+SAMPLE_RATE = 16000  # the browser sends and gets back mono 16-bit PCM at this rate
+FRAME_HEADER = struct.Struct("<IdI")  # frame index, time_s on the audio clock, bytes of PCM that follow
+STATS_EVERY_S = 1.0
 
 log = logging.getLogger(__name__)
 
@@ -350,8 +357,16 @@ def _short(value, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
-    server: VasaServer = request.app[SERVER]
+def websocket_route(server: VasaServer):
+    """The /ws handler of `server`: one WebSocket = one `StreamingSession`."""
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        return await _serve_websocket(server, request)
+
+    return handler
+
+
+async def _serve_websocket(server: VasaServer, request: web.Request) -> web.WebSocketResponse:
     config = server.config
     # aiohttp drops a message over its own limit with no word; ours (checked below) answers first
     ws = web.WebSocketResponse(max_msg_size=4 * config.max_message_bytes + 1, heartbeat=config.ping_every_s)

@@ -508,12 +508,7 @@ def _train(config: FaceTrainConfig, procs: Processes, device: torch.device) -> P
     return finish_run(progress, metrics, say, model_path, out, started_at, step)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m vasa.train.face ARGS` = `vasa train face ARGS` (one parser, in vasa.cli)."""
-    from vasa.cli import main as cli_main
+if __name__ == "__main__":  # `python -m vasa.train.face ARGS` = `vasa train face ARGS` (one parser, in vasa.cli)
+    from vasa.cli import main
 
-    return cli_main(["train", "face", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["train", "face", *sys.argv[1:]]))

@@ -511,12 +511,7 @@ def finish_run(progress, metrics: Metrics | None, say, model_path: Path, out: Pa
     return model_path
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m vasa.train.motion ARGS` = `vasa train motion ARGS` (one parser, in vasa.cli)."""
-    from vasa.cli import main as cli_main
+if __name__ == "__main__":  # `python -m vasa.train.motion ARGS` = `vasa train motion ARGS` (one parser, in vasa.cli)
+    from vasa.cli import main
 
-    return cli_main(["train", "motion", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["train", "motion", *sys.argv[1:]]))
