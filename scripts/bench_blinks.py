@@ -17,7 +17,7 @@ import matplotlib
 import numpy as np
 
 from vasa.audio import load_audio
-from vasa.data.representation import POSE_DIM
+from vasa.latents import POSE_DIM
 from vasa.metrics.landmarks import blink_rate, count_blinks, measure_crops
 from vasa.pipeline import Controls, TalkingHead
 

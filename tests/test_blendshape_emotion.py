@@ -9,7 +9,7 @@ import pytest
 
 from vasa.errors import VasaError
 from vasa.face.blendshape_emotion import BlendshapeEmotion
-from vasa.face.emotion import EMOTIONS
+from vasa.latents import EMOTION_NAMES
 from vasa.face.landmarks import BLENDSHAPE_NAMES
 
 
@@ -28,12 +28,12 @@ def shapes(**scores) -> np.ndarray:
 def test_probabilities_over_the_project_emotions(labeller):
     batch = np.random.default_rng(0).uniform(0, 1, (5, 3, len(BLENDSHAPE_NAMES)))
     p = labeller.probabilities(batch)
-    assert p.shape == (5, 3, len(EMOTIONS)) and p.dtype == np.float32
+    assert p.shape == (5, 3, len(EMOTION_NAMES)) and p.dtype == np.float32
     np.testing.assert_allclose(p.sum(-1), 1, atol=1e-5)
 
 
 def test_a_smile_reads_happy_and_wide_eyes_with_an_open_jaw_surprise(labeller, detector, astronaut):
-    happy, surprise = EMOTIONS.index("happy"), EMOTIONS.index("surprise")
+    happy, surprise = EMOTION_NAMES.index("happy"), EMOTION_NAMES.index("surprise")
     smile = labeller.probabilities(shapes(mouthSmileLeft=0.9, mouthSmileRight=0.9, cheekSquintLeft=0.4,
                                           cheekSquintRight=0.4))
     assert smile.argmax() == happy

@@ -13,9 +13,10 @@ import torch
 
 from vasa.errors import VasaError
 from vasa.face import emotion
-from vasa.face.emotion import (EMOTIONS, FER_EMOTIONS, EmotionClassifier, MiniXception, face_box_crop,
+from vasa.face.emotion import (FER_EMOTIONS, EmotionClassifier, MiniXception, face_box_crop,
                                load_keras_weights, packaged_emotion_weights, pad_same, read_keras_model)
 from vasa.face.landmarks import locate_face
+from vasa.latents import EMOTION_NAMES
 
 CROP = 256  # the working crop `vasa prepare` hands to face_box_crop
 
@@ -42,9 +43,9 @@ def face_crop(image, detector):
 # --- the file and the network -------------------------------------------------------------------
 
 def test_the_classes_are_the_projects_seven_in_its_order():
-    assert EMOTIONS == ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger")
-    assert sorted(EMOTIONS) == sorted(FER_EMOTIONS)
-    assert [FER_EMOTIONS[i] for i in emotion.FROM_FER] == list(EMOTIONS)
+    assert EMOTION_NAMES == ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger")
+    assert sorted(EMOTION_NAMES) == sorted(FER_EMOTIONS)
+    assert [FER_EMOTIONS[i] for i in emotion.FROM_FER] == list(EMOTION_NAMES)
 
 
 def test_every_stored_weight_is_used_exactly_once(weights_file):
@@ -146,7 +147,7 @@ def test_probabilities_shape_and_rows(classifier, n):
     rng = np.random.default_rng(n)
     faces = rng.integers(0, 256, (n, 90, 70, 3), dtype=np.uint8)
     p = classifier.probabilities(faces)
-    assert p.shape == (n, len(EMOTIONS)) and p.dtype == np.float32
+    assert p.shape == (n, len(EMOTION_NAMES)) and p.dtype == np.float32
     np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)
     assert (p >= 0).all()
 
@@ -182,13 +183,13 @@ def test_bad_input_is_an_error(classifier, bad):
 
 def test_the_smiling_astronaut_reads_happy(classifier, astronaut, detector):
     p = classifier.probabilities(face_crop(astronaut, detector))[0]
-    assert EMOTIONS[int(p.argmax())] == "happy" and p.max() > 0.9
+    assert EMOTION_NAMES[int(p.argmax())] == "happy" and p.max() > 0.9
 
 
 def test_grace_hopper_reads_neutral(classifier, grace_hopper, detector):
     image = cv2.cvtColor(cv2.imread(str(grace_hopper)), cv2.COLOR_BGR2RGB)
     p = classifier.probabilities(face_crop(image, detector))[0]
-    assert EMOTIONS[int(p.argmax())] == "neutral" and p[EMOTIONS.index("happy")] < 0.1
+    assert EMOTION_NAMES[int(p.argmax())] == "neutral" and p[EMOTION_NAMES.index("happy")] < 0.1
 
 
 # --- face boxes ---------------------------------------------------------------------------------

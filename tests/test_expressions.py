@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vasa.face.emotion import EMOTIONS, EmotionClassifier, face_box_crop
+from vasa.face.emotion import EmotionClassifier, face_box_crop
+from vasa.latents import EMOTION_NAMES
 from vasa.face.expressions import IRISES, PROTOTYPES, expression_displacement, with_expression
 from vasa.face.model import FaceModel, MOUTH_CORNERS
 
@@ -17,14 +18,14 @@ def model() -> FaceModel:
 
 
 def weights(**named: float) -> np.ndarray:
-    return np.array([named.get(name, 0.0) for name in EMOTIONS])
+    return np.array([named.get(name, 0.0) for name in EMOTION_NAMES])
 
 
 def test_neutral_is_no_change_and_weights_add_linearly(model):
     assert not expression_displacement(model, weights(neutral=1.0)).any()
     happy, sad = (expression_displacement(model, weights(**{name: 1.0})) for name in ("happy", "sad"))
     assert np.allclose(expression_displacement(model, weights(happy=0.5, sad=2.0)), 0.5 * happy + 2.0 * sad)
-    for name in EMOTIONS[1:]:
+    for name in EMOTION_NAMES[1:]:
         moved = expression_displacement(model, weights(**{name: 1.0}))
         assert np.abs(moved).max() > 0.02 and not moved[list(IRISES)].any()  # gaze is the motion's
     with pytest.raises(ValueError, match="7 emotion weights"):
@@ -62,7 +63,7 @@ def test_fer_reads_the_requested_emotion_on_a_rendered_portrait(face, grace_hopp
     """Grace Hopper's portrait reads as neutral to FER (~0.9); with the expression the requested class
     gains clearly (measured 0.00 -> 0.62 happy, 0.03 -> 0.16 sad at 256 px)."""
     appearance, motion = face.encode(grace_hopper)
-    classifier, k = EmotionClassifier(), EMOTIONS.index(name)
+    classifier, k = EmotionClassifier(), EMOTION_NAMES.index(name)
 
     def probability(frame: np.ndarray) -> float:
         points = detector.landmarks(frame)[:, :2] * np.array([frame.shape[1], frame.shape[0]])

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from test_motion_dit import TINY, make_conditions, randomized, window
-from vasa.data.representation import POSE_DIM
+from vasa.latents import POSE_DIM
 from vasa.motion.diffusion import (
     Guidance, cfg_mix, cosine_schedule, drop_conditions, guided_denoiser, q_sample, sample_ancestral, sample_ddim,
     truncate_audio,

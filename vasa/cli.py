@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from vasa.errors import VasaError
+from vasa.latents import FPS
 
 MODEL_HELP = ("motion model: a .safetensors path, or a shipped one by name: default (best quality) or live "
               "(low latency, docs/serve.md); default: default")
@@ -52,7 +53,7 @@ def _add_reenact(commands) -> None:
     p.add_argument("--only", choices=["pose", "dynamics"], help="transfer only head pose or only facial dynamics")
     p.add_argument("--size", type=_positive_size, default=512, help="output side in pixels (default 512)")
     p.add_argument("--audio", type=Path, help="soundtrack to use instead of the video's own")
-    p.add_argument("--fps", type=_positive_fps, default=25.0, help="output frame rate (default 25)")
+    p.add_argument("--fps", type=_positive_fps, default=FPS, help=f"output frame rate (default {FPS:g})")
     p.add_argument("--reference", choices=["neutral", "first"], default="neutral",
                    help="expressions move relative to the driver's neutral closed-mouth face (default) "
                         "or to its first frame; head pose is always relative to the first frame")
@@ -211,7 +212,7 @@ def _add_generate(commands) -> None:
     p.add_argument("--motion-from", type=Path, metavar="VIDEO",
                    help="take the motion from this talking video instead of generating it (reenactment)")
     p.add_argument("--size", type=_positive_size, default=512, help="output side in pixels (default 512)")
-    p.add_argument("--fps", type=_positive_fps, default=25.0, help="output frame rate (default 25)")
+    p.add_argument("--fps", type=_positive_fps, default=FPS, help=f"output frame rate (default {FPS:g})")
     p.add_argument("--paste-back", action="store_true",
                    help="put the animated face back into the whole photo instead of writing the square crop")
     _add_controls(p)

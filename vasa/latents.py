@@ -12,6 +12,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+# The clocks every stage keeps and the sizes every stage agrees on (defined here only).
+FPS = 25.0  # motion frames a second: the generator makes one per 40 ms of speech; video in and out is resampled
+SAMPLE_RATE = 16000  # speech samples a second that every encoder, the voice activity detector and the server take
+POSE_DIM = 6  # (yaw, pitch, roll, tx, ty, scale): Motion.pose, and the first entries of a motion frame
+EMOTION_NAMES = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger")  # the emotion condition's order
+
 
 @dataclass(frozen=True)
 class Motion:

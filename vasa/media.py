@@ -20,9 +20,9 @@ import cv2
 import numpy as np
 
 from vasa.errors import VasaError
+from vasa.latents import FPS as DEFAULT_FPS, SAMPLE_RATE
 from vasa.outputs import move_into_place
 
-DEFAULT_FPS = 25.0
 RGBA_BACKGROUND = 255  # transparent pixels become white: portraits cut out on white look natural
 
 
@@ -326,7 +326,7 @@ def atomic_output(path: str | os.PathLike):
 AAC_FRAME_SAMPLES = 1024
 
 
-def write_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int = 16000) -> None:
+def write_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
     """Mono float samples in [-1, 1] -> a 16-bit PCM .wav file (clipped; written in one go)."""
     import wave
 

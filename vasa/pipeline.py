@@ -36,8 +36,10 @@ import numpy as np
 from tqdm import tqdm
 
 from vasa.data.records import EMOTION_NAMES
-from vasa.data.representation import POSE_DIM, LatentSpace, MotionSpace
+from vasa.data.representation import LatentSpace, MotionSpace
 from vasa.errors import VasaError
+from vasa.latents import FPS as MODEL_FPS  # the motion model makes one frame per 40 ms of audio
+from vasa.latents import POSE_DIM, SAMPLE_RATE
 from vasa.motion.controls import MAX_BLINKS_PER_MINUTE, scale_expression, scale_head_motion, still_head
 
 EMOTION_BLEND_S = 0.3  # a mid-stream emotion change eases in over this long (Renderer.set_emotion)
@@ -50,7 +52,6 @@ DEFAULT_MOTION_MODEL = ASSETS / "motion_default.safetensors"
 # and "live" (Whisper features with 40 ms lookahead, 4-frame motion windows: a frame waits for at most
 # 0.24 s of audio instead of 1-2.6 s; docs/serve.md).
 SHIPPED_MODELS = {"default": DEFAULT_MOTION_MODEL, "live": ASSETS / "motion_live.safetensors"}
-MODEL_FPS = 25.0  # the motion model makes one frame per 40 ms of audio
 CHUNK_SECONDS = 1.0  # audio pushed through the stages per step
 SILENCE_LOW, SILENCE_HIGH = 0.3, 0.6  # voice probability ramp over which the mouth is allowed to move
 # The mouth closes once silence has lasted SILENCE_CLOSE_FRAMES and is free again SILENCE_OPEN_FRAMES before
@@ -271,7 +272,7 @@ class TalkingHead:
         The same stages as streaming (`vasa.streaming`), fed CHUNK_SECONDS of audio at a time."""
         audio = self.encoder.stream(self.vad)
         stage = MotionStage(self, controls, self.source_for(controls), step_frames=step_frames)
-        chunk = int(CHUNK_SECONDS * 16000)
+        chunk = int(CHUNK_SECONDS * SAMPLE_RATE)
         for start in range(0, len(waveform), chunk):
             x = stage.push(audio.push(waveform[start:start + chunk]))
             if len(x):
@@ -315,7 +316,7 @@ class TalkingHead:
         if self.source is None:
             raise VasaError("no portrait: call set_source(image) first")
         waveform = load_audio(audio)
-        total = int(round(len(waveform) / 16000 * fps))
+        total = int(round(len(waveform) / SAMPLE_RATE * fps))
         if total == 0:
             raise VasaError(f"{audio} is shorter than one video frame ({1000 / fps:.0f} ms)")
         soundtrack = read_audio(audio)

@@ -18,8 +18,8 @@ from vasa.audio import mel
 from vasa.audio.loading import load_audio
 from vasa.audio.streaming import AudioFeatures, AudioStream, WindowSchedule
 from vasa.errors import VasaError
+from vasa.latents import FPS as DEFAULT_FPS
 
-DEFAULT_FPS = 25.0
 WHISPER_NAMES = ("whisper", "whisper-base")  # packaged tiny.en; packaged base (multilingual)
 
 

@@ -14,9 +14,9 @@ import numpy as np
 from scipy.signal import resample_poly
 
 from vasa.errors import VasaError
+from vasa.latents import SAMPLE_RATE  # Whisper, wav2vec2/HuBERT and silero-vad all work at 16 kHz
 from vasa.media import read_audio
 
-SAMPLE_RATE = 16000  # Whisper, wav2vec2/HuBERT and silero-vad all work at 16 kHz
 
 
 def load_audio(source: str | os.PathLike | tuple[np.ndarray, int], sample_rate: int = SAMPLE_RATE) -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-SAMPLE_RATE = 16000
+from vasa.latents import SAMPLE_RATE
 N_FFT = 400  # 25 ms window
 HOP_SAMPLES = 160  # 10 ms: 100 mel frames per second
 N_MELS = 80

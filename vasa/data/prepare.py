@@ -43,6 +43,7 @@ from tqdm import tqdm
 
 from vasa.data.records import Record, Segment, read_record, record_dict, summary, write_record
 from vasa.errors import VasaError
+from vasa.latents import FPS
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".m4a", ".ogg")
@@ -59,7 +60,7 @@ SYNC_MODES = ("correct", "report", "off")
 
 @dataclass(frozen=True)
 class PrepareConfig:
-    fps: float = 25.0
+    fps: float = FPS
     size: int = 256  # tracking crop side in pixels
     audio_encoder: str = "whisper"
     audio_model: str | None = None  # a local folder for wav2vec2/HuBERT, or another CTranslate2 Whisper

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from vasa.errors import VasaError
-from vasa.face.emotion import EMOTIONS as EMOTION_NAMES
+from vasa.latents import EMOTION_NAMES
 from vasa.face.landmarks import BLENDSHAPE_NAMES
 
 FORMAT_VERSION = 2  # 2 added the tracker's blendshapes and head matrix; format 1 records still read

@@ -28,8 +28,8 @@ import numpy as np
 
 from vasa.errors import VasaError
 from vasa.face.model import EYEBALL_RADIUS, FaceModel
+from vasa.latents import POSE_DIM
 
-POSE_DIM = 6
 CLOSED_MOUTH_PERCENTILE = 10  # frames this closed (or more) define a segment's resting mouth
 CLOSED_MOUTH_OPENING = 0.01  # canonical units: a portrait's mouth more open than this is closed first
 

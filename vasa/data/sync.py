@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from vasa.errors import VasaError
+from vasa.latents import FPS
 from vasa.metrics.landmarks import lagged_correlation
 
 CONTEXT_FRAMES = 4  # the probe reads frames t-4, t-2, ..., t+4
@@ -70,7 +71,7 @@ class SyncProbe:
     weights: np.ndarray  # (D * 5,) over `with_context(features)`
     bias: float
     audio_encoder: str  # the encoder spec of the features it reads, e.g. "whisper"
-    fps: float = 25.0
+    fps: float = FPS
     trained_on: tuple[str, ...] = ()
 
     @property
@@ -119,7 +120,7 @@ class SyncProbe:
                          tuple(meta["trained_on"]))
 
 
-def fit_probe(clips: list[tuple[np.ndarray, np.ndarray]], audio_encoder: str, fps: float = 25.0,
+def fit_probe(clips: list[tuple[np.ndarray, np.ndarray]], audio_encoder: str, fps: float = FPS,
               lags: list[int] | None = None, names: tuple[str, ...] = (), components: int = PROBE_COMPONENTS,
               ridge: float = RIDGE) -> SyncProbe:
     """Fit on clips of (features (T, D), mouth opening (T,)). The features are first reduced to their

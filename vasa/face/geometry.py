@@ -19,7 +19,6 @@ import numpy as np
 
 # Pose vector layout, shared by `Motion.pose`: angles in degrees, translation in crop units.
 POSE_FIELDS = ("yaw", "pitch", "roll", "tx", "ty", "scale")
-POSE_DIM = len(POSE_FIELDS)
 
 
 def rotation_x(degrees: float) -> np.ndarray:

@@ -22,8 +22,8 @@ import numpy as np
 from vasa.errors import VasaError
 from vasa.face.landmarks import LandmarkDetector, track_video
 from vasa.face.model import INNER_LIPS_LOWER, INNER_LIPS_UPPER, OUTER_LIPS, FaceModel
+from vasa.latents import FPS
 
-FPS = 25.0
 LIPS = np.array(sorted(set(OUTER_LIPS + INNER_LIPS_UPPER + INNER_LIPS_LOWER)))  # (40,)
 BLINK_FRACTION = 0.5  # a blink: mean eye opening below this fraction of the clip's median ...
 BLINK_FRAMES = (1, 10)  # ... for this many frames (at 25 fps: 40-400 ms)

@@ -24,10 +24,9 @@ import torch
 from torch import Tensor, nn
 
 from vasa.errors import VasaError
+from vasa.latents import FPS, SAMPLE_RATE
 from vasa.metrics.weights import load_weights
 
-SAMPLE_RATE = 16000
-FPS = 25.0
 MFCC_PER_FRAME = 4  # 100 MFCC steps per second / 25 video frames per second
 VIDEO_FRAMES = 5  # frames per video window (0.2 s)
 AUDIO_STEPS = 20  # MFCC steps per audio window (0.2 s)

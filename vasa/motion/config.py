@@ -13,12 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vasa.latents import EMOTION_NAMES, POSE_DIM
+
 MOTION_DIM = 46  # vasa.latents.Motion.as_array(): pose (6,) + dynamics (40,)
-POSE_DIM = 6  # (yaw, pitch, roll, tx, ty, scale), the first entries of a motion frame
 AUDIO_DIM = 384  # Whisper tiny.en features at 25 fps (vasa.audio.WhisperEncoder)
 GAZE_DIM = 2  # main gaze direction (theta, phi) in radians
-EMOTIONS = 7  # emotion offset: one weight per class (neutral, happy, sad, surprise, fear, disgust, anger)
-FPS = 25.0  # video frames per second; one motion frame per audio feature frame
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,7 @@ class MotionConfig:
     depth: int = 6
     heads: int = 4
     mlp_ratio: float = 4.0
-    emotions: int = EMOTIONS
+    emotions: int = len(EMOTION_NAMES)  # emotion offset: one weight per class
     diffusion_steps: int = 50
     dropout: float = 0.0  # on attention and MLP outputs in training (small datasets overfit without it)
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vasa.motion.config import POSE_DIM
+from vasa.latents import FPS, POSE_DIM
 
 
 def _check(frames: np.ndarray) -> np.ndarray:
@@ -119,7 +119,7 @@ class Blinks:
     """
 
     def __init__(self, per_minute: float, jacobian: np.ndarray, directions: np.ndarray, rest: np.ndarray,
-                 seed: int = 0, fps: float = 25.0, half_width: int = 2):
+                 seed: int = 0, fps: float = FPS, half_width: int = 2):
         if not 0.0 <= per_minute <= MAX_BLINKS_PER_MINUTE:
             raise ValueError(f"blinks per minute must be in [0, {MAX_BLINKS_PER_MINUTE:g}], got {per_minute}")
         self.jacobian = np.asarray(jacobian, dtype=np.float64)

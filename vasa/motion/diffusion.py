@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from vasa.data.representation import POSE_DIM
+from vasa.latents import POSE_DIM
 from vasa.motion.dit import Conditions, Dropped, MotionDiT
 
 Denoiser = Callable[[Tensor, Tensor], Tensor]

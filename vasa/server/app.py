@@ -25,6 +25,7 @@ import numpy as np
 from aiohttp import web
 
 from vasa.errors import VasaError
+from vasa.latents import FPS
 from vasa.pipeline import Source, TalkingHead
 from vasa.server.session import websocket_route
 
@@ -50,7 +51,7 @@ class ServerConfig:
     send_buffer_bytes: int | None = 1 << 18  # kernel send buffer per stream: a slow client is seen sooner
     max_frame_wait_s: float = 1.0  # a frame not taken by the client this long after it was made is dropped
     jpeg_quality: int = 85
-    fps: float = 25.0
+    fps: float = FPS
     step_frames: int | None = None  # motion frames per window (None: the model's window)
     # DDIM steps per window: with 10 the live model falls behind real time on 2 cores (docs/benchmarks.md);
     # 5 keeps its held-out lip sync (mouth r 0.404 against 0.403) and moves the head less (0.45 against 0.60 deg/frame)

@@ -37,13 +37,13 @@ except ImportError:
     fcntl = termios = None
 
 from vasa.errors import VasaError
+from vasa.latents import SAMPLE_RATE  # the browser sends and gets back mono 16-bit PCM at this rate
 from vasa.pipeline import Controls
 from vasa.streaming import StreamFrame, StreamingSession
 
 if TYPE_CHECKING:
     from vasa.server.app import VasaServer
 
-SAMPLE_RATE = 16000  # the browser sends and gets back mono 16-bit PCM at this rate
 FRAME_HEADER = struct.Struct("<IdI")  # frame index, time_s on the audio clock, bytes of PCM that follow
 STATS_EVERY_S = 1.0
 
