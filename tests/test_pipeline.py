@@ -72,6 +72,29 @@ def test_generation_is_seeded_and_seed_matters(head, speech):
     assert np.array_equal(a, b) and not np.allclose(a, c)
 
 
+def test_offline_runs_take_a_source_and_keep_their_own_voice_activity(model_path, speech, astronaut):
+    """Offline wires the stages as streaming does: a portrait per call, a voice-activity state per run, so
+    two generators on one head interleaved give what each gives alone."""
+    import itertools
+
+    from vasa.audio import load_audio
+
+    head = TalkingHead.from_pretrained(model_path, size=96)  # with voice activity, which keeps state
+    waveform = load_audio(speech)
+    portrait = head.encode_source(astronaut)
+    alone = np.concatenate(list(head.motion(waveform, FAST, source=portrait)))
+    assert head.source is None  # nothing was set on the head
+    runs, chunks = [head.motion(waveform, FAST, source=portrait) for _ in range(2)], ([], [])
+    for pair in itertools.zip_longest(*runs):
+        for k, x in enumerate(pair):
+            if x is not None:
+                chunks[k].append(x)
+    for chunk_list in chunks:
+        assert np.array_equal(np.concatenate(chunk_list), alone)
+    frame = next(head.frames(waveform, FAST, source=portrait))
+    assert frame.shape == (96, 96, 3) and frame.dtype == np.uint8
+
+
 def test_golden_motion(head, speech):
     """Tiny preset, randomised head, log-mel features, seed 0: pinned numbers (update only on purpose)."""
     from vasa.audio import load_audio

@@ -266,28 +266,21 @@ class TalkingHead:
         return Source(appearance, reference, photo, (float(gaze[0]), float(gaze[1])))
 
     # --- motion ---------------------------------------------------------------------------------
-    def motion(self, waveform: np.ndarray, controls: Controls = Controls(),
-               step_frames: int | None = None) -> Iterator[np.ndarray]:
-        """Relative motion x (n, 46) chunk by chunk for a mono 16 kHz waveform, controls applied.
-        The same stages as streaming (`vasa.streaming`), fed CHUNK_SECONDS of audio at a time."""
-        audio = self.encoder.stream(self.vad)
-        stage = MotionStage(self, controls, self.source_for(controls), step_frames=step_frames)
-        chunk = int(CHUNK_SECONDS * SAMPLE_RATE)
-        for start in range(0, len(waveform), chunk):
-            x = stage.push(audio.push(waveform[start:start + chunk]))
-            if len(x):
-                yield x
-        for x in (stage.push(audio.flush()), stage.flush()):
-            if len(x):
-                yield x
+    def motion(self, waveform: np.ndarray, controls: Controls = Controls(), step_frames: int | None = None,
+               source: Source | None = None) -> Iterator[np.ndarray]:
+        """Relative motion x (n, 46) chunk by chunk for a mono 16 kHz waveform, controls applied, for
+        `source` (default: this head's portrait). The stages of `build_stages`, as streaming runs them,
+        fed CHUNK_SECONDS of audio at a time in this thread."""
+        yield from _motion_chunks(build_stages(self, source, controls, step_frames=step_frames, render=False),
+                                  waveform)
 
     # --- frames ---------------------------------------------------------------------------------
     def frames(self, waveform: np.ndarray, controls: Controls = Controls(), fps: float = MODEL_FPS,
-               step_frames: int | None = None) -> Iterator[np.ndarray]:
+               step_frames: int | None = None, source: Source | None = None) -> Iterator[np.ndarray]:
         """Rendered frames (S, S, 3) uint8 at `fps` (motion resampled from the model's 25 fps)."""
-        renderer = Renderer(self, fps=fps, emotion=controls.emotion_vector())
-        for x in self.motion(waveform, controls, step_frames):
-            yield from renderer.push(x)
+        stages = build_stages(self, source, controls, fps, step_frames)
+        for x in _motion_chunks(stages, waveform):
+            yield from stages.renderer.push(x)
 
     def render(self, x: np.ndarray, source: "Source | None" = None) -> Iterator[np.ndarray]:
         """Relative motion x (n, 46) -> frames (S, S, 3) uint8 of the source portrait."""
@@ -305,15 +298,17 @@ class TalkingHead:
             yield self.face.decode(source.appearance, motion)
 
     def generate(self, audio: str | os.PathLike, out: str | os.PathLike, controls: Controls = Controls(),
-                 fps: float = MODEL_FPS, progress: bool = True, paste_back: bool = False) -> int:
-        """Write a talking video of the source portrait speaking `audio` (any audio or video file) to
-        `out` (.mp4, H.264 + the input's audio). With `paste_back` the animated face goes back into the
-        whole photo. Returns the number of frames; nothing is written on error."""
+                 fps: float = MODEL_FPS, progress: bool = True, paste_back: bool = False,
+                 source: Source | None = None) -> int:
+        """Write a talking video of the portrait (`source`, default this head's) speaking `audio` (any
+        audio or video file) to `out` (.mp4, H.264 + the input's audio). With `paste_back` the animated
+        face goes back into the whole photo. Returns the number of frames; nothing is written on error."""
         from vasa.audio import load_audio
         from vasa.media import check_output_path, read_audio, write_video
 
         check_output_path(out)
-        if self.source is None:
+        source = source or self.source
+        if source is None:
             raise VasaError("no portrait: call set_source(image) first")
         waveform = load_audio(audio)
         total = int(round(len(waveform) / SAMPLE_RATE * fps))
@@ -324,13 +319,47 @@ class TalkingHead:
         if paste_back:
             from vasa.reenact import paste_canvas
 
-            canvas = paste_canvas(self.source.photo, self.source.appearance)
+            canvas = paste_canvas(source.photo, source.appearance)
         with tqdm(total=total, desc="generate", unit="frame", disable=not progress) as bar:
             def counted():
-                for frame in self.frames(waveform, controls, fps):
+                for frame in self.frames(waveform, controls, fps, source=source):
                     bar.update(1)
                     yield frame if canvas is None else canvas[1].paste(frame, canvas[0])
             return write_video(out, counted(), fps, soundtrack)
+
+
+@dataclass
+class Stages:
+    """One run's chain from speech to frames: speech features and voice activity (`audio`), motion
+    windows with the controls (`motion`), frames at the output rate (`renderer`, None for motion only).
+    Offline runs push 1 s chunks through it in one thread; `StreamingSession` runs each in a thread."""
+
+    audio: object  # vasa.audio.AudioStream
+    motion: "MotionStage"
+    renderer: "Renderer | None"
+
+
+def build_stages(head: TalkingHead, source: Source | None = None, controls: Controls = Controls(),
+                 fps: float = MODEL_FPS, step_frames: int | None = None, render: bool = True) -> Stages:
+    """The one wiring of the stages for `source` (default: the head's portrait), offline and live alike.
+    Voice activity keeps state, so each run gets its own detector."""
+    source = source or head.source
+    vad = head.vad.clone() if head.vad is not None else None
+    motion = MotionStage(head, controls, head.source_for(controls, source), step_frames=step_frames)
+    renderer = Renderer(head, source, fps, emotion=controls.emotion_vector()) if render else None
+    return Stages(head.encoder.stream(vad), motion, renderer)
+
+
+def _motion_chunks(stages: Stages, waveform: np.ndarray) -> Iterator[np.ndarray]:
+    """Offline: the whole waveform through the audio and motion stages, CHUNK_SECONDS at a time."""
+    chunk = int(CHUNK_SECONDS * SAMPLE_RATE)
+    for start in range(0, len(waveform), chunk):
+        x = stages.motion.push(stages.audio.push(waveform[start:start + chunk]))
+        if len(x):
+            yield x
+    for x in (stages.motion.push(stages.audio.flush()), stages.motion.flush()):
+        if len(x):
+            yield x
 
 
 def gate_open_frames(step_frames: int) -> int:

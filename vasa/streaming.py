@@ -37,7 +37,7 @@ import numpy as np
 from vasa.audio import SAMPLE_RATE
 from vasa.audio.streaming import audio_chunk
 from vasa.errors import VasaError
-from vasa.pipeline import MODEL_FPS, Controls, MotionStage, Renderer, Source, TalkingHead
+from vasa.pipeline import MODEL_FPS, Controls, Source, TalkingHead, build_stages
 
 POLL_S = 0.05  # how often a blocked stage looks whether the session was closed
 QUEUE_ITEMS = {"audio": 64, "features": 8, "motion": 8, "frames": 50, "encoded": 50}  # bounded queues
@@ -147,10 +147,9 @@ class StreamingSession:
         if source is None:
             raise VasaError("no portrait: pass source= or call head.set_source(image) first")
         self.fps = fps
-        vad = head.vad.clone() if head.vad is not None else None  # voice activity is stateful: one per session
-        audio = head.encoder.stream(vad)
-        motion = MotionStage(head, controls, head.source_for(controls, source), step_frames=step_frames)
-        renderer = self._renderer = Renderer(head, source, fps, emotion=controls.emotion_vector())
+        stages = build_stages(head, source, controls, fps, step_frames)  # the same wiring as offline
+        audio, motion, renderer = stages.audio, stages.motion, stages.renderer
+        self._renderer = renderer
         gate = controls.close_mouth_in_silence
         held_s = 0.0 if motion.blinks is None else motion.blinks.lookahead_frames / MODEL_FPS  # blink-rate control
         self.algorithmic_latency_s = design_latency_s(head, step_frames, gate) + held_s  # the worst frame's wait
