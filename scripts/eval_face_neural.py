@@ -32,7 +32,7 @@ from vasa.data.records import record_files
 from vasa.face.neural import load_face_model
 from vasa.metrics.image import psnr, ssim
 from vasa.train.face import FaceFrames, to_images, to_tensor
-from vasa.train.motion import RECORD_HASH
+from vasa.train.common import RECORD_HASH
 
 SHEET_COLUMNS = 6
 EVAL_STRIDE = 5

@@ -167,7 +167,8 @@ def test_a_split_holds_out_whole_speakers_in_every_group():
 
 
 def test_trainers_hold_out_every_clip_of_a_split_speaker(prepared_corpus, tmp_path):
-    from vasa.train.motion import Processes, TrainConfig, split_records
+    from vasa.train.common import Processes, split_records
+    from vasa.train.motion import TrainConfig
 
     out, _ = prepared_corpus
     metas = [read_meta(f) for f in record_files(out)]

@@ -23,7 +23,8 @@ from vasa.data.windows import Augment, MotionData, interpolate, motion_stats, sa
 from vasa.errors import VasaError
 from vasa.motion import PRESETS, load_motion_model
 from vasa.motion.checkpoint import read_metadata
-from vasa.train.motion import TrainConfig, learning_rate, train_motion
+from vasa.train.common import learning_rate
+from vasa.train.motion import TrainConfig, train_motion
 
 TINY = PRESETS["tiny"]  # W = 8, K = 3
 AUDIO_DIM = 16

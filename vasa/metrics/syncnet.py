@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from vasa.errors import VasaError
-from vasa.latents import FPS, SAMPLE_RATE
+from vasa.latents import SAMPLE_RATE
 from vasa.metrics.weights import load_weights
 
 MFCC_PER_FRAME = 4  # 100 MFCC steps per second / 25 video frames per second

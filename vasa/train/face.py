@@ -50,7 +50,7 @@ from vasa.face.neural.config import PRESETS, NeuralFaceConfig
 from vasa.face.neural.discriminator import MultiScaleDiscriminator
 from vasa.face.neural.model import NeuralFaceModel, save_face_model
 from vasa.metrics.image import psnr, ssim
-from vasa.train.motion import (
+from vasa.train.common import (
     Metrics, Processes, check_run_config, ema_decay, finish_run, learning_rate, load_state, restore_rng, rng_states,
     run_config_json, run_processes, save_atomic, split_records, update_ema,
 )

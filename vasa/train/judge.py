@@ -35,7 +35,7 @@ from vasa.face.model import FaceModel
 from vasa.metrics.contrastive import (PRESETS, STD_FLOOR, ContrastiveJudge, lip_features, pose_features,
                                       save_judge, shift_separation)
 from vasa.outputs import check_output_folder
-from vasa.train.motion import (
+from vasa.train.common import (
     Metrics, Processes, ema_decay, learning_rate, load_state, save_atomic, split_records, update_ema,
 )
 
