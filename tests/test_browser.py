@@ -35,7 +35,8 @@ def chromium_path() -> str | None:
     return None
 
 
-pytestmark = pytest.mark.skipif(chromium_path() is None, reason="no system Chromium (apt-get install chromium)")
+pytestmark = [pytest.mark.skipif(chromium_path() is None, reason="no system Chromium (apt-get install chromium)"),
+              pytest.mark.slow]
 
 
 @pytest.fixture(scope="module", params=["default", "live"])

@@ -40,6 +40,7 @@ def test_reenact_pose_only_runs(tmp_path, grace_hopper, driver_clip):
     assert out.exists()
 
 
+@pytest.mark.slow
 def test_demo_generates_from_the_bundled_speech(tmp_path):
     out = tmp_path / "demo.mp4"
     assert main(["demo", "--out", str(out), "--size", "128"]) == 0
@@ -49,6 +50,7 @@ def test_demo_generates_from_the_bundled_speech(tmp_path):
     assert info.duration_s == pytest.approx(speech[0].shape[1] / speech[1], abs=0.1)
 
 
+@pytest.mark.slow
 def test_demo_reenacts_the_bundled_driver(tmp_path):
     out = tmp_path / "demo.mp4"
     assert main(["demo", "--out", str(out), "--size", "128", "--reenact"]) == 0

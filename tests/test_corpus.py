@@ -91,6 +91,7 @@ def test_the_data_card_counts_speakers_languages_and_drops(prepared_corpus):
     assert "anna" in (out / "DATA_CARD.md").read_text()
 
 
+@pytest.mark.slow
 def test_two_workers_write_the_same_records_as_one(corpus, prepared_corpus, tmp_path):
     out, _ = prepared_corpus
     prepare([corpus], tmp_path / "two", CONFIG, progress=False, workers=2)
@@ -197,6 +198,7 @@ def test_cli_split_writes_a_file_the_trainer_reads(prepared_corpus, tmp_path, ca
 
 # --- the project's corpus split ---------------------------------------------------------------------------
 
+@pytest.mark.media
 def test_the_corpus_split_holds_out_whole_speakers_of_many_sources():
     """data/corpus_split.json against the corpus manifest: at least 15 validation speakers from at least 5
     sources, every label a real speaker of the manifest, and no training speaker whose label differs from

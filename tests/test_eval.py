@@ -53,6 +53,8 @@ def held_out(judges):
     return [measure.measure_video_file(judges, p) for p in HELD_OUT_CLIPS]
 
 
+@pytest.mark.media
+@pytest.mark.slow
 def test_shifting_the_audio_of_a_real_clip_lowers_the_judges_scores(judges, held_out):
     real = held_out[0]
     for kind, model, shift in (("lipsync", judges.lipsync, 8), ("capp", judges.capp, 25)):
@@ -63,6 +65,8 @@ def test_shifting_the_audio_of_a_real_clip_lowers_the_judges_scores(judges, held
         assert true > shifted, kind
 
 
+@pytest.mark.slow
+@pytest.mark.media
 def test_the_negative_control_row_scores_below_the_real_pairing(judges, held_out):
     """The report's row of real clips with their audio rolled by 1 s, averaged over the held-out clips as
     the report does (the judges are too weak to rank every single short clip)."""

@@ -145,6 +145,7 @@ def fit(model: NeuralFaceModel, frames: np.ndarray, poses: torch.Tensor, steps: 
     return history
 
 
+@pytest.mark.slow
 def test_overfitting_two_frames():
     frames = np.stack([cartoon_face(TINY.size, (0.42, 0.5), 0.03), cartoon_face(TINY.size, (0.58, 0.5), 0.14)])
     poses = warps.identity_pose(2)
@@ -210,6 +211,7 @@ def fitted():
     return swap_renders(*fit_swap_toy(0))
 
 
+@pytest.mark.slow
 def test_swapping_pose_moves_the_head_and_not_the_mouth(fitted):
     """Frame 0: head left, mouth closed; frame 3: head right, mouth open. Frame 0 with frame 3's pose has
     its head where frame 3's is and keeps its closed mouth. Measured on the model's own renders."""
@@ -219,6 +221,7 @@ def test_swapping_pose_moves_the_head_and_not_the_mouth(fitted):
     assert mouth["pose"] - mouth["0"] < 0.25 * (mouth["3"] - mouth["0"])  # the mouth did not open
 
 
+@pytest.mark.slow
 def test_swapping_dynamics_moves_the_mouth_and_not_the_head(fitted):
     """Frame 0 with frame 3's z_dyn opens its mouth like frame 3 and keeps its head where it was."""
     x, mouth = ({k: v[n] for k, v in fitted.items()} for n in (0, 1))

@@ -70,6 +70,7 @@ def synthetic_pair(rng: np.random.Generator, frames: int, mixing: np.ndarray) ->
     return motion.astype(np.float32), audio.astype(np.float32)
 
 
+@pytest.mark.slow
 def test_a_tiny_judge_learns_to_prefer_true_pairs_over_shifted_ones():
     rng = np.random.default_rng(0)
     torch.manual_seed(0)

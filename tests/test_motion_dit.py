@@ -108,6 +108,7 @@ def test_gradient_reaches_every_parameter_by_the_third_step():
     assert not silent, f"no gradient reached {silent}"
 
 
+@pytest.mark.slow
 def test_overfits_one_fixed_batch():
     torch.manual_seed(0)
     model = MotionDiT(TINY)

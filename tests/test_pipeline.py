@@ -326,6 +326,7 @@ def test_requested_gaze_moves_the_lids_with_the_eyes():
     assert np.allclose(model.eye_gaze(up), model.eye_gaze(model.mean_shape), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_the_audio_guidance_defaults_to_the_models_own(model_path, tmp_path, astronaut, speech):
     """A model file may name the guidance scale it was chosen with ("cfg_audio"); Controls(cfg_audio=None)
     uses it, an explicit scale overrides it, and a scale that is not a finite number in range is refused."""

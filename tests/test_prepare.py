@@ -122,6 +122,7 @@ def test_whisper_layers_go_into_the_records_encoder_spec_and_only_for_whisper():
         PrepareConfig(audio_encoder="mel", audio_layers=(3,))
 
 
+@pytest.mark.slow
 def test_shards_split_the_videos_between_runs(tmp_path, cut_clip):
     """Two shard runs into one folder prepare disjoint videos that together cover all of them."""
     videos = []
@@ -185,6 +186,7 @@ def test_cli_prepare_reports_and_bad_input_is_one_line(tmp_path, cut_clip, capsy
     assert "Traceback" not in err and err.strip().startswith("vasa: error:")
 
 
+@pytest.mark.slow
 def test_a_faceless_video_gets_the_slow_search_once_a_second(tmp_path, monkeypatch):
     from vasa.face import landmarks
 
@@ -204,6 +206,7 @@ def test_a_faceless_video_gets_the_slow_search_once_a_second(tmp_path, monkeypat
     assert len(searches) == 3  # frames 0, 25, 50; the others get the detector's quick look only
 
 
+@pytest.mark.slow
 def test_a_video_changed_after_its_record_is_prepared_again(tmp_path, cut_clip):
     import shutil
     import time

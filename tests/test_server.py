@@ -193,6 +193,7 @@ def test_abrupt_disconnects_free_their_sessions(head):
     asyncio.run(scenario())
 
 
+@pytest.mark.slow
 def test_a_slow_reader_loses_old_frames_and_memory_stays_bounded(head):
     async def scenario():
         async with serving(head, max_sessions=2, send_queue_frames=4, send_buffer_bytes=4096) as (client, portrait, server):
@@ -439,6 +440,7 @@ class RawClient:
         return first & 0x0F, self._read(size)
 
 
+@pytest.mark.slow
 def test_a_slow_reader_gets_fresh_frames(head):
     """A client reading 5 frames a second while it speaks in real time: frames that wait too long on the
     server are dropped, so what it does get is never far behind its own audio."""
@@ -575,6 +577,7 @@ MESSAGES = st.lists(st.one_of(
     JSON_VALUES, st.text(max_size=30), st.binary(max_size=3000), st.just(b""), st.just(pcm(0.2))), max_size=8)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(messages=MESSAGES)
 def test_fuzzed_protocol_gets_answers_not_tracebacks(live_server, caplog, messages):

@@ -9,7 +9,7 @@ from conftest import SHARED_MEDIA
 from vasa import media
 from vasa.reenact import reenact
 
-pytestmark = pytest.mark.skipif(not SHARED_MEDIA.is_dir(), reason=f"no shared media at {SHARED_MEDIA}")
+pytestmark = [pytest.mark.skipif(not SHARED_MEDIA.is_dir(), reason=f"no shared media at {SHARED_MEDIA}"), pytest.mark.media]
 
 PORTRAITS = sorted((SHARED_MEDIA / "portraits").glob("*")) if SHARED_MEDIA.is_dir() else []
 CLIPS = sorted((SHARED_MEDIA / "clips").glob("*.mp4")) if SHARED_MEDIA.is_dir() else []

@@ -175,6 +175,7 @@ def talkers(tmp_path_factory, face, encoded):
     return segment, late, probe_path
 
 
+@pytest.mark.slow
 def test_prepare_finds_and_takes_out_a_late_sound(talkers, tmp_path):
     synced, late, probe_path = talkers
     config = PrepareConfig(**{**CONFIG.__dict__, "av_sync": "correct", "sync_probe": str(probe_path)})
@@ -206,6 +207,7 @@ def test_prepare_refuses_a_probe_of_another_frame_rate(talkers, tmp_path):
         PrepareConfig(av_sync="fix")
 
 
+@pytest.mark.slow
 def test_cli_prints_the_correction_and_a_missing_probe_is_one_line(talkers, tmp_path, capsys):
     from vasa.cli import main
 

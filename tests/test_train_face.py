@@ -135,6 +135,7 @@ def test_records_with_facial_dynamics_of_different_sizes_are_a_clear_error(tmp_p
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_two_processes_under_torchrun_write_a_loadable_checkpoint(prepared, tmp_path):
     out = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
