@@ -73,7 +73,8 @@ class _Connection:
         self.pcm_start = 0  # sample index of pcm[0]
         self.samples_in = 0
         self.frames_sent = self.dropped = self.stale = 0
-        self.ended = self.finished = False
+        self.ended = self.finished = self.quiet = False
+        self.close_code = WSCloseCode.OK  # the close the server sends when it ends the connection
         self.started_s = self.first_frame_s = None
         self.heard_s = self.loop.time()  # the last valid client message: the idle timer runs from it
         self.pump: threading.Thread | None = None
@@ -129,8 +130,7 @@ class _Connection:
         if self.server.stats.active >= self.config.max_sessions:
             self.server.stats.sessions_refused += 1
             await self.error(f"the server is busy ({self.config.max_sessions} sessions); try again later", code="busy")
-            self.close_code = WSCloseCode.TRY_AGAIN_LATER
-            self.finish(quiet=True)
+            self.finish(quiet=True, code=WSCloseCode.TRY_AGAIN_LATER)
             return
         self.server.stats.active += 1  # the slot is held from here, also while the portrait is encoded
         self.holds_slot = True
@@ -227,9 +227,9 @@ class _Connection:
         self.stale += stale
         self.server.stats.frames_dropped += 1
 
-    def finish(self, quiet: bool = False) -> None:
-        """End this connection once what is queued is sent (with 'done' unless quiet)."""
-        self.finished, self.quiet = True, quiet
+    def finish(self, quiet: bool = False, code: WSCloseCode = WSCloseCode.OK) -> None:
+        """End this connection once what is queued is sent (with 'done' unless quiet), closing with `code`."""
+        self.finished, self.quiet, self.close_code = True, quiet, code
         self.wake.set()
 
     def frame_message(self, frame: StreamFrame) -> bytes:
@@ -252,7 +252,7 @@ class _Connection:
             log.exception("sending to a client failed")
         finally:
             if not self.ws.closed:
-                await self.ws.close(code=getattr(self, "close_code", WSCloseCode.OK))
+                await self.ws.close(code=self.close_code)
 
     async def _send_loop(self) -> None:
         last_stats = time.perf_counter()
@@ -283,9 +283,9 @@ class _Connection:
                 return
             now = time.perf_counter()
             if self.finished and not self.outbox:
-                if not getattr(self, "quiet", False):
+                if not self.quiet:
                     await self.ws.send_json({"type": "done", **self.summary()})
-                await self.ws.close(code=getattr(self, "close_code", WSCloseCode.OK))
+                await self.ws.close(code=self.close_code)
                 return
             if now - last_stats >= STATS_EVERY_S and self.session is not None:
                 last_stats = now
