@@ -36,7 +36,7 @@ from vasa.metrics.contrastive import (PRESETS, STD_FLOOR, ContrastiveJudge, lip_
                                       save_judge, shift_separation)
 from vasa.outputs import check_output_folder
 from vasa.train.common import (
-    Metrics, Processes, ema_decay, learning_rate, load_state, save_atomic, split_records, update_ema,
+    Metrics, Processes, ema_decay, learning_rate, load_state, run_config_json, save_atomic, split_records, update_ema,
 )
 
 SEPARATION_SHIFTS = {"capp": [5, 10, 25], "lipsync": [3, 6, 12]}  # frames, held-out true-vs-shifted check
@@ -76,8 +76,7 @@ class JudgeTrainConfig:
                 raise VasaError(f"{name} must be at least 1, got {getattr(self, name)}")
 
     def to_json(self) -> dict:
-        return {k: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
-                for k, v in asdict(self).items()}
+        return run_config_json(self)
 
 
 def record_sequences(records: list[Record], kind: str, face_model: FaceModel) -> list[tuple[np.ndarray, np.ndarray]]:
