@@ -169,8 +169,13 @@ def checkpoint(tmp_path_factory) -> Path:
 
 
 def test_the_factory_needs_a_checkpoint_for_neural_and_none_for_mesh(checkpoint):
+    from vasa.latents import FaceBackend
+
     assert load_face("mesh", size=128).name == "mesh"
     assert isinstance(load_face("neural", checkpoint, size=128), NeuralFace)
+    for face in (load_face("mesh", size=128), load_face("neural", checkpoint, size=128)):  # one interface
+        assert isinstance(face, FaceBackend) and face.size == 128 and face.dynamics_dim > 0
+    assert not isinstance(object(), FaceBackend)
     with pytest.raises(VasaError, match="--face-checkpoint"):
         load_face("neural")
     with pytest.raises(VasaError, match="mesh backend needs no checkpoint"):

@@ -8,7 +8,7 @@ Motion.dynamics is z_dyn, Appearance.identity is z_id and Appearance.texture sta
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -84,3 +84,23 @@ class Appearance:
     @property
     def size(self) -> int:
         return int(self.image.shape[0])
+
+
+@runtime_checkable
+class FaceBackend(Protocol):
+    """What the pipeline asks of a face latent space: `vasa.face.mesh.MeshFace` (explicit geometry) and
+    `vasa.face.neural.NeuralFace` (learned) both provide it. What only the mesh backend knows (eyelids,
+    gaze, expressions, the mouth coefficients) the pipeline reads from the mesh backend's face model."""
+
+    name: str  # "mesh" or "neural": a motion model records the backend it was trained on
+    size: int  # side of the square frames it decodes, in pixels
+
+    @property
+    def dynamics_dim(self) -> int:
+        """K, the size of Motion.dynamics (z_dyn)."""
+
+    def encode(self, image: np.ndarray) -> tuple[Appearance, Motion]:
+        """A portrait (RGB, any size) -> its appearance and its own motion."""
+
+    def decode(self, appearance: Appearance, motion: Motion) -> np.ndarray:
+        """(appearance, motion) -> a frame (size, size, 3) uint8 RGB."""

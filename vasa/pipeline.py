@@ -39,7 +39,7 @@ from vasa.data.records import EMOTION_NAMES
 from vasa.data.representation import LatentSpace, MotionSpace
 from vasa.errors import VasaError
 from vasa.latents import FPS as MODEL_FPS  # the motion model makes one frame per 40 ms of audio
-from vasa.latents import POSE_DIM, SAMPLE_RATE
+from vasa.latents import POSE_DIM, SAMPLE_RATE, FaceBackend
 from vasa.motion.controls import MAX_BLINKS_PER_MINUTE, scale_expression, scale_head_motion, still_head
 
 EMOTION_BLEND_S = 0.3  # a mid-stream emotion change eases in over this long (Renderer.set_emotion)
@@ -186,10 +186,10 @@ def _guidance_scale(path, metadata: dict, key: str) -> float | None:
 
 @dataclass
 class TalkingHead:
-    """The generation pipeline: a motion model, the mesh face backend, an audio encoder and a VAD."""
+    """The generation pipeline: a motion model, a face backend, an audio encoder and a VAD."""
 
     motion_model: object  # vasa.motion.MotionDiT
-    face: object  # vasa.face.mesh.MeshFace
+    face: FaceBackend  # vasa.face.mesh.MeshFace (default) or vasa.face.neural.NeuralFace
     encoder: object  # vasa.audio.AudioEncoder
     vad: object | None  # vasa.audio.VoiceActivity
     cfg_audio: float = DEFAULT_CFG_AUDIO  # the audio guidance scale the model was chosen with (its metadata)
