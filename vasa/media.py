@@ -84,8 +84,8 @@ def decode_image(data: bytes, name: str, max_pixels: int = MAX_IMAGE_PIXELS, max
     1/2, 1/4 or 1/8 scale straight away when that is still at least `max_side` (fast, little memory)."""
     width, height, is_jpeg, orientation = _image_header(data, name)
     if width * height > max_pixels:
-        raise VasaError(f"image {name} is {width}x{height} = {width * height / 1e6:.0f} megapixels, over the "
-                        f"limit of {max_pixels / 1e6:.0f}: scale it down first")
+        raise VasaError(f"image {name} is {width}x{height} = {width * height / 1e6:.1f} megapixels, over the "
+                        f"limit of {max_pixels / 1e6:.1f}: scale it down first")
     reduce = 1
     while is_jpeg and max_side and reduce < 8 and max(width, height) // (2 * reduce) >= max_side:
         reduce *= 2
@@ -95,7 +95,7 @@ def decode_image(data: bytes, name: str, max_pixels: int = MAX_IMAGE_PIXELS, max
         flag |= cv2.IMREAD_IGNORE_ORIENTATION  # turned below, as for full-size images
     try:
         image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flag)
-    except cv2.error as error:  # e.g. over OpenCV's own pixel limit, for a format PIL cannot read
+    except cv2.error as error:  # a header PIL read that OpenCV cannot decode
         raise VasaError(f"cannot read image {name}: {str(error).strip().splitlines()[-1]}") from None
     if image is None:
         raise VasaError(f"cannot read image {name}: not an image format OpenCV can decode")
@@ -107,8 +107,8 @@ def decode_image(data: bytes, name: str, max_pixels: int = MAX_IMAGE_PIXELS, max
 
 
 def _image_header(data: bytes, name: str) -> tuple[int, int, bool, int]:
-    """(width, height, is JPEG, EXIF orientation) from the file's header, no pixels decoded; a size of
-    0 x 0 when PIL does not know the format (OpenCV then decodes it under its own pixel limit)."""
+    """(width, height, is JPEG, EXIF orientation) from the file's header, no pixels decoded. A file whose
+    header PIL cannot read is refused: its size could not be checked before decoding."""
     import io
     import warnings
 
@@ -126,7 +126,8 @@ def _image_header(data: bytes, name: str) -> tuple[int, int, bool, int]:
     except Image.DecompressionBombError as error:
         raise VasaError(f"image {name} is too large to decode ({error}); scale it down first") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        return 0, 0, False, 1
+        raise VasaError(f"cannot read image {name}: not an image format vasa reads (JPEG, PNG, WebP, TIFF, BMP, "
+                        "GIF, PPM)") from None
 
 
 def _shrink(image: np.ndarray, max_side: int | None) -> np.ndarray:
