@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -385,139 +386,87 @@ def _run_bench(args) -> None:
               step_frames=[s or None for s in args.step_frames], out=args.out)
 
 
+def _motion_trainer():
+    from vasa.train import motion as trainer  # the command line is the one module allowed to reach training
+
+    return trainer.TrainConfig, trainer.train_motion
+
+
+def _face_trainer():
+    from vasa.train import face as trainer
+
+    return trainer.FaceTrainConfig, trainer.train_face
+
+
+def _judge_trainer():
+    from vasa.train import judge as trainer
+
+    return trainer.JudgeTrainConfig, trainer.train_judge
+
+
+class _TrainerParser(argparse.ArgumentParser):
+    """A `vasa train` command: its options are the fields of its trainer's config dataclass
+    (`vasa.train.options`), added when the command is parsed or its help shown, for importing a trainer
+    imports torch, which `vasa --help` and the other commands need not wait for. Options not given stay
+    out of the namespace (argument_default SUPPRESS), so they take the dataclass' defaults."""
+
+    def __init__(self, *args, trainer, **kwargs):
+        super().__init__(*args, argument_default=argparse.SUPPRESS, **kwargs)
+        self._trainer = trainer  # () -> (config dataclass, train function)
+        self._has_options = False
+        self.set_defaults(run=self._run)
+
+    def _add_options(self) -> None:
+        if not self._has_options:
+            from vasa.train.options import add_config_options
+
+            add_config_options(self, self._trainer()[0])
+            self._has_options = True
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._add_options()
+        return super().parse_known_args(args, namespace)
+
+    def format_usage(self) -> str:
+        self._add_options()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self._add_options()
+        return super().format_help()
+
+    def _run(self, args) -> None:
+        """Build the trainer's config from the options given (the rest take its defaults) and train."""
+        config_class, train = self._trainer()
+        options = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_class) if hasattr(args, f.name)}
+        if "holdout" in options:
+            options["holdout"] = tuple(options["holdout"])
+        try:
+            train(config_class(**options))  # rank 0 says what it wrote
+        except KeyboardInterrupt:
+            print(f"vasa: interrupted; run the same command to resume from {args.out / 'state.pt'}", file=sys.stderr)
+            raise SystemExit(130) from None
+
+
 def _add_train(commands) -> None:
     p = commands.add_parser("train", help="train a model on records written by `vasa prepare`")
-    models = p.add_subparsers(dest="model", required=True)
-    # options left out take TrainConfig's defaults (vasa/train/motion.py, docs/training.md)
-    m = models.add_parser(
-        "motion", argument_default=argparse.SUPPRESS, help="train the motion generator (MotionDiT)",
+    models = p.add_subparsers(dest="model", required=True, parser_class=_TrainerParser)
+    models.add_parser(
+        "motion", trainer=_motion_trainer, help="train the motion generator (MotionDiT)",
         description="Train the motion generator on prepared records. Running it again with the same --out "
                     "resumes. Multi-process: torchrun --nproc_per_node N -m vasa.cli train motion ... "
                     "(docs/training.md).")
-    m.add_argument("--data", required=True, type=Path, help="folder written by `vasa prepare` (or its records/)")
-    m.add_argument("--out", required=True, type=Path, help="run folder: weights, state.pt, metrics, tb/")
-    m.add_argument("--preset", help="model size, a name in vasa.motion.PRESETS (tiny, small, default, base; "
-                                    "default: default)")
-    m.add_argument("--steps", type=int, help="optimiser steps in all (a resumed run continues to this)")
-    m.add_argument("--batch-size", type=int, help="windows per step and process (default 64)")
-    m.add_argument("--lr", type=float, help="peak learning rate (default 2e-4)")
-    m.add_argument("--weight-decay", type=float, help="AdamW weight decay of weight matrices (default 0.01)")
-    m.add_argument("--warmup-steps", type=int, help="linear warmup steps (default 200)")
-    m.add_argument("--min-lr-ratio", type=float, help="cosine decay ends at this fraction of --lr (default 0.1)")
-    m.add_argument("--grad-clip", type=float, help="gradient norm clip, 0 = off (default 1.0)")
-    m.add_argument("--ema-decay", type=float, help="EMA decay of the shipped weights (default 0.999)")
-    m.add_argument("--log-every", type=int, help="steps between metrics lines")
-    m.add_argument("--val-every", type=int, help="steps between validation losses (needs --holdout)")
-    m.add_argument("--save-every", type=int, help="steps between checkpoints")
-    m.add_argument("--seed", type=int, help="seed of weights, windows and noise (default 0)")
-    m.add_argument("--holdout", nargs="+", type=str, metavar="NAME",
-                   help="records (video stems) kept out of training for the validation loss")
-    m.add_argument("--split", type=Path, help="speaker split file (`vasa split`): its validation speakers "
-                       "are kept out of training")
-    m.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    m.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto: cuda when available")
-    m.add_argument("--amp", action="store_true", help="bf16 autocast (GPU only)")
-    m.add_argument("--no-augment", dest="augment", action="store_false",
-                   help="turn off the gaze, distance and speed augmentations")
-    m.set_defaults(run=_run_train_motion)
-    _add_train_face(models)
-    for kind, what in (("capp", "CAPP, the contrastive audio-pose judge of VASA-1 (3 s windows)"),
-                       ("lipsync", "the offline lip-sync judge (mouth measures vs audio, 0.6 s windows)")):
-        j = models.add_parser(kind, argument_default=argparse.SUPPRESS, help=f"train {what}",
-                              description=f"Train {what} on prepared records, contrastively (CLIP loss). "
-                                          "Running it again with the same --out resumes (docs/eval.md).")
-        j.add_argument("--data", required=True, type=Path, help="folder written by `vasa prepare` (or its records/)")
-        j.add_argument("--out", required=True, type=Path, help="run folder: judge.safetensors, state.pt, metrics")
-        j.add_argument("--preset", help="judge size, a name in vasa.metrics.contrastive.PRESETS (default: the kind's)")
-        j.add_argument("--steps", type=int, help="optimiser steps in all (default 3000)")
-        j.add_argument("--batch-size", type=int, help="windows per step (default 64)")
-        j.add_argument("--group", type=int, help="windows per clip in a batch, the hard negatives (default 8)")
-        j.add_argument("--lr", type=float, help="peak learning rate (default 3e-4)")
-        j.add_argument("--warmup-steps", type=int, help="linear warmup steps (default 100)")
-        j.add_argument("--log-every", type=int, help="steps between metrics lines (default 50)")
-        j.add_argument("--save-every", type=int, help="steps between checkpoints (default 500)")
-        j.add_argument("--seed", type=int, help="seed of weights and windows (default 0)")
-        j.add_argument("--holdout", nargs="+", type=str, metavar="NAME",
-                       help="records (video stems) kept out of training and scored at the end")
-        j.add_argument("--split", type=Path, help="speaker split file (`vasa split`): its validation speakers "
-                           "are kept out of training")
-        j.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-        j.set_defaults(run=_run_train_judge, kind=kind)
-
-
-
-def _add_train_face(models) -> None:
-    # options left out take FaceTrainConfig's defaults (vasa/train/face.py, docs/face_neural.md)
-    f = models.add_parser(
-        "face", argument_default=argparse.SUPPRESS, help="train the neural face model (--face neural)",
+    models.add_parser(
+        "face", trainer=_face_trainer, help="train the neural face model (--face neural)",
         description="Train the neural face latent space on the face crops stored by `vasa prepare --frames`. "
                     "Running it again with the same --out resumes. Multi-process: torchrun --nproc_per_node N "
                     "-m vasa.cli train face ... (docs/face_neural.md).")
-    f.add_argument("--data", required=True, type=Path, help="folder written by `vasa prepare --frames SIZE`")
-    f.add_argument("--out", required=True, type=Path, help="run folder: weights, state.pt, metrics, samples, tb/")
-    f.add_argument("--preset", help="model size: tiny, small (128 px), default (256 px), base (512 px)")
-    f.add_argument("--steps", type=int, help="optimiser steps in all (a resumed run continues to this)")
-    f.add_argument("--batch-size", type=int, help="samples (source, driver, cross driver) per step and process")
-    f.add_argument("--lr", type=float, help="peak generator learning rate (default 2e-4)")
-    f.add_argument("--disc-lr", type=float, help="peak discriminator learning rate (default 2e-4)")
-    f.add_argument("--warmup-steps", type=int, help="linear warmup steps (default 500)")
-    f.add_argument("--min-lr-ratio", type=float, help="cosine decay ends at this fraction of --lr (default 0.1)")
-    f.add_argument("--weight-decay", type=float, help="AdamW weight decay (default 0)")
-    f.add_argument("--grad-clip", type=float, help="generator gradient norm clip, 0 = off (default 1.0)")
-    f.add_argument("--ema-decay", type=float, help="EMA decay of the shipped weights (default 0.999)")
-    for name in ("reconstruction", "perceptual", "feature-matching", "adversarial", "transfer", "cycle",
-                 "identity", "pose", "dynamics"):
-        f.add_argument(f"--{name}-weight", type=float, help=f"weight of the {name} loss (0 = off)")
-    f.add_argument("--reconstruction-warmup-steps", type=int, metavar="N",
-                   help="first N steps: reconstruction, pose and dynamics losses only, no discriminator (cheap steps; "
-                        "default 0)")
-    f.add_argument("--colour-jitter", type=float, metavar="S",
-                   help="random colour changes up to exp(+-S), alike for a source and its driver (default 0 = off)")
-    f.add_argument("--perceptual", type=Path, help="TorchScript feature network for the perceptual loss")
-    f.add_argument("--identity-descriptor", type=Path, help="TorchScript face descriptor for the identity loss")
-    f.add_argument("--log-every", type=int, help="steps between metrics lines")
-    f.add_argument("--val-every", type=int, help="steps between held-out PSNR/SSIM (needs --holdout)")
-    f.add_argument("--save-every", type=int, help="steps between checkpoints and sample grids")
-    f.add_argument("--seed", type=int, help="seed of weights and samples (default 0)")
-    f.add_argument("--holdout", nargs="+", type=str, metavar="NAME", help="records (video stems) kept out of training")
-    f.add_argument("--split", type=Path, help="speaker split file (`vasa split`): its validation speakers "
-                       "are kept out of training")
-    f.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    f.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto: cuda when available")
-    f.add_argument("--amp", action="store_true", help="bf16 autocast (GPU only)")
-    f.set_defaults(run=_run_train_face)
-
-
-def _run_train_face(args) -> None:
-    from vasa.train import face as trainer
-
-    _run_trainer(args, trainer.FaceTrainConfig, trainer.train_face)
-
-
-def _run_train_motion(args) -> None:
-    from vasa.train import motion as trainer  # the command line is the one module allowed to reach training
-
-    _run_trainer(args, trainer.TrainConfig, trainer.train_motion)
-
-
-def _run_trainer(args, config_class, train) -> None:
-    """Build the trainer's config from the options given (the rest take its defaults) and train."""
-    import dataclasses
-
-    options = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_class) if hasattr(args, f.name)}
-    if "holdout" in options:
-        options["holdout"] = tuple(options["holdout"])
-    try:
-        train(config_class(**options))  # rank 0 says what it wrote
-    except KeyboardInterrupt:
-        print(f"vasa: interrupted; run the same command to resume from {args.out / 'state.pt'}", file=sys.stderr)
-        raise SystemExit(130) from None
-
-
-def _run_train_judge(args) -> None:
-    from vasa.train import judge as trainer
-
-    _run_trainer(args, trainer.JudgeTrainConfig, trainer.train_judge)
+    for kind, what in (("capp", "CAPP, the contrastive audio-pose judge of VASA-1 (3 s windows)"),
+                       ("lipsync", "the offline lip-sync judge (mouth measures vs audio, 0.6 s windows)")):
+        models.add_parser(kind, trainer=_judge_trainer, help=f"train {what}",
+                          description=f"Train {what} on prepared records, contrastively (CLIP loss). "
+                                      "Running it again with the same --out resumes (docs/eval.md).",
+                          ).set_defaults(kind=kind)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,12 +23,19 @@ from vasa.outputs import check_output_folder, move_into_place
 
 RECORD_HASH = re.compile(r"-[0-9a-f]{8}$")  # `vasa prepare` names a record <video stem>-<8 hex digits>
 
+# the help of the options every trainer's config shares (`vasa.train.options.option`)
+SPLIT_HELP = "speaker split file (`vasa split`): its validation speakers are kept out of training"
+THREADS_HELP = "torch CPU threads, 0 = torch's choice"
+DEVICES = ("auto", "cpu", "cuda")
+DEVICE_HELP = "auto: cuda when available"
+AMP_HELP = "bf16 autocast (GPU only)"
+
 
 def check_run_config(config, presets: dict) -> None:
     """The checks every trainer's config shares: a known preset and device, positive step counts."""
     if config.preset not in presets:
         raise VasaError(f"unknown preset {config.preset!r}: choose from {', '.join(presets)}")
-    if config.device not in ("auto", "cpu", "cuda"):
+    if config.device not in DEVICES:
         raise VasaError(f"device must be auto, cpu or cuda, got {config.device!r}")
     for name in ("steps", "batch_size", "log_every", "val_every", "save_every"):
         if getattr(config, name) < 1:

@@ -51,17 +51,23 @@ from vasa.face.neural.discriminator import MultiScaleDiscriminator
 from vasa.face.neural.model import NeuralFaceModel, save_face_model
 from vasa.metrics.image import psnr, ssim
 from vasa.train.common import (
-    Metrics, Processes, check_run_config, ema_decay, finish_run, learning_rate, load_state, restore_rng, rng_states,
-    run_config_json, run_processes, save_atomic, split_records, update_ema,
+    AMP_HELP, DEVICE_HELP, DEVICES, SPLIT_HELP, THREADS_HELP, Metrics, Processes, check_run_config, ema_decay,
+    finish_run, learning_rate, load_state, restore_rng, rng_states, run_config_json, run_processes, save_atomic,
+    split_records, update_ema,
 )
+from vasa.train.options import option
 
 VALIDATION_PAIRS = 16  # held-out (source, driver) pairs, fixed for the whole run
 
 
+def loss_weight(default: float, loss: str):
+    return option(default, f"weight of the {loss} loss, 0 = off")
+
+
 @dataclass(frozen=True)
 class FaceTrainConfig:
-    """Everything a run depends on. Loss weights: a weight of 0 turns its term off. perceptual: a
-    TorchScript feature network (`losses.load_feature_network`); without one the discriminator's
+    """Everything a run depends on; each field is the `vasa train face` option of its name, its help says what
+    it is (`vasa.train.options`). perceptual: a TorchScript feature network (`losses.load_feature_network`); without one the discriminator's
     feature matching stands in. identity_descriptor: a TorchScript face descriptor (112 x 112 RGB in
     [-1, 1] -> (B, E)); without one the model's own identity encoder, frozen inside the term, stands in.
     dynamics_weight: the z_dyn read-out against the records' facial dynamics (`losses.DynamicsProbe`;
@@ -73,40 +79,42 @@ class FaceTrainConfig:
     scale, up to +-strength) made alike to a sample's source and driver and drawn anew for its cross
     driver: the colours must come from the source, not from memory of the training faces (0 = off)."""
 
-    data: Path
-    out: Path
-    preset: str = "default"
-    steps: int = 200_000
-    batch_size: int = 8
-    lr: float = 2e-4
-    disc_lr: float = 2e-4
-    weight_decay: float = 0.0
-    warmup_steps: int = 500
-    min_lr_ratio: float = 0.1
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999
-    reconstruction_weight: float = 1.0
-    perceptual_weight: float = 1.0
-    feature_matching_weight: float = 1.0
-    adversarial_weight: float = 0.05
-    transfer_weight: float = 1.0
-    cycle_weight: float = 0.5
-    identity_weight: float = 0.2
-    pose_weight: float = 0.5
-    dynamics_weight: float = 0.5
-    reconstruction_warmup_steps: int = 0
-    colour_jitter: float = 0.0
-    perceptual: Path | None = None
-    identity_descriptor: Path | None = None
-    log_every: int = 20
-    val_every: int = 500
-    save_every: int = 500
-    seed: int = 0
-    holdout: tuple[str, ...] = ()
-    split: Path | None = None  # a speaker split file (vasa split): its validation speakers are held out
-    threads: int = 0
-    device: str = "auto"
-    amp: bool = False
+    data: Path = option(help="folder written by `vasa prepare --frames SIZE`")
+    out: Path = option(help="run folder: weights, state.pt, metrics, samples, tb/")
+    preset: str = option("default", "model size: tiny, small (128 px), default (256 px), base (512 px)")
+    steps: int = option(200_000, "optimiser steps in all; a resumed run continues to this")
+    batch_size: int = option(8, "samples (source, driver, cross driver) per step and process")
+    lr: float = option(2e-4, "peak generator learning rate")
+    disc_lr: float = option(2e-4, "peak discriminator learning rate")
+    weight_decay: float = option(0.0, "AdamW weight decay")
+    warmup_steps: int = option(500, "linear warmup steps")
+    min_lr_ratio: float = option(0.1, "cosine decay ends at this fraction of --lr")
+    grad_clip: float = option(1.0, "generator gradient norm clip, 0 = off")
+    ema_decay: float = option(0.999, "EMA decay of the shipped weights")
+    reconstruction_weight: float = loss_weight(1.0, "reconstruction")
+    perceptual_weight: float = loss_weight(1.0, "perceptual")
+    feature_matching_weight: float = loss_weight(1.0, "feature matching")
+    adversarial_weight: float = loss_weight(0.05, "adversarial")
+    transfer_weight: float = loss_weight(1.0, "transfer")
+    cycle_weight: float = loss_weight(0.5, "cycle")
+    identity_weight: float = loss_weight(0.2, "identity")
+    pose_weight: float = loss_weight(0.5, "pose")
+    dynamics_weight: float = loss_weight(0.5, "dynamics")
+    reconstruction_warmup_steps: int = option(
+        0, "first N steps: reconstruction, pose and dynamics losses only, no discriminator: cheap steps", metavar="N")
+    colour_jitter: float = option(
+        0.0, "random colour changes up to exp(+-S), alike for a source and its driver, 0 = off", metavar="S")
+    perceptual: Path | None = option(None, "TorchScript feature network for the perceptual loss")
+    identity_descriptor: Path | None = option(None, "TorchScript face descriptor for the identity loss")
+    log_every: int = option(20, "steps between metrics lines")
+    val_every: int = option(500, "steps between held-out PSNR/SSIM; needs --holdout or --split")
+    save_every: int = option(500, "steps between checkpoints and sample grids")
+    seed: int = option(0, "seed of weights and samples")
+    holdout: tuple[str, ...] = option((), "records (video stems) kept out of training", metavar="NAME")
+    split: Path | None = option(None, SPLIT_HELP)
+    threads: int = option(0, THREADS_HELP)
+    device: str = option("auto", DEVICE_HELP, choices=DEVICES)
+    amp: bool = option(False, AMP_HELP)
 
     def __post_init__(self):
         check_run_config(self, PRESETS)

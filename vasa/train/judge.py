@@ -36,8 +36,10 @@ from vasa.metrics.contrastive import (PRESETS, STD_FLOOR, ContrastiveJudge, lip_
                                       save_judge, shift_separation)
 from vasa.outputs import check_output_folder
 from vasa.train.common import (
-    Metrics, Processes, ema_decay, learning_rate, load_state, run_config_json, save_atomic, split_records, update_ema,
+    SPLIT_HELP, THREADS_HELP, Metrics, Processes, ema_decay, learning_rate, load_state, run_config_json, save_atomic,
+    split_records, update_ema,
 )
+from vasa.train.options import option
 
 SEPARATION_SHIFTS = {"capp": [5, 10, 25], "lipsync": [3, 6, 12]}  # frames, held-out true-vs-shifted check
 SEPARATION_HOP = 5  # frames between scored windows in that check
@@ -45,24 +47,28 @@ SEPARATION_HOP = 5  # frames between scored windows in that check
 
 @dataclass(frozen=True)
 class JudgeTrainConfig:
-    data: Path
-    out: Path
-    kind: str = "capp"  # "capp" or "lipsync"
-    preset: str = ""  # a name in vasa.metrics.contrastive.PRESETS; default: the kind's own
-    steps: int = 3000
-    batch_size: int = 64
-    group: int = 8  # windows per segment in a batch (hard negatives)
-    lr: float = 3e-4
-    weight_decay: float = 0.01
-    warmup_steps: int = 100
-    min_lr_ratio: float = 0.1
-    ema_decay: float = 0.995
-    log_every: int = 50
-    save_every: int = 500
-    seed: int = 0
-    holdout: tuple[str, ...] = ()
-    split: Path | None = None  # a speaker split file (vasa split): its validation speakers are held out
-    threads: int = 0
+    """Everything a run depends on; each field but kind (the command's name) and the optimiser's weight_decay,
+    min_lr_ratio and ema_decay is the `vasa train capp|lipsync` option of its name (`vasa.train.options`)."""
+
+    data: Path = option(help="folder written by `vasa prepare` (or its records/)")
+    out: Path = option(help="run folder: judge.safetensors, state.pt, metrics")
+    kind: str = option("capp", cli=False)  # "capp" or "lipsync"
+    preset: str = option("", "judge size, a name in vasa.metrics.contrastive.PRESETS", default_text="the kind's")
+    steps: int = option(3000, "optimiser steps in all")
+    batch_size: int = option(64, "windows per step")
+    group: int = option(8, "windows per clip in a batch, the hard negatives")
+    lr: float = option(3e-4, "peak learning rate")
+    weight_decay: float = option(0.01, cli=False)
+    warmup_steps: int = option(100, "linear warmup steps")
+    min_lr_ratio: float = option(0.1, cli=False)
+    ema_decay: float = option(0.995, cli=False)
+    log_every: int = option(50, "steps between metrics lines")
+    save_every: int = option(500, "steps between checkpoints")
+    seed: int = option(0, "seed of weights and windows")
+    holdout: tuple[str, ...] = option((), "records (video stems) kept out of training and scored at the end",
+                                      metavar="NAME")
+    split: Path | None = option(None, SPLIT_HELP)
+    threads: int = option(0, THREADS_HELP)
 
     def __post_init__(self):
         if self.kind not in ("capp", "lipsync"):

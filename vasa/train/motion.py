@@ -45,40 +45,43 @@ from vasa.motion.config import PRESETS, MotionConfig
 from vasa.motion.diffusion import Schedule, cosine_schedule, diffusion_loss, drop_conditions, truncate_audio
 from vasa.motion.dit import Conditions, Dropped, MotionDiT
 from vasa.train.common import (
-    Metrics, Processes, check_run_config, ema_decay, finish_run, learning_rate, load_state, restore_rng, rng_states, run_config_json, run_processes, save_atomic, split_records, update_ema,
+    AMP_HELP, DEVICE_HELP, DEVICES, SPLIT_HELP, THREADS_HELP, Metrics, Processes, check_run_config, ema_decay,
+    finish_run, learning_rate, load_state, restore_rng, rng_states, run_config_json, run_processes, save_atomic,
+    split_records, update_ema,
 )
+from vasa.train.options import option
 
 MAX_VALIDATION_WINDOWS = 2048  # a fixed subset keeps validation cheap on big held-out sets
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything a run depends on. split: a speaker split file (`vasa split`); its validation speakers'
-    records are kept out of training and used for the validation loss, as are the records named in
-    holdout (the video's stem). threads: torch CPU threads (0 = torch's default). device: "auto" (cuda
-    when available), "cpu" or "cuda". amp: bf16 autocast, GPU only. augment: `vasa.data.windows.Augment()`."""
+    """Everything a run depends on; each field is the `vasa train motion` option of its name, its help says
+    what it is (`vasa.train.options`). The validation loss is of the held-out records: those named in
+    holdout (the video's stem) and the validation speakers' of the split file."""
 
-    data: Path
-    out: Path
-    preset: str = "default"
-    steps: int = 100_000
-    batch_size: int = 64
-    lr: float = 2e-4
-    weight_decay: float = 0.01
-    warmup_steps: int = 200
-    min_lr_ratio: float = 0.1
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999
-    log_every: int = 50
-    val_every: int = 1000
-    save_every: int = 1000
-    seed: int = 0
-    holdout: tuple[str, ...] = ()
-    split: Path | None = None
-    threads: int = 0
-    device: str = "auto"
-    amp: bool = False
-    augment: bool = True
+    data: Path = option(help="folder written by `vasa prepare` (or its records/)")
+    out: Path = option(help="run folder: weights, state.pt, metrics, tb/")
+    preset: str = option("default", "model size, a name in vasa.motion.PRESETS: tiny, small, default, base")
+    steps: int = option(100_000, "optimiser steps in all; a resumed run continues to this")
+    batch_size: int = option(64, "windows per step and process")
+    lr: float = option(2e-4, "peak learning rate")
+    weight_decay: float = option(0.01, "AdamW weight decay of weight matrices")
+    warmup_steps: int = option(200, "linear warmup steps")
+    min_lr_ratio: float = option(0.1, "cosine decay ends at this fraction of --lr")
+    grad_clip: float = option(1.0, "gradient norm clip, 0 = off")
+    ema_decay: float = option(0.999, "EMA decay of the shipped weights")
+    log_every: int = option(50, "steps between metrics lines")
+    val_every: int = option(1000, "steps between validation losses; needs --holdout or --split")
+    save_every: int = option(1000, "steps between checkpoints")
+    seed: int = option(0, "seed of weights, windows and noise")
+    holdout: tuple[str, ...] = option((), "records (video stems) kept out of training for the validation loss",
+                                      metavar="NAME")
+    split: Path | None = option(None, SPLIT_HELP)
+    threads: int = option(0, THREADS_HELP)
+    device: str = option("auto", DEVICE_HELP, choices=DEVICES)
+    amp: bool = option(False, AMP_HELP)
+    augment: bool = option(True, "turn off the gaze, distance and speed augmentations (`vasa.data.windows.Augment`)")
 
     def __post_init__(self):
         check_run_config(self, PRESETS)
