@@ -6,12 +6,12 @@
 1. Lid-eye coupling (`vasa.face.model.UPPER_LID_PER_IRIS`, `LOWER_LID_PER_IRIS`): over frames with
    open eyes, the slope of the mid upper and lower lid height (relative to the eye corners) on the
    vertical iris offset, each segment centred on its own mean.
-2. Blink rate of the recordings (the same counter as scripts/eval_generate.py).
+2. Blink rate of the recordings (the same counter as scripts/eval_generate.py, `vasa.metrics.landmarks`).
 3. How far the audio features predict the mouth: a ridge regression from the speech features of
    +-4 frames (every other frame) to the mouth opening, fitted on the training records and scored
    (Pearson r) on the held-out ones. No motion model is involved: it is a yardstick for what a model
    trained on the same few speakers can reach on the held-out mouth-opening correlation
-   (scripts/lipsync_ceiling.py runs it on less data and on other features).
+   (`vasa.evaluation.ridge`; scripts/lipsync_ceiling.py runs it on less data and on other features).
 4. With --clips (the videos the records came from): per clip (mean over its segments), the correlation of the mouth opening
    with the frame loudness (RMS), the yardstick of scripts/eval_generate.py's robustness table.
 5. How much of an eye's rotation the landmark tracker reads (`vasa.face.model.GAZE_READ_GAIN`): a speaker who
@@ -24,19 +24,17 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_generate import FPS, count_blinks, frame_rms  # noqa: E402
-from lipsync_ceiling import Part, held_out_r  # noqa: E402
-
-from vasa.audio import load_audio  # noqa: E402
-from vasa.data.prepare import audio_source  # noqa: E402
-from vasa.data.records import read_record, record_files  # noqa: E402
-from vasa.face.model import LEFT_EYE_CORNERS, LEFT_EYE_LIDS, RIGHT_EYE_CORNERS, RIGHT_EYE_LIDS, FaceModel  # noqa: E402
+from vasa.audio import load_audio
+from vasa.data.prepare import audio_source
+from vasa.data.records import read_record, record_files
+from vasa.evaluation.measure import FPS, frame_rms
+from vasa.evaluation.ridge import Part, held_out_r
+from vasa.face.model import LEFT_EYE_CORNERS, LEFT_EYE_LIDS, RIGHT_EYE_CORNERS, RIGHT_EYE_LIDS, FaceModel
+from vasa.metrics.landmarks import count_blinks
 
 OPEN_EYES = 0.8  # frames whose eye opening is at least this fraction of the segment median
 

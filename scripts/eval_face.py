@@ -27,9 +27,10 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from vasa.evaluation import pictures
+from vasa.evaluation.pictures import TILE, header, label, tile
 from vasa.face import edits
 from vasa.face.landmarks import LandmarkDetector, track_video
 from vasa.face.mesh import MeshFace
@@ -42,7 +43,6 @@ from vasa.reenact import driver_reference, retarget
 REPO = Path(__file__).resolve().parents[1]
 FPS = 25.0
 SIZE = 512
-TILE = 256
 BOX_PAD = 0.05  # face box = real landmarks' bounding box grown by this fraction per side
 OUTER_EYE_CORNERS = (33, 263)  # inter-ocular distance for the mouth-landmark error
 SELF_RECON_TARGET_DB = 35.0
@@ -148,37 +148,8 @@ def lip_error_points(points: np.ndarray, real_points: np.ndarray, lips: np.ndarr
 
 
 # --- drawing --------------------------------------------------------------------------------------
-def tile(image: np.ndarray, size: int = TILE) -> np.ndarray:
-    interpolation = cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_CUBIC
-    return cv2.resize(image, (size, size), interpolation=interpolation)
-
-
-def label(image: np.ndarray, text: str, scale: float = 0.55) -> np.ndarray:
-    """Write `text` (lines split on newlines) in the top-left corner on a dark box (returns a copy)."""
-    image = image.copy()
-    y = 0
-    for line in text.split("\n"):
-        (w, h), base = cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-        cv2.rectangle(image, (0, y), (w + 8, y + h + base + 6), (0, 0, 0), -1)
-        cv2.putText(image, line, (4, y + h + 3), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
-        y += h + base + 6
-    return image
-
-
-def header(labels: list[str], widths: list[int], height: int = 30) -> np.ndarray:
-    bar = np.full((height, sum(widths), 3), 255, np.uint8)
-    x = 0
-    for text, width in zip(labels, widths):
-        (w, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.55, 1)
-        cv2.putText(bar, text, (x + max(2, (width - w) // 2), height - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.55,
-                    (0, 0, 0), 1, cv2.LINE_AA)
-        x += width
-    return bar
-
-
 def save_png(path: Path, image: np.ndarray) -> None:
-    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9]):
-        raise SystemExit(f"cannot write {path}")
+    pictures.save_png(path, image)
     print(f"wrote {path}")
 
 

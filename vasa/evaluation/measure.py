@@ -18,6 +18,7 @@ import torch
 
 from vasa.audio import load_audio, load_encoder
 from vasa.errors import VasaError
+from vasa.evaluation.pictures import tile
 from vasa.face.landmarks import track_video
 from vasa.face.model import FaceModel
 from vasa.latents import FPS, SAMPLE_RATE
@@ -32,6 +33,7 @@ IDENTITY_EVERY = 10  # dlib's descriptor on every 10th frame (~175 ms a face on 
 LIPSYNC_MAX_SHIFT = 15  # frames searched either way by the lip-sync judge, as SyncNet does
 SKIPPED_SYNCNET = "skipped: no weights (--syncnet PATH)"
 SKIPPED_I3D = "skipped: no weights (--i3d PATH)"
+SHIFT_S = 1.0  # the shifted-audio negative control: the audio rolled (circularly) by this much
 
 
 @dataclass
@@ -125,10 +127,20 @@ def measure_video_file(judges: Judges, path: str | os.PathLike, audio: str | os.
 
 # --- per video --------------------------------------------------------------------------------------------
 def frame_rms(waveform: np.ndarray, frames: int) -> np.ndarray:
-    """(frames,) RMS of the audio under each video frame (640 samples at 25 fps)."""
+    """(frames,) RMS of the audio under each video frame (640 samples at 25 fps; silence past the end)."""
     step = int(SAMPLE_RATE / FPS)
     padded = np.pad(waveform, (0, max(0, frames * step - len(waveform))))
     return np.sqrt(np.mean(padded[:frames * step].reshape(frames, step) ** 2, axis=1))
+
+
+def mouth_energy_r(track: landmarks.Track, waveform: np.ndarray) -> float:
+    """Pearson r of the mouth opening and the audio RMS per frame, over the frames with a face."""
+    return landmarks.pearson(track.mouth()[track.found], frame_rms(waveform, len(track))[track.found])
+
+
+def shifted_waveform(waveform: np.ndarray, seconds: float = SHIFT_S) -> np.ndarray:
+    """The negative control's audio: the waveform (16 kHz) rolled circularly by `seconds` (same length)."""
+    return np.roll(waveform, int(round(seconds * SAMPLE_RATE)))
 
 
 def judge_inputs(judges: Judges, m: VideoMeasures, kind: str) -> tuple[np.ndarray, np.ndarray]:
@@ -153,12 +165,11 @@ def video_metrics(judges: Judges, m: VideoMeasures, portrait: np.ndarray | None 
         "blinks_per_min": landmarks.blink_rate(track, FPS),
         "jitter": landmarks.jitter(track.canonical, track.found),
         "mouth_opening_std": float(np.std(mouth[track.found])),
-        "mouth_audio_energy_r": landmarks.pearson(mouth[track.found],
-                                                  frame_rms(m.waveform, len(m))[track.found]),
+        "mouth_audio_energy_r": mouth_energy_r(track, m.waveform),
     }
     out.update(judge_metrics(judges, m))
     if judges.syncnet is not None:
-        crops = np.stack([_resize(c, syncnet.CROP_SIDE) for c in m.crop_frames])
+        crops = np.stack([tile(c, syncnet.CROP_SIDE) for c in m.crop_frames])
         score = syncnet.syncnet_score(judges.syncnet, crops, m.waveform)
         out.update(syncnet_confidence=score.confidence, syncnet_distance=score.distance, syncnet_offset=score.offset)
     else:
@@ -195,15 +206,12 @@ def judge_metrics(judges: Judges, m: VideoMeasures) -> dict:
     return out
 
 
-def shifted_audio_metrics(judges: Judges, m: VideoMeasures, seconds: float = 1.0) -> dict:
+def shifted_audio_metrics(judges: Judges, m: VideoMeasures, seconds: float = SHIFT_S) -> dict:
     """A negative control: the audio-dependent metrics of a video with its audio rolled (circularly) by
     `seconds`; the speech features are rolled with it. On a real video every one of them should drop."""
     frames = int(round(seconds * FPS))
-    rolled = replace(m, waveform=np.roll(m.waveform, int(round(seconds * SAMPLE_RATE))),
-                     audio=np.roll(m.audio, frames, axis=0))
-    mouth = m.track.mouth()
-    out = {"mouth_audio_energy_r": landmarks.pearson(mouth[m.track.found],
-                                                     frame_rms(rolled.waveform, len(m))[m.track.found])}
+    rolled = replace(m, waveform=shifted_waveform(m.waveform, seconds), audio=np.roll(m.audio, frames, axis=0))
+    out = {"mouth_audio_energy_r": mouth_energy_r(m.track, rolled.waveform)}
     out.update(judge_metrics(judges, rolled))
     return out
 
@@ -222,14 +230,6 @@ def motion_descriptors(m: VideoMeasures) -> np.ndarray:
     angles = track.pose[:, :3] - track.pose[:, :3].mean(axis=0)
     return np.concatenate([angles[1:], np.diff(angles, axis=0), track.mouth()[1:, None], track.eyes()[1:, None]],
                           axis=1)
-
-
-def _resize(image: np.ndarray, side: int) -> np.ndarray:
-    import cv2
-
-    if image.shape[0] == side:
-        return image
-    return cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA if image.shape[0] > side else cv2.INTER_CUBIC)
 
 
 @torch.no_grad()

@@ -22,18 +22,14 @@ from tqdm import tqdm
 from vasa.errors import VasaError
 from vasa.outputs import check_output_folder
 from vasa.evaluation import measure
-from vasa.evaluation.measure import Judges, VideoMeasures
+from vasa.evaluation.controls import control_errors
+from vasa.evaluation.measure import SHIFT_S, Judges, VideoMeasures
 from vasa.evaluation.report import write_report
-from vasa.metrics import landmarks
 from vasa.metrics.fvd import frechet_distance
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 AUDIO_SUFFIXES = (".wav", ".mp3", ".flac", ".m4a", ".ogg", ".mp4")
-CONTROL_GAZE = ((15.0, 0.0), (-15.0, 0.0), (0.0, 10.0), (0.0, -10.0))  # degrees (theta, phi)
-CONTROL_DISTANCE = (0.8, 1.25)
-CONTROL_AUDIO_S = 3.0
-SHIFT_S = 1.0  # the negative-control row: the real videos with their audio rolled by this much
 
 
 def _find(folder: Path | None, stem: str, suffixes: tuple[str, ...]) -> Path | None:
@@ -206,32 +202,6 @@ def run_benchmark(folder: Path, out: Path, model: str | Path | None = None, size
                 "way.", ""]
     return evaluate_folder(judges, videos, out, real=real_dir, portraits=portraits, method="vasa (generated)",
                            title="Benchmark", command=command, extra={**extra, "preamble": preamble})
-
-
-def control_errors(head, judges: Judges, case: dict) -> dict:
-    """Gaze and head-distance requests on one case's portrait with CONTROL_AUDIO_S of its speech: requested vs
-    re-extracted from the generated crops (read without re-framing, frame 0 = the portrait)."""
-    from vasa.audio import load_audio
-    from vasa.pipeline import Controls
-
-    waveform = load_audio(case["audio"])[:int(CONTROL_AUDIO_S * measure.SAMPLE_RATE)]
-    portrait = head.source.appearance.image
-    rows = []
-    requests = [("gaze", g, Controls(gaze=g)) for g in CONTROL_GAZE]
-    requests += [("distance", d, Controls(distance=d)) for d in CONTROL_DISTANCE]
-    for kind, value, request in tqdm(requests, desc="controls", unit="request"):
-        frames = list(head.frames(waveform, request))
-        track = landmarks.measure_crops(judges.face_model, [portrait] + frames)
-        rest, track = track[0], track[1:]
-        if kind == "gaze":
-            error, measured = landmarks.gaze_error(judges.face_model, track, value)
-            rows.append({"kind": kind, "request": list(value), "measured": [float(v) for v in measured], "error": error})
-        else:
-            error, measured = landmarks.distance_error(track, rest.pose, value)
-            rows.append({"kind": kind, "request": value, "measured": measured, "error": error})
-    return {"portrait": case["name"], "audio_s": CONTROL_AUDIO_S, "rows": rows,
-            "mean_gaze_error_deg": float(np.mean([r["error"] for r in rows if r["kind"] == "gaze"])),
-            "mean_distance_error": float(np.mean([r["error"] for r in rows if r["kind"] == "distance"]))}
 
 
 def _save_png(path: Path, image: np.ndarray) -> None:
