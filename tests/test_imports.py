@@ -155,3 +155,42 @@ def test_no_import_cycles_lazy_imports_included():
     graph = import_graph()
     assert "vasa.server.session" in graph["vasa.server.app"]  # the walker sees the package's real arrows
     assert not cycles(graph), cycles(graph)
+
+
+# --- scripts/ --------------------------------------------------------------------------------------------
+SCRIPTS = PACKAGE.parent / "scripts"
+TESTS = PACKAGE.parent / "tests"
+
+
+def script_shortcuts(source: str, scripts: set[str], tests: set[str]) -> list[str]:
+    """What in a script's source reaches past the package: an import of another script or of a test module
+    (or of a package named scripts or tests), and any change of sys.path (how such imports are made)."""
+    found = sorted(f"imports {name}" for name in imported_modules(source, "script")
+                   if name.split(".")[0] in scripts | tests | {"scripts", "tests"})
+    for node in sorted(ast.walk(ast.parse(source)), key=lambda n: getattr(n, "lineno", 0)):
+        targets = []
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            targets = [node.func.value]  # sys.path.insert(...), sys.path.append(...)
+        elif isinstance(node, (ast.Assign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        if any(ast.unparse(t) == "sys.path" or ast.unparse(t).startswith("sys.path[") for t in targets):
+            found.append(f"changes sys.path (line {node.lineno})")
+    return found
+
+
+def test_script_shortcut_finder_known_answers():
+    text = ("import sys\nfrom pathlib import Path\nsys.path.insert(0, str(Path(__file__).parent))\n"
+            "from eval_face import label\nimport test_face_neural as toy\nfrom tests.conftest import sine\n"
+            "sys.path += ['x']\nprint(sys.path)\nimport numpy\nfrom vasa.evaluation import measure\n")
+    assert script_shortcuts(text, {"eval_face", "eval_generate"}, {"test_face_neural", "conftest"}) == [
+        "imports eval_face", "imports eval_face.label", "imports test_face_neural", "imports tests.conftest",
+        "imports tests.conftest.sine", "changes sys.path (line 3)",
+        "changes sys.path (line 7)"]
+
+
+@pytest.mark.parametrize("path", sorted(SCRIPTS.glob("*.py")), ids=lambda p: p.name)
+def test_scripts_import_the_package_not_each_other_or_the_tests(path):
+    """Scripts are thin callers of the vasa package: what two of them share lives in the package."""
+    scripts = {p.stem for p in SCRIPTS.glob("*.py")}
+    tests = {p.stem for p in TESTS.glob("*.py")}
+    assert not script_shortcuts(path.read_text(), scripts, tests)

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import vasa.train.face
-from test_face_neural import cartoon_face
+from vasa.face.neural.toy import cartoon_face
 from test_train_motion import free_port, steps_logged_after_a_kill
 from vasa import media
 from vasa.cli import build_parser, main as cli_main
