@@ -95,6 +95,9 @@ class Controls:
     still: bool = False  # keep the head at the portrait's pose
     close_mouth_in_silence: bool = True  # voice activity below threshold closes the mouth
     blinks: float | None = None  # blinks per minute (0 = none); None = the motion model's own blinks
+    # share of the mouth read-out (`vasa.motion.readout`) in the mouth coefficients, 0..1 (0 = the
+    # generator's mouth alone); None = the motion model file's own (0 where it carries no read-out)
+    mouth_readout: float | None = None
 
     def __post_init__(self):
         """The one check of a user's numbers (CLI, Python API and server alike): right type, finite, in range."""
@@ -121,6 +124,8 @@ class Controls:
         _number("expression_scale", self.expression_scale, 0.0, MAX_MOTION_SCALE, hint="1 = the model's motion")
         _number("blinks", self.blinks, 0.0, MAX_BLINKS_PER_MINUTE, optional=True,
                 hint="a minute; people blink 10-40 times")
+        _number("mouth_readout", self.mouth_readout, 0.0, 1.0, optional=True,
+                hint="0 = the generator's mouth alone, 1 = the read-out's")
         for name in ("still", "close_mouth_in_silence"):
             if not isinstance(getattr(self, name), bool):
                 raise VasaError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -194,6 +199,7 @@ class TalkingHead:
     vad: object | None  # vasa.audio.VoiceActivity
     cfg_audio: float = DEFAULT_CFG_AUDIO  # the audio guidance scale the model was chosen with (its metadata)
     cfg_audio_pose: float | None = None  # its scale on the head pose, where the model names one ("cfg_audio_pose")
+    mouth_readout: object | None = None  # vasa.motion.readout.MouthReadout the model file carries, if any
     space: LatentSpace = field(init=False)
     source: Source | None = field(default=None, init=False)
 
@@ -208,6 +214,11 @@ class TalkingHead:
         if self.motion_model.config.audio_dim != self.encoder.dim:
             raise VasaError(f"the motion model takes {self.motion_model.config.audio_dim}-d audio features, "
                             f"the {type(self.encoder).__name__} makes {self.encoder.dim}")
+        readout = self.mouth_readout
+        if readout is not None and (readout.audio_dim != self.encoder.dim
+                                    or not all(POSE_DIM <= c < self.space.dim for c in readout.columns)):
+            raise VasaError(f"the motion model's mouth read-out reads {readout.audio_dim}-d features into columns "
+                            f"{min(readout.columns)}..{max(readout.columns)}: it does not fit the model")
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike | None = None, size: int = 512,
@@ -218,7 +229,7 @@ class TalkingHead:
         from vasa.audio import VoiceActivity, load_encoder
         from vasa.face.mesh import MeshFace
         from vasa.motion import load_motion_model
-        from vasa.motion.checkpoint import read_metadata
+        from vasa.motion.checkpoint import load_mouth_readout, read_metadata
 
         path = motion_model_path(path)
         model = load_motion_model(path)
@@ -231,7 +242,8 @@ class TalkingHead:
         encoder = load_encoder(metadata.get("audio_encoder", "whisper"), fps=MODEL_FPS, model_path=audio_model)
         audio = _guidance_scale(path, metadata, "cfg_audio")
         return cls(model, face, encoder, VoiceActivity() if voice_activity else None,
-                   DEFAULT_CFG_AUDIO if audio is None else audio, _guidance_scale(path, metadata, "cfg_audio_pose"))
+                   DEFAULT_CFG_AUDIO if audio is None else audio, _guidance_scale(path, metadata, "cfg_audio_pose"),
+                   load_mouth_readout(path))
 
     def source_for(self, controls: Controls, source: Source | None = None) -> Source | None:
         """The portrait as `controls` show it: wearing the requested emotion's expression on the mesh
@@ -450,6 +462,14 @@ class MotionStage:
         self.mouth = MouthGate(mouth, controls.close_mouth_in_silence and head.mesh,
                                gate_open_frames(self.stream.step_frames))
         self.blinks = None if controls.blinks is None else blink_control(head, source, controls)
+        self.readout, self.readout_blend = None, 0.0
+        if head.mouth_readout is not None:
+            from vasa.motion.readout import ReadoutStream
+
+            blend = head.mouth_readout.blend if controls.mouth_readout is None else controls.mouth_readout
+            if blend > 0:
+                self.readout, self.readout_blend = ReadoutStream(head.mouth_readout), blend
+        self._read = np.zeros((0, len(head.mouth_readout.columns) if self.readout else 0))  # read-out not yet used
         self._held = np.zeros((0, head.motion_model.config.motion_dim))  # frames waiting for voice lookahead
         self._voice_frames: int | None = None  # frames of voice activity known (None: no VAD)
 
@@ -459,9 +479,13 @@ class MotionStage:
             self.mouth.push_voice(part.voice)
             self._voice_frames = (self._voice_frames or 0) + len(part.voice)
         x = self.stream.push(part.features) if len(part) else self._held[:0]
+        if self.readout is not None and len(part):
+            self._read = np.concatenate([self._read, self.readout.push(part.features)])
         return self._release(x, final=False)
 
     def flush(self) -> np.ndarray:
+        if self.readout is not None:
+            self._read = np.concatenate([self._read, self.readout.flush()])
         x = self._release(self.stream.flush(), final=True)
         return x if self.blinks is None else np.concatenate([x, self.blinks.flush()])
 
@@ -470,10 +494,23 @@ class MotionStage:
         ready = len(held)
         if not final and self._voice_frames is not None and self.mouth.enabled:
             ready = min(ready, max(self._voice_frames - self.mouth.open_frames - self.mouth.frames_done, 0))
+        if not final and self.readout is not None:  # a frame waits for the audio its read-out needs
+            ready = min(ready, len(self._read))
         out, self._held = held[:ready], held[ready:]
         if not len(out):
             return out
+        if self.readout is not None:
+            out = self._read_mouth(out)
         return self._controlled(self.mouth.apply(out))
+
+    def _read_mouth(self, x: np.ndarray) -> np.ndarray:
+        """The read-out mixed into the mouth columns of x: (1 - blend) * generated + blend * read."""
+        n = min(len(x), len(self._read))
+        x = np.array(x, dtype=np.float64)
+        columns = list(self.readout.readout.columns)
+        x[:n, columns] += self.readout_blend * (self._read[:n] - x[:n, columns])
+        self._read = self._read[n:]
+        return x
 
     def _controlled(self, x: np.ndarray) -> np.ndarray:
         controls = self.controls

@@ -150,10 +150,10 @@ class StreamingSession:
         stages = build_stages(head, source, controls, fps, step_frames)  # the same wiring as offline
         audio, motion, renderer = stages.audio, stages.motion, stages.renderer
         self._renderer = renderer
-        gate = controls.close_mouth_in_silence
+        gate, readout = controls.close_mouth_in_silence, motion.readout is not None
         held_s = 0.0 if motion.blinks is None else motion.blinks.lookahead_frames / MODEL_FPS  # blink-rate control
-        self.algorithmic_latency_s = design_latency_s(head, step_frames, gate) + held_s  # the worst frame's wait
-        self.first_frame_wait_s = design_latency_s(head, step_frames, gate, first=True) + held_s
+        self.algorithmic_latency_s = design_latency_s(head, step_frames, gate, readout=readout) + held_s  # worst wait
+        self.first_frame_wait_s = design_latency_s(head, step_frames, gate, first=True, readout=readout) + held_s
         self._stopped = threading.Event()
         self._ended = False
         self._pushed_samples = 0
@@ -273,12 +273,13 @@ class StreamingSession:
 
 
 def design_latency_s(head: TalkingHead, step_frames: int | None = None, gate: bool = True,
-                     first: bool = False) -> float:
+                     first: bool = False, readout: bool = True) -> float:
     """Audio a frame waits for before it can be made, compute not included: the worst frame of a
     periodic stretch, or with `first` the first frame. Feature frame g is final when its hop has ended
     plus the lookahead (and, with voice activity, when the last 32 ms VAD block over it is done); a
-    motion frame needs every feature frame of its window and, with the mouth gate, the voice activity
-    of `gate_open_frames(step)` frames after it."""
+    motion frame needs every feature frame of its window, with the mouth gate the voice activity
+    of `gate_open_frames(step)` frames after it, and with a mouth read-out (`readout`) the features
+    of its `lookahead_frames` after it."""
     from vasa.audio.vad import BLOCK_SAMPLES
     from vasa.pipeline import gate_open_frames
 
@@ -295,6 +296,8 @@ def design_latency_s(head: TalkingHead, step_frames: int | None = None, gate: bo
         return final
 
     hold = gate_open_frames(step) if gate and head.vad is not None else 0
+    if readout and head.mouth_readout is not None:
+        hold = max(hold, head.mouth_readout.lookahead_frames)
     worst = 0.0
     for f in range(1 if first else 4 * step * hop):
         window_last = (f // step + 1) * step - 1
