@@ -22,9 +22,11 @@ from vasa.data.representation import MotionSpace
 from vasa.data.windows import Augment, MotionData, interpolate, motion_stats, sample_batch, validation_batches
 from vasa.errors import VasaError
 from vasa.motion import PRESETS, load_motion_model
-from vasa.motion.checkpoint import read_metadata
+from vasa.motion.checkpoint import load_mouth_readout, read_metadata
+from vasa.motion.readout import DEFAULT_BLEND, context_for_window
 from vasa.train.common import learning_rate
 from vasa.train.motion import TrainConfig, train_motion
+from vasa.train.readout import fit_readout
 
 TINY = PRESETS["tiny"]  # W = 8, K = 3
 AUDIO_DIM = 16
@@ -251,6 +253,14 @@ def test_a_three_step_run_writes_a_loadable_checkpoint(records, tmp_path, space)
     assert saved["preset"] == "tiny" and saved["holdout"] == ["clip_3"]
     assert list((tmp_path / "run" / "tb").glob("events.out.tfevents.*"))
     assert not [p for p in (tmp_path / "run").iterdir() if p.name.startswith(".")]  # no temporary left
+    # the mouth read-out beside the weights: fitted on the training records only, within the tiny window
+    readout = load_mouth_readout(path)
+    expected = fit_readout([f for f in record_files(records) if "clip_3" not in f.name],
+                           context=context_for_window(TINY.window_frames))
+    assert readout.blend == DEFAULT_BLEND and readout.columns == expected.columns and readout.context == expected.context
+    assert readout.lookahead_frames <= TINY.window_frames - 1
+    assert all(torch.allclose(readout.state_dict()[k], v) for k, v in expected.state_dict().items())
+    assert load_mouth_readout(train_motion(tiny_run(records, tmp_path / "none", steps=1, mouth_readout=0.0))) is None
 
 
 def test_run_files_get_the_mode_the_umask_gives(records, tmp_path):

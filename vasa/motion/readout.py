@@ -79,6 +79,12 @@ class MouthReadout(nn.Module):
         return self.predict_stacked(stack_context(features, self.context))
 
 
+def context_for_window(window_frames: int) -> tuple[int, ...]:
+    """`CONTEXT` with no offset past the window's own lookahead (window_frames - 1): a live model's
+    read-out makes its frames wait no longer than its 4-frame windows and mouth gate already do."""
+    return tuple(sorted({min(k, window_frames - 1) for k in CONTEXT}))
+
+
 def stack_context(features: np.ndarray, context: Iterable[int] = CONTEXT) -> np.ndarray:
     """(T, A) -> (T, A * len(context)): the features of frames t + k, k in context, side by side, edges repeated."""
     features, context = np.asarray(features), tuple(context)

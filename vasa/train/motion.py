@@ -10,7 +10,8 @@ the weights (what ships), the diffusion loss of Eq. 1 with condition dropout (`v
 Running the same command again with the same `--out` resumes from `state.pt`, bit for bit.
 
 Outputs in --out (written by rank 0 only):
-    model.safetensors   EMA weights + config + normalisation statistics (`vasa.motion.load_motion_model`)
+    model.safetensors   EMA weights + config + normalisation statistics (`vasa.motion.load_motion_model`),
+                        and the mouth read-out fitted on the training records (`vasa.motion.readout`)
     state.pt            everything to resume: weights, EMA, optimiser, step, every rank's RNG states
     metrics.jsonl       one JSON line per log: step, loss, val_loss, lr, grad_norm, seconds
     tb/                 TensorBoard event files (when tensorboard is installed)
@@ -37,19 +38,21 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from vasa.data.records import read_record
+from vasa.data.records import read_record, record_files
 from vasa.data.windows import Augment, Batch, MotionData, motion_stats, sample_batch, validation_batches
 from vasa.errors import VasaError
 from vasa.motion.checkpoint import save_motion_model
 from vasa.motion.config import PRESETS, MotionConfig
 from vasa.motion.diffusion import Schedule, cosine_schedule, diffusion_loss, drop_conditions, truncate_audio
 from vasa.motion.dit import Conditions, Dropped, MotionDiT
+from vasa.motion.readout import DEFAULT_BLEND, context_for_window
 from vasa.train.common import (
     AMP_HELP, DEVICE_HELP, DEVICES, SPLIT_HELP, THREADS_HELP, Metrics, Processes, check_run_config, ema_decay,
     finish_run, learning_rate, load_state, restore_rng, rng_states, run_config_json, run_processes, save_atomic,
     split_records, update_ema,
 )
 from vasa.train.options import option
+from vasa.train.readout import fit_readout
 
 MAX_VALIDATION_WINDOWS = 2048  # a fixed subset keeps validation cheap on big held-out sets
 
@@ -82,9 +85,13 @@ class TrainConfig:
     device: str = option("auto", DEVICE_HELP, choices=DEVICES)
     amp: bool = option(False, AMP_HELP)
     augment: bool = option(True, "turn off the gaze, distance and speed augmentations (`vasa.data.windows.Augment`)")
+    mouth_readout: float = option(DEFAULT_BLEND, "share of the mouth read-out (`vasa.motion.readout`, fitted on the "
+                                  "training records and saved with the model) in the generated mouth; 0 = none")
 
     def __post_init__(self):
         check_run_config(self, PRESETS)
+        if not 0.0 <= self.mouth_readout <= 1.0:
+            raise VasaError(f"mouth_readout must be between 0 and 1, got {self.mouth_readout}")
 
     def to_json(self) -> dict:
         return run_config_json(self)
@@ -185,6 +192,10 @@ def _train(config: TrainConfig, procs: Processes, device: torch.device) -> Path:
     if val is not None and val.audio_dim != train.audio_dim:
         raise VasaError(f"held-out records have audio dim {val.audio_dim}, training records {train.audio_dim}")
     model_config = replace(PRESETS[config.preset], audio_dim=train.audio_dim, motion_dim=train.space.dim)
+    readout = None  # fitted on every training record (not just this rank's), saved beside the weights
+    if procs.main and config.mouth_readout > 0:
+        everything = [f for f in record_files(config.data) if f not in held_out]
+        readout = fit_readout(everything, config.mouth_readout, context_for_window(model_config.window_frames))
     augment = Augment() if config.augment else Augment.none()
     mean, std = shared_stats(train, procs, device, model_config, augment, config.seed)
 
@@ -278,7 +289,7 @@ def _train(config: TrainConfig, procs: Processes, device: torch.device) -> Path:
             states = rng_states(rng, generator, procs)  # a collective: every rank takes part
             if procs.main:
                 save_motion_model(model_path, ema, {"audio_encoder": train.audio_encoder, "fps": train.fps,
-                                                    "face_backend": train.face_backend, "step": step})
+                                                    "face_backend": train.face_backend, "step": step}, readout)
                 save_atomic({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
                              "step": step, "seconds": seconds_before + time.perf_counter() - started, "rng": states,
                              "train_config": config.to_json(), "model_config": asdict(model_config)}, state_path)
