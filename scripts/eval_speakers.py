@@ -37,13 +37,12 @@ from vasa.data.prepare import audio_source
 from vasa.data.records import Record, read_record, record_files
 from vasa.data.splits import load_split
 from vasa.data.sync import shift_waveform
+from vasa.evaluation.measure import shifted_waveform
+from vasa.latents import FPS, SAMPLE_RATE
 from vasa.media import iter_video_frames
 from vasa.metrics.landmarks import blink_rate, measure_video, pose_variation
 from vasa.pipeline import Controls, Renderer, TalkingHead
 
-FPS = 25.0
-SAMPLE_RATE = 16000
-SHIFT_S = 1.0
 SIZE = 256
 
 
@@ -64,7 +63,7 @@ def r(a: np.ndarray, b: np.ndarray) -> float:
 
 def evaluate(head: TalkingHead, record: Record, video: Path, seeds: list[int], render: bool,
              cfg_audio: float | None = None, av_sync_correct: bool = False,
-             cfg_audio_pose: float | None = None, steps: int = 10) -> dict:
+             cfg_audio_pose: float | None = None, steps: int = 10, mouth_readout: float | None = None) -> dict:
     frames = list(iter_video_frames(video, FPS))
     head.set_source(frames[record.segments[0].start_frame])
     waveform = load_audio(audio_source(video))
@@ -78,8 +77,9 @@ def evaluate(head: TalkingHead, record: Record, video: Path, seeds: list[int], r
     real_head = [pose_variation(seg.pose) for seg in record.segments if len(seg) > 1]
     out: dict[str, list[float]] = defaultdict(list)
     for seed in seeds:
-        for name, audio in (("paired", waveform), ("shifted", np.roll(waveform, int(SHIFT_S * SAMPLE_RATE)))):
-            controls = Controls(seed=seed, cfg_audio=cfg_audio, cfg_audio_pose=cfg_audio_pose, steps=steps)
+        for name, audio in (("paired", waveform), ("shifted", shifted_waveform(waveform))):
+            controls = Controls(seed=seed, cfg_audio=cfg_audio, cfg_audio_pose=cfg_audio_pose, steps=steps,
+                                mouth_readout=mouth_readout)
             x = np.concatenate(list(head.motion(audio, controls)))  # (T, 46)
             pose, dynamics = head.space.to_absolute(x, head.source.reference)
             index = kept(record, min(len(dynamics), len(frames)))
@@ -124,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--render", action="store_true", help="also render, re-track and measure (slow)")
     parser.add_argument("--cfg-audio", type=float, help="audio guidance scale lambda_A (default: the model's own)")
     parser.add_argument("--cfg-audio-pose", type=float, help="lambda_A on the head pose (default: the model's own)")
+    parser.add_argument("--mouth-readout", type=float,
+                        help="share of the model's mouth read-out, 0..1 (default: the model file's own)")
     parser.add_argument("--av-sync-correct", action="store_true",
                         help="take each held-out clip's measured audio-visual offset out of its speech first")
     parser.add_argument("--limit", type=int, default=0, help="score only the first N held-out records (quick looks)")
@@ -143,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         for record in records:
             video = args.clips / (record.info.get("file") or record.source)
             row = evaluate(head, record, video, list(range(args.seeds)), args.render, args.cfg_audio,
-                           args.av_sync_correct, args.cfg_audio_pose, args.steps)
+                           args.av_sync_correct, args.cfg_audio_pose, args.steps, args.mouth_readout)
             per_speaker[record.speaker].append(row)
             language[record.speaker] = record.info.get("language") or "?"
             print(f"  {record.speaker}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()), file=sys.stderr,

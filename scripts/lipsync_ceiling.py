@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -33,60 +33,16 @@ from vasa.audio.streaming import WindowSchedule
 from vasa.data.prepare import audio_source
 from vasa.data.records import read_record, record_files
 from vasa.data.splits import load_split
-from vasa.data.sync import with_context
 from vasa.errors import VasaError
+from vasa.evaluation.ridge import Part, held_out_r, left_out_r
 from vasa.face.model import FaceModel
 
-RIDGE = 1.0  # ridge strength per frame, on standardised features
 FRACTIONS = (0.125, 0.25, 0.5, 0.75, 1.0)
 OFFSETS = 4  # starting points averaged for each fraction below 1
 MIN_FRAMES = 20  # shortest cut of a segment on the learning curve
 VTLP_ALPHAS = (0.9, 0.95, 1.05, 1.1)  # frequency stretches of the training audio, added to the unstretched
 WHISPER_LAYERS = ((4,), (3,), (2,), (1,), (0,), (3, 4), (2, 4))  # 4 = the encoder's output (tiny.en)
 SCHEDULES = (WindowSchedule(0.4, 6.0, 1.0), WindowSchedule(4.0, 8.0, 2.0))  # longer windows than the default
-
-
-@dataclass
-class Part:
-    """One record segment: its clip, speech features (T, D) and real mouth opening (T,)."""
-
-    clip: str
-    features: np.ndarray
-    mouth: np.ndarray
-    source: Path | None = None  # the video, for re-encoding
-    start_frame: int = 0
-
-
-def fit_ridge(parts: list[Part], strength: float = RIDGE, standardise_segments: bool = False):
-    """Ridge from `with_context` features to each segment's standardised mouth opening -> predict(features)."""
-    def inputs(features: np.ndarray) -> np.ndarray:
-        if standardise_segments:
-            features = (features - features.mean(axis=0)) / (features.std(axis=0) + 1e-3)
-        return with_context(features)
-
-    x = np.concatenate([inputs(p.features) for p in parts])
-    y = np.concatenate([(p.mouth - p.mouth.mean()) / p.mouth.std() for p in parts])
-    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
-    x = (x - mean) / std
-    weights = np.linalg.solve(x.T @ x + strength * len(x) * np.eye(x.shape[1]), x.T @ y)
-    return lambda features: ((inputs(features) - mean) / std) @ weights
-
-
-def held_out_r(train: list[Part], held: list[Part], **options) -> dict[str, float]:
-    """Mean r per held-out clip of the ridge fitted on `train`."""
-    predict = fit_ridge(train, **options)
-    scores: dict[str, list[float]] = {}
-    for p in held:
-        scores.setdefault(p.clip, []).append(float(np.corrcoef(predict(p.features), p.mouth)[0, 1]))
-    return {clip: float(np.mean(r)) for clip, r in scores.items()}
-
-
-def left_out_r(train: list[Part], **options) -> float:
-    """Mean r over the training clips of the ridge fitted on the other training clips."""
-    clips = sorted({p.clip for p in train})
-    scores = [held_out_r([p for p in train if p.clip != clip], [p for p in train if p.clip == clip], **options)[clip]
-              for clip in clips]
-    return float(np.mean(scores))
 
 
 def read_parts(prepared: Path, clips: Path | None, by_speaker: bool = False) -> tuple[list[Part], str, float]:

@@ -22,7 +22,7 @@ from vasa.data.records import record_files
 from vasa.data.splits import load_split
 from vasa.motion import load_motion_model, save_motion_model
 from vasa.motion.checkpoint import CONFIG_KEY, load_mouth_readout, read_metadata
-from vasa.motion.readout import CONFIG_KEY as READOUT_KEY, CONTEXT, DEFAULT_BLEND
+from vasa.motion.readout import CONFIG_KEY as READOUT_KEY, DEFAULT_BLEND, context_for_window
 from vasa.train.readout import fit_readout
 
 
@@ -37,8 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mouth-readout", type=float, help=f"share of the read-out in the mouth, 0..1 "
                         f"(default: the model's, or {DEFAULT_BLEND:g} for a new one; 0: none)")
     parser.add_argument("--readout-context", type=int, nargs="+", metavar="K",
-                        help="frame offsets the read-out reads (default -4 -2 0 2 4; a live model's look "
-                             "no further ahead than its mouth gate, e.g. -4 -2 0 1 3)")
+                        help="frame offsets the read-out reads (default: -4 ... 4, no further ahead than the "
+                             "model's window lookahead: -4 ... 3 for the live model's 4-frame windows)")
     args = parser.parse_args(argv)
     metadata = {k: v for k, v in read_metadata(args.model).items()
                 if k not in (CONFIG_KEY, READOUT_KEY, "cfg_audio_pose")}
@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         files = record_files(args.readout_data)
         if args.split is not None:
             files = load_split(args.split).partition(files)[0]
-        readout = fit_readout(files, context=args.readout_context or CONTEXT)
+        window = load_motion_model(args.model).config.window_frames
+        readout = fit_readout(files, context=args.readout_context or context_for_window(window))
         if readout is None:
             parser.error(f"{args.readout_data}: records of a face latent with no known mouth coefficients")
         print(f"fitted the mouth read-out on {len(files)} records")
