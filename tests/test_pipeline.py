@@ -314,10 +314,10 @@ def test_cli_generate_bad_inputs_fail_cleanly(case, model_path, grace_hopper, sp
 def test_requested_gaze_moves_the_lids_with_the_eyes():
     """The generator turns the iris for a gaze request; the lids follow the vertical change from the
     portrait's own gaze (up: lids up), and the eye-in-head gaze the iris shows is left as it is."""
-    from vasa.data.representation import MotionSpace
+    from vasa.face.mesh_space import MeshMotionSpace
     from vasa.face.model import RIGHT_EYE_LIDS
 
-    space = MotionSpace()
+    space = MeshMotionSpace()
     model = space.model
     assert np.allclose(space.lids_for_gaze((5.0, -3.0), (5.0, -3.0)), 0.0)
     assert np.allclose(space.lids_for_gaze((0.0, 0.0), (20.0, 0.0)), 0.0)  # sideways: lids stay

@@ -21,7 +21,7 @@ from vasa import media
 from vasa.cli import build_parser, main as cli_main
 from vasa.data.prepare import PrepareConfig, frame_store_path, prepare
 from vasa.data.records import Record, Segment, read_record, record_files, write_record
-from vasa.data.representation import MotionSpace
+from vasa.face.mesh_space import MeshMotionSpace
 from vasa.data.windows import MotionData
 from vasa.errors import VasaError
 from vasa.face.backends import load_face
@@ -209,13 +209,13 @@ def test_prepare_with_the_neural_backend_stores_its_latents_and_the_frames(drive
     stored = list(media.iter_video_frames(frame_store_path(path)))
     assert len(stored) == 12 and stored[0].shape == (64, 64, 3)
     with pytest.raises(VasaError, match="dynamics coefficients"):  # not the mesh latent's space
-        MotionData([record], MotionSpace())
+        MotionData([record], MeshMotionSpace())
 
 
 def test_the_motion_generator_trains_on_neural_latents_and_drives_the_neural_face(driver_clip, checkpoint,
                                                                                    astronaut, tmp_path):
     from test_train_motion import tiny_run
-    from vasa.data.representation import LatentSpace
+    from vasa.latents import LatentSpace
     from vasa.motion.checkpoint import read_metadata
     from vasa.pipeline import Controls, TalkingHead
     from vasa.train.motion import train_motion

@@ -18,7 +18,7 @@ import torch
 
 from vasa.cli import build_parser, main as cli_main
 from vasa.data.records import Record, Segment, read_record, record_files, write_record
-from vasa.data.representation import MotionSpace
+from vasa.face.mesh_space import MeshMotionSpace
 from vasa.data.windows import Augment, MotionData, interpolate, motion_stats, sample_batch, validation_batches
 from vasa.errors import VasaError
 from vasa.motion import PRESETS, load_motion_model
@@ -35,8 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def space() -> MotionSpace:
-    return MotionSpace()
+def space() -> MeshMotionSpace:
+    return MeshMotionSpace()
 
 
 def synthetic_segment(rng: np.random.Generator, frames: int, index: int = 0) -> Segment:
@@ -67,7 +67,7 @@ def make_records(folder: Path, lengths: list[list[int]], seed: int = 0) -> Path:
     return folder
 
 
-def load(folder: Path, space: MotionSpace) -> MotionData:
+def load(folder: Path, space: MeshMotionSpace) -> MotionData:
     return MotionData([read_record(f) for f in record_files(folder)], space)
 
 

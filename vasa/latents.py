@@ -1,14 +1,23 @@
-"""The contract between stages: `Appearance` (per portrait) and `Motion` (per frame).
+"""The contract between stages: `Appearance` (per portrait), `Motion` (per frame), the relative motion
+the generator makes (`LatentSpace`) and what a face backend answers about its latents (`FaceBackend`).
 
 Every face backend encodes an image into both and decodes (Appearance, Motion) back to an image;
-the motion generator only ever sees `Motion`. Paper symbols: Motion.pose is z_pose,
-Motion.dynamics is z_dyn, Appearance.identity is z_id and Appearance.texture stands for V_app.
+the motion generator only ever sees relative motion x (`LatentSpace`). Paper symbols: Motion.pose is
+z_pose, Motion.dynamics is z_dyn, Appearance.identity is z_id and Appearance.texture stands for V_app.
+
+VASA-1 generates absolute latents of its learned face space. With one portrait, absolute values would
+carry the training speakers' identities and head placements into every portrait. So the generator works
+on *relative* motion, x = [pose change, dynamics change] (6 + K values): pose (yaw, pitch, roll, tx, ty)
+minus the reference pose and scale / reference scale; dynamics minus the reference (neutral) dynamics.
+Training takes the reference from each segment, generation from the portrait, then adds x.
+`LatentSpace` is this for any face latent; a backend that knows more of its latent refines it (the mesh
+latent's `vasa.face.mesh_space.MeshMotionSpace`: resting mouth, straight eyes, gaze augmentation).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -84,6 +93,68 @@ class Appearance:
     @property
     def size(self) -> int:
         return int(self.image.shape[0])
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What relative motion is measured from: a pose (6,) and neutral dynamics (K,)."""
+
+    pose: np.ndarray
+    dynamics: np.ndarray
+
+
+class LatentSpace:
+    """Relative motion for any face latent (the generic space): x = [pose change, dynamics - reference dynamics].
+
+    This is all a learned latent (the neural backend) gets: its z_dyn has no known iris or mouth
+    coordinates, so a segment's reference is simply its median pose and median dynamics, the portrait's
+    its own, and gaze can be neither shifted (no gaze augmentation) nor straightened, nor the lids moved
+    with it. `vasa.face.mesh_space.MeshMotionSpace` (the mesh latent) refines the references and adds
+    the gaze operations.
+    """
+
+    can_shift_gaze = False
+
+    def __init__(self, dynamics_dim: int):
+        self.dynamics_dim = int(dynamics_dim)
+
+    @property
+    def dim(self) -> int:
+        return POSE_DIM + self.dynamics_dim
+
+    def segment_reference(self, pose: np.ndarray, dynamics: np.ndarray, gaze_deg: np.ndarray) -> Reference:
+        return Reference(np.median(pose, axis=0), np.median(dynamics, axis=0))
+
+    def portrait_reference(self, pose: np.ndarray, dynamics: np.ndarray, identity: np.ndarray | None = None) -> Reference:
+        """Reference of a portrait from its own Motion; `identity` (its Appearance.identity) is for spaces
+        that read the portrait's face from it."""
+        return Reference(np.asarray(pose, dtype=np.float64), np.asarray(dynamics, dtype=np.float64))
+
+    def lids_for_gaze(self, from_deg: np.ndarray, to_deg: np.ndarray) -> np.ndarray:
+        """Dynamics change (K,) that moves the lids with eyes turning from `from_deg` to `to_deg`: none
+        where the latent has no known lids."""
+        return np.zeros(self.dynamics_dim)
+
+    # --- absolute <-> relative -----------------------------------------------------------------
+    def to_relative(self, pose: np.ndarray, dynamics: np.ndarray, reference: Reference) -> np.ndarray:
+        """Absolute frames (T, 6), (T, K) -> x (T, 6 + K)."""
+        rel_pose = np.asarray(pose, dtype=np.float64) - reference.pose
+        rel_pose[:, 5] = pose[:, 5] / reference.pose[5]
+        return np.concatenate([rel_pose, np.asarray(dynamics) - reference.dynamics], axis=1)
+
+    def to_absolute(self, x: np.ndarray, reference: Reference) -> tuple[np.ndarray, np.ndarray]:
+        """x (T, 6 + K) -> absolute (pose (T, 6), dynamics (T, K)) around `reference`."""
+        x = np.asarray(x, dtype=np.float64)
+        pose = x[:, :POSE_DIM] + reference.pose
+        pose[:, 5] = x[:, 5] * reference.pose[5]
+        return pose, x[:, POSE_DIM:] + reference.dynamics
+
+    @staticmethod
+    def scale_distance(x: np.ndarray, factor: float) -> np.ndarray:
+        """The head `factor` times farther away: the face scale divides by it."""
+        out = np.array(x, dtype=np.float64)
+        out[:, 5] /= factor
+        return out
 
 
 @runtime_checkable

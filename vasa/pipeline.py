@@ -6,7 +6,7 @@
 
 Stages, each streaming (memory stays flat for any audio length): audio -> speech features and voice
 activity (`vasa.audio`, 1 s chunks) -> motion windows (`vasa.motion.MotionStream`) -> relative motion
-made absolute around the portrait (`vasa.data.representation`) -> frames (`vasa.face.mesh`) -> H.264.
+made absolute around the portrait (`vasa.latents.LatentSpace`) -> frames (`vasa.face.mesh`) -> H.264.
 The stage objects (`AudioStream`, `MotionStage`, `Renderer`) are the ones `vasa.streaming.StreamingSession`
 runs in threads for live use: offline is streaming with one thread and 1 s chunks.
 
@@ -36,7 +36,8 @@ import numpy as np
 from tqdm import tqdm
 
 from vasa.data.records import EMOTION_NAMES
-from vasa.data.representation import LatentSpace, MotionSpace
+from vasa.face.mesh_space import MeshMotionSpace as MotionSpace
+from vasa.latents import LatentSpace
 from vasa.errors import VasaError
 from vasa.latents import FPS as MODEL_FPS  # the motion model makes one frame per 40 ms of audio
 from vasa.latents import POSE_DIM, SAMPLE_RATE, FaceBackend

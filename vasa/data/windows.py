@@ -5,7 +5,7 @@
     batch = sample_batch(data, config, 64, np.random.default_rng(0), Augment())
     val = validation_batches(held_out, config, 64)                  # fixed, so val loss compares across steps
 
-Every segment becomes x = relative motion (T, 46) (`vasa.data.representation`), its audio features (T, D)
+Every segment becomes x = relative motion (T, 46) (`vasa.latents.LatentSpace`), its audio features (T, D)
 and its clip-level conditions: main gaze (degrees), mean emotion, and distance 1 (distance is relative:
 1 = the segment's own mean head distance; the distance augmentation changes it).
 
@@ -29,8 +29,9 @@ import torch
 from torch import Tensor
 
 from vasa.data.records import Record
-from vasa.data.representation import LatentSpace, space_for
 from vasa.errors import VasaError
+from vasa.face.backends import space_for
+from vasa.latents import LatentSpace
 from vasa.motion.config import MotionConfig
 
 STD_FLOOR = 1e-3  # a channel that never moves (e.g. in a tiny dataset) must not blow up normalisation
