@@ -60,6 +60,7 @@ def test_bad_numbers_are_refused_with_their_name(fields, says):
 @pytest.mark.parametrize("argv, says", [
     (["--head-scale", "nan"], "head_scale"), (["--expression-scale", "inf"], "expression_scale"),
     (["--seed", "-1", "--blinks", "10"], "seed"), (["--smooth", "nan"], "smoothing"),
+    (["--mouth-readout", "2"], "mouth_readout"),
 ])
 def test_generate_refuses_bad_numbers_in_one_line_before_any_work(tmp_path, grace_hopper, capsys, argv, says):
     from test_cli import assert_one_error_line

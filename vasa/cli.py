@@ -189,6 +189,9 @@ def _add_controls(p) -> None:
     p.add_argument("--blinks", type=float, metavar="PER_MIN",
                    help="blink rate: the model's own blinks replaced by full blinks at this many a minute "
                         "(0 = none; people blink 10-40 times; default: the model's own)")
+    p.add_argument("--mouth-readout", type=float, metavar="SHARE",
+                   help="share of the motion model's mouth read-out in the lips, 0 to 1 (0 = the diffusion "
+                        "model's mouth alone; default: the model's own, 0.75 for the shipped ones)")
 
 
 def _controls(args):
@@ -199,7 +202,7 @@ def _controls(args):
                     cfg_audio_pose=args.cfg_audio_pose, cfg_gaze=args.cfg_gaze, steps=args.steps,
                     seed=args.seed, head_scale=args.head_scale, expression_scale=args.expression_scale,
                     smoothing=args.smooth, still=args.still, close_mouth_in_silence=not args.mouth_in_silence,
-                    blinks=args.blinks)
+                    blinks=args.blinks, mouth_readout=args.mouth_readout)
 
 
 def _add_generate(commands) -> None:
