@@ -7,8 +7,9 @@
 For every record of a validation speaker: the frame where its first kept segment starts is the
 portrait, the clip's whole audio the speech (`TalkingHead`, default controls, one run per seed).
 - motion space: the mouth opening of the generated facial dynamics against the record's tracked one,
-  over the record's kept frames (no rendering: seconds per model), and the head motion (deg/frame,
-  VASA-1's delta-P) of the generated pose beside the record's;
+  over the record's kept frames (no rendering: seconds per model), the spread of the generated mouth
+  opening over the real one's (how far the lips move), and the head motion (deg/frame, VASA-1's
+  delta-P) of the generated pose beside the record's;
 - `--render`: the frames are rendered at 256 px and tracked again by the same tracker as the real clip,
   then mouth-opening r, blinks per minute and head motion (deg/frame) against the real clip's.
 Each also with the audio rolled by 1 s (circularly): the control a model that ignores timing scores.
@@ -86,6 +87,9 @@ def evaluate(head: TalkingHead, record: Record, video: Path, seeds: list[int], r
             out[f"motion_r_{name}"].append(r(mouth_of(head, dynamics)[index], real_mouth[index]))
             if name == "paired":
                 out["motion_head_deg"].append(pose_variation(pose))
+                # how far the lips move: spread of the mouth opening, generated over real
+                out["motion_mouth_spread_ratio"].append(float(np.std(mouth_of(head, dynamics)[index])
+                                                              / np.std(real_mouth[index])))
             if not render:
                 continue
             renderer = Renderer(head, fps=FPS)  # as `TalkingHead.frames` renders: blink control, resampling
