@@ -21,10 +21,10 @@ from vasa import media
 from vasa.cli import build_parser, main as cli_main
 from vasa.data.prepare import PrepareConfig, frame_store_path, prepare
 from vasa.data.records import Record, Segment, read_record, record_files, write_record
-from vasa.face.mesh_space import MeshMotionSpace
 from vasa.data.windows import MotionData
 from vasa.errors import VasaError
 from vasa.face.backends import load_face
+from vasa.face.mesh_space import MeshMotionSpace
 from vasa.face.neural import PRESETS, NeuralFaceModel, load_face_model, save_face_model
 from vasa.face.neural.backend import NeuralFace, NeuralTexture
 from vasa.latents import Motion

@@ -125,7 +125,8 @@ class LatentSpace:
     def segment_reference(self, pose: np.ndarray, dynamics: np.ndarray, gaze_deg: np.ndarray) -> Reference:
         return Reference(np.median(pose, axis=0), np.median(dynamics, axis=0))
 
-    def portrait_reference(self, pose: np.ndarray, dynamics: np.ndarray, identity: np.ndarray | None = None) -> Reference:
+    def portrait_reference(self, pose: np.ndarray, dynamics: np.ndarray,
+                           identity: np.ndarray | None = None) -> Reference:
         """Reference of a portrait from its own Motion; `identity` (its Appearance.identity) is for spaces
         that read the portrait's face from it."""
         return Reference(np.asarray(pose, dtype=np.float64), np.asarray(dynamics, dtype=np.float64))
@@ -157,11 +158,25 @@ class LatentSpace:
         return out
 
 
+@dataclass(frozen=True)
+class Eyelids:
+    """How a face latent's dynamics open and close the eyes: what the blink control moves."""
+
+    jacobian: np.ndarray  # (2, K): eye opening (right, left) per unit of each dynamics coefficient (linear)
+    directions: np.ndarray  # (2, K): the dynamics directions that open the right and the left eye
+    measure: Callable[[np.ndarray], np.ndarray]  # a canonical face shape -> its eye opening (right, left)
+
+    def opening(self, appearance: Appearance) -> np.ndarray:
+        """The portrait's own eye opening (2,)."""
+        return self.measure(appearance.identity)
+
+
 @runtime_checkable
 class FaceBackend(Protocol):
     """What the pipeline asks of a face latent space: `vasa.face.mesh.MeshFace` (explicit geometry) and
-    `vasa.face.neural.NeuralFace` (learned) both provide it. What only the mesh backend knows (eyelids,
-    gaze, expressions, the mouth coefficients) the pipeline reads from the mesh backend's face model."""
+    `vasa.face.neural.NeuralFace` (learned) both provide it. Where a latent does not know a part of the
+    face (a learned z_dyn has no named eyes, lids, mouth or expressions), its answer says so: no mouth
+    coefficients, no gaze, no eyelids, the portrait unchanged, the generic `LatentSpace`."""
 
     name: str  # "mesh" or "neural": a motion model records the backend it was trained on
     size: int  # side of the square frames it decodes, in pixels
@@ -170,8 +185,33 @@ class FaceBackend(Protocol):
     def dynamics_dim(self) -> int:
         """K, the size of Motion.dynamics (z_dyn)."""
 
+    @property
+    def space(self) -> LatentSpace:
+        """The relative-motion space of its latents: the motion generator's x."""
+
+    @property
+    def mouth_mask(self) -> np.ndarray:
+        """(K,) bool: the dynamics coefficients that move the mouth (the silence gate closes them); all
+        False where they are not known."""
+
+    @property
+    def eyelids(self) -> Eyelids | None:
+        """How the dynamics move the eyelids (the blink control); None where they are not known."""
+
     def encode(self, image: np.ndarray) -> tuple[Appearance, Motion]:
         """A portrait (RGB, any size) -> its appearance and its own motion."""
 
     def decode(self, appearance: Appearance, motion: Motion) -> np.ndarray:
         """(appearance, motion) -> a frame (size, size, 3) uint8 RGB."""
+
+    def gaze(self, appearance: Appearance) -> tuple[float, float] | None:
+        """The portrait's eye-in-head gaze (theta, phi) in degrees (the gaze condition's default); None where
+        the latent has no known eyes."""
+
+    def with_expression(self, appearance: Appearance, weights: np.ndarray) -> Appearance:
+        """The portrait wearing the expression of emotion weights (7,) in EMOTION_NAMES order; `appearance`
+        itself for no expression (all weights 0) or where the latent knows no expressions."""
+
+    def keep_physical(self, appearance: Appearance, motion: Motion) -> Motion:
+        """`motion` with what no face can do undone (lips pushed past closed, lids past shut); unchanged
+        where the latent does not know where lips and lids meet."""

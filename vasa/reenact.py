@@ -17,11 +17,10 @@ import numpy as np
 from tqdm import tqdm
 
 from vasa.errors import VasaError
-from vasa.face.edits import keep_physical
 from vasa.face.geometry import compose_relative_pose
 from vasa.face.landmarks import FaceCrop, VideoTracker
 from vasa.face.mesh import MeshFace
-from vasa.latents import Appearance, Motion
+from vasa.latents import Appearance, FaceBackend, Motion
 from vasa.media import (
     DEFAULT_FPS, check_output_path, expected_frames, iter_video_frames, probe_video, read_audio, read_image,
     write_video,
@@ -132,10 +131,10 @@ def paste_canvas(photo: np.ndarray, appearance: Appearance) -> tuple[np.ndarray,
     return np.ascontiguousarray(photo[:height, :width]), appearance.crop.scaled(factor)
 
 
-def _render(face, appearance: Appearance, source: Motion, driver: Motion, base: Motion,
+def _render(face: FaceBackend, appearance: Appearance, source: Motion, driver: Motion, base: Motion,
             only: Only, bar) -> Iterator[np.ndarray]:
-    mesh = isinstance(face, MeshFace)  # only the mesh latent knows where lips and lids cross
     for i in range(len(driver)):
         motion = retarget(source, driver[i], base, only)
-        yield face.decode(appearance, keep_physical(face, appearance, motion) if mesh else motion)
+        # lips and lids kept from crossing where the latent knows them (`FaceBackend.keep_physical`)
+        yield face.decode(appearance, face.keep_physical(appearance, motion))
         bar.update(1)

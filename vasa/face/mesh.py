@@ -11,16 +11,18 @@ between them (`vasa.face.seams`). Eyelids close because the lid vertices meet.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Iterable
 
 import cv2
 import numpy as np
 
 from vasa.errors import VasaError
-from vasa.face import eyes, geometry, mouth, warp
+from vasa.face import edits, eyes, geometry, mouth, warp
 from vasa.face.landmarks import FaceCrop, LandmarkDetector, TrackedVideo, locate_portrait, track_video
+from vasa.face.mesh_space import MeshMotionSpace
 from vasa.face.model import INNER_LIPS_LOWER, INNER_LIPS_UPPER, FaceModel
-from vasa.latents import Appearance, Motion
+from vasa.latents import Appearance, Eyelids, Motion
 from vasa.media import read_image
 
 DEFAULT_SIZE = 512
@@ -71,6 +73,38 @@ class MeshFace:
     @property
     def dynamics_dim(self) -> int:
         return self.model.dim
+
+    # --- what the face model knows of the latent (`vasa.latents.FaceBackend`) --------------------------
+    @cached_property
+    def space(self) -> MeshMotionSpace:
+        """The mesh latent's own relative-motion space: resting mouth, straight eyes, lids following gaze."""
+        return MeshMotionSpace(self.model)
+
+    @property
+    def mouth_mask(self) -> np.ndarray:
+        return self.model.group_mask("mouth")
+
+    @cached_property
+    def eyelids(self) -> Eyelids:
+        model = self.model
+        jacobian = np.stack([model.eye_opening(component) for component in model.basis], axis=1)  # (2, K), linear
+        directions = np.stack([model.directions["eye_open_right"], model.directions["eye_open_left"]])
+        return Eyelids(jacobian, directions, model.eye_opening)
+
+    def gaze(self, appearance: Appearance) -> tuple[float, float]:
+        gaze = self.model.eye_gaze(appearance.identity)
+        return float(gaze[0]), float(gaze[1])
+
+    def with_expression(self, appearance: Appearance, weights: np.ndarray) -> Appearance:
+        """The portrait's canonical shape moved by the expression (`vasa.face.expressions`)."""
+        if not np.asarray(weights).any():
+            return appearance
+        from vasa.face.expressions import with_expression
+
+        return with_expression(appearance, self.model, weights)
+
+    def keep_physical(self, appearance: Appearance, motion: Motion) -> Motion:
+        return edits.keep_physical(self, appearance, motion)
 
     # --- encoding --------------------------------------------------------------------------
     def encode(self, image) -> tuple[Appearance, Motion]:

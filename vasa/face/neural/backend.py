@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Iterable
 
 import cv2
@@ -21,7 +22,7 @@ from torch import Tensor
 from vasa.errors import VasaError
 from vasa.face.landmarks import LandmarkDetector, VideoTracker, locate_portrait
 from vasa.face.neural.model import NeuralFaceModel, load_face_model
-from vasa.latents import Appearance, Motion
+from vasa.latents import Appearance, Eyelids, LatentSpace, Motion
 from vasa.media import read_image
 
 ENCODE_BATCH = 16  # driver frames per motion-encoder call
@@ -55,6 +56,29 @@ class NeuralFace:
     @property
     def dynamics_dim(self) -> int:
         return self.model.config.dynamics_dim
+
+    # --- what is known of the learned latent (`vasa.latents.FaceBackend`): only its size ---------------------
+    @cached_property
+    def space(self) -> LatentSpace:
+        """The generic relative-motion space: no resting mouth, straight eyes or gaze augmentation."""
+        return LatentSpace(self.dynamics_dim)
+
+    @property
+    def mouth_mask(self) -> np.ndarray:
+        return np.zeros(self.dynamics_dim, dtype=bool)  # no known mouth coefficients: no silence gate
+
+    @property
+    def eyelids(self) -> Eyelids | None:
+        return None  # no known eyelids: no blink control
+
+    def gaze(self, appearance: Appearance) -> None:
+        return None  # no known eyes: the gaze condition defaults to "absent"
+
+    def with_expression(self, appearance: Appearance, weights: np.ndarray) -> Appearance:
+        return appearance  # no known expressions
+
+    def keep_physical(self, appearance: Appearance, motion: Motion) -> Motion:
+        return motion  # no known lips or lids
 
     # --- tensors <-> images -------------------------------------------------------------------------------
     def _input(self, crops: np.ndarray) -> Tensor:
