@@ -5,7 +5,9 @@ and the process's memory after it (server and clients share the process; the cli
 
 Phases: the session limit filled with streams paced like real speech, plus one more that must be
 refused; abrupt disconnects mid-stream; a client that stops reading while its stream runs; malformed
-messages; many short sessions one after another; then one normal stream to show it still serves.
+messages; a client that speaks in real time but reads only 5 frames a second (its frames' lag behind
+its own audio, beside the budget design latency + 2 x max_frame_wait_s + 1 s of its receive buffer
+and compute); many short sessions one after another; then one normal stream to show it still serves.
 """
 
 from __future__ import annotations
@@ -36,17 +38,21 @@ async def main(args) -> None:
     from vasa.pipeline import TalkingHead
     from vasa.server import ServerConfig, build_app
     from vasa.server.app import SERVER
+    from vasa.server.clients import slow_reader
     from vasa.server.session import FRAME_HEADER
 
     torch.set_num_threads(2)
     head = TalkingHead.from_pretrained(args.model, size=args.size)
-    app = build_app(head, ServerConfig(max_sessions=args.sessions, idle_timeout_s=10, steps=args.steps))
+    config = ServerConfig(max_sessions=args.sessions, idle_timeout_s=10, steps=args.steps,
+                          **({} if args.max_frame_wait is None else {"max_frame_wait_s": args.max_frame_wait}))
+    app = build_app(head, config)
     server = app[SERVER]
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+    port = site._server.sockets[0].getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
     rng = np.random.default_rng(0)
     from vasa.bench import _speech
 
@@ -114,7 +120,7 @@ async def main(args) -> None:
                 await ws.send_bytes(speech[offset:offset + 32000])
             await asyncio.sleep(0.5)
             ws._response.connection.transport.abort()
-        await settle()
+            await settle()  # freed before the next: a session still stopping holds its slot (next is 'busy')
         report("5 abrupt disconnects mid-stream")
         ws = await client.ws_connect("/ws")
         await ws.send_json({"type": "start", "portrait": portrait})
@@ -134,6 +140,17 @@ async def main(args) -> None:
             await bad.receive_json()
         await settle()
         report("400 malformed messages")
+        slow = await asyncio.get_running_loop().run_in_executor(None, slow_reader, port, portrait, speech)
+        if slow["ready"].get("type") != "ready" or not slow["lags"]:
+            print("  reader of 5 frames a second: no frames;", slow["ready"], flush=True)
+        else:
+            lags, design_ms = np.array(slow["lags"]), slow["ready"]["design_latency_ms"]
+            budget_s = design_ms / 1000 + 2 * config.max_frame_wait_s + 1.0
+            print(f"  reader of 5 frames a second: {len(lags)} frames, lag behind its audio p50 {np.median(lags):.2f} s, "
+                  f"max {lags.max():.2f} s (budget {budget_s:.2f} s: design {design_ms} ms + 2 x max_frame_wait_s "
+                  f"{config.max_frame_wait_s:g} s + 1 s)", flush=True)
+        await settle()
+        report("reader of 5 frames a second, real-time speech")
         for _ in range(20):
             async with client.ws_connect("/ws") as short:
                 await short.send_json({"type": "start", "portrait": portrait})
@@ -158,4 +175,5 @@ if __name__ == "__main__":
     parser.add_argument("--steps", type=int, default=10, help="DDIM steps per motion window (as `vasa serve --steps`)")
     parser.add_argument("--sessions", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--max-frame-wait", type=float, help="ServerConfig.max_frame_wait_s (default: the server's)")
     asyncio.run(main(parser.parse_args()))

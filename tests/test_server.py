@@ -28,6 +28,7 @@ from vasa.motion import PRESETS, save_motion_model  # noqa: E402
 from vasa.pipeline import TalkingHead  # noqa: E402
 from vasa.server import ServerConfig, build_app  # noqa: E402
 from vasa.server.app import SERVER  # noqa: E402
+from vasa.server.clients import RawClient, slow_reader  # noqa: E402
 from vasa.server.session import FRAME_HEADER  # noqa: E402
 
 TINY_MEL = dataclasses.replace(PRESETS["tiny"], audio_dim=80)
@@ -295,8 +296,12 @@ async def receive_until(ws, kinds=("error",), timeout: float = 30.0) -> dict:
 
 def test_a_silent_client_that_answers_pings_is_closed(head):
     """Browsers answer pings: the idle timer must run on the client's messages, not on the socket."""
+    idle_s = 1.0
+    hang_guard_s = idle_s + 4.0  # a hang guard, not a speed target: a server that lets pongs or junk hold
+    # the connection never closes it (checked at 600 s before the fix); this one closes it at about idle_s
+
     async def scenario():
-        async with serving(head, idle_timeout_s=1.0, ping_every_s=0.2) as (client, portrait, server):
+        async with serving(head, idle_timeout_s=idle_s, ping_every_s=0.2) as (client, portrait, server):
             loop = asyncio.get_running_loop()
             for started in (False, True):  # silent before 'start' (a handshake that never comes), and after it
                 async with client.ws_connect("/ws") as ws:  # autoping: pongs go back while we wait
@@ -308,18 +313,18 @@ def test_a_silent_client_that_answers_pings_is_closed(head):
                     message = await receive_until(ws, ("error",))
                     assert "no message for 1 s" in message["message"]
                     assert (await ws.receive()).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
-                    assert loop.time() - t0 < 1.0 + 1.5
+                    assert loop.time() - t0 < hang_guard_s
                 await wait_idle(server)
             async with client.ws_connect("/ws") as ws:  # junk every 0.3 s does not keep the connection open
                 t0 = loop.time()
                 closed = False
-                while not closed and loop.time() - t0 < 5.0:
+                while not closed and loop.time() - t0 < hang_guard_s:
                     await ws.send_str("junk")
                     with contextlib.suppress(asyncio.TimeoutError):
                         message = await ws.receive(timeout=0.3)
                         closed = message.type != aiohttp.WSMsgType.TEXT or "no message" in message.data
-                assert closed and loop.time() - t0 < 1.0 + 1.5
-            assert server.stats.idle_closed == 3
+                assert closed
+            assert server.stats.idle_closed == 3  # all three closed by the idle timer
 
     asyncio.run(scenario())
 
@@ -387,102 +392,27 @@ def test_bad_start_and_stream_messages_get_one_error_each_and_no_traceback(head,
     assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
 
 
-class RawClient:
-    """A blocking WebSocket client on a plain socket whose receive buffer is fixed before it connects,
-    so the TCP window, not a library's buffer, decides how much the server can push ahead of it."""
-
-    def __init__(self, port: int, receive_buffer: int = 8192):
-        import base64
-        import os
-
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
-        self.sock.connect(("127.0.0.1", port))
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall(f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                          f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
-        response = b""
-        while b"\r\n\r\n" not in response:
-            response += self.sock.recv(1)
-        assert b" 101 " in response.split(b"\r\n")[0], response
-
-    def send(self, payload: bytes | str) -> None:
-        opcode = 1 if isinstance(payload, str) else 2
-        data = payload.encode() if isinstance(payload, str) else payload
-        mask = bytes([1, 2, 3, 4])
-        size = (bytes([0x80 | len(data)]) if len(data) < 126 else
-                bytes([0x80 | 126]) + len(data).to_bytes(2, "big") if len(data) < 65536 else
-                bytes([0x80 | 127]) + len(data).to_bytes(8, "big"))
-        masked = bytes(b ^ mask[k % 4] for k, b in enumerate(data))
-        self.sock.sendall(bytes([0x80 | opcode]) + size + mask + masked)
-
-    def close(self) -> None:
-        """Send a close frame (code 1000); the server answers with its own."""
-        self.sock.sendall(bytes([0x88, 0x82, 1, 2, 3, 4]) + bytes(b ^ m for b, m in zip((1000).to_bytes(2, "big"), (1, 2))))
-
-    def _read(self, n: int) -> bytes:
-        out = b""
-        while len(out) < n:
-            chunk = self.sock.recv(n - len(out))
-            if not chunk:
-                raise ConnectionError("closed")
-            out += chunk
-        return out
-
-    def receive(self) -> tuple[int, bytes]:
-        """(opcode, payload) of the next frame (the server's frames are not fragmented)."""
-        first, second = self._read(2)
-        size = second & 0x7F
-        if size == 126:
-            size = int.from_bytes(self._read(2), "big")
-        elif size == 127:
-            size = int.from_bytes(self._read(8), "big")
-        return first & 0x0F, self._read(size)
+STREAM_S = 6.0  # the slow reader's speech
 
 
 @pytest.mark.slow
 def test_a_slow_reader_gets_fresh_frames(head):
     """A client reading 5 frames a second while it speaks in real time: frames that wait too long on the
-    server are dropped, so what it does get is never far behind its own audio."""
+    server are dropped, so what it does get is never far behind its own audio. How far behind (the
+    latency) is a figure, printed by scripts/load_serve.py; here the lag only has to stay under the
+    stream's length, which a growing backlog passes within seconds (it reached 22 s before frames
+    were dropped for age)."""
     async def scenario():
         async with serving(head, max_frame_wait_s=0.5, ping_every_s=60.0) as (client, portrait, server):
             port = client._base_url.port
-            lags, ready = [], {}
-
-            def run():
-                import time
-
-                ws = RawClient(port)
-                ws.send(json.dumps({"type": "start", "portrait": portrait}))
-                ready.update(json.loads(ws.receive()[1]))
-                audio, chunk, t0 = pcm(6.0), 640, time.perf_counter()
-
-                def speak():
-                    for start in range(0, len(audio), chunk):  # 20 ms messages in real time
-                        ws.send(audio[start:start + chunk])
-                        time.sleep(max(0.0, t0 + (start + chunk) / 2 / RATE - time.perf_counter()))
-                    ws.send(json.dumps({"type": "end"}))
-
-                speaker = threading.Thread(target=speak)
-                speaker.start()
-                while True:
-                    opcode, payload = ws.receive()
-                    if opcode == 2:
-                        _, time_s, _ = FRAME_HEADER.unpack_from(payload)
-                        lags.append(time.perf_counter() - t0 - time_s)  # behind the speaker's clock
-                        time.sleep(0.2)  # 5 messages a second
-                    elif opcode != 1 or json.loads(payload)["type"] == "done":
-                        break
-                speaker.join()
-                ws.sock.close()
-
-            await asyncio.get_running_loop().run_in_executor(None, run)
-            assert ready["type"] == "ready"
-            # design latency + max_frame_wait_s twice (in the queue, then on its way) + the client's own 16 KB
-            # receive buffer (3 frames: 0.6 s at 5 a second) and compute; before the wait bound it was 22 s
-            bound = ready["design_latency_ms"] / 1000 + 2 * 0.5 + 1.0
+            result = await asyncio.get_running_loop().run_in_executor(
+                None, slow_reader, port, portrait, pcm(STREAM_S))  # 5 frames a second
+            lags = result["lags"]
+            assert result["ready"]["type"] == "ready"
             assert len(lags) > 10 and server.stats.frames_dropped > 0
-            assert max(lags) < bound, (max(lags), bound)
+            # a guard against a backlog, not a latency target: read 5 a second with nothing dropped, the
+            # frames fall 0.8 s further behind each second (22 s behind at the end before the age limit)
+            assert max(lags) < STREAM_S, (max(lags), lags)
             await wait_idle(server)
 
     asyncio.run(scenario())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -122,9 +121,7 @@ def test_a_reader_that_stops_reading_blocks_the_writer_instead_of_growing_memory
             session.push(noise, timeout=2.0)
             pushed += 1
     assert pushed < 1000  # bounded: at most the queues' worth was taken
-    started = time.monotonic()
-    session.close()
-    assert time.monotonic() - started < 5
+    session.close()  # cannot hang: it joins each stage with a timeout; how long it takes: `vasa bench`
     assert not any(t.name.startswith("vasa-") and t.is_alive() for t in threading.enumerate())
 
 
@@ -197,6 +194,8 @@ def test_bench_prints_and_appends_a_row_per_size(tmp_path, capsys):
     assert len(rows) == 2 and "| 64 | 8 |" in rows[0] and "| 64 | 5 |" in rows[1]
     assert out.read_text().startswith("# before\n") and rows[1] in out.read_text()
     assert rows[0] in capsys.readouterr().out
+    assert "close() with the reader stopped and every queue full, 64 px:" in text
+    assert "stage threads left: 0;" in text
 
 
 def test_concurrent_sessions_on_one_head_do_not_share_state(head, speech, astronaut):

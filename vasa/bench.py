@@ -8,7 +8,10 @@ Per frame size:
   sustained fps (frames / time from the first frame to the last), the largest lag of a frame behind
   the start of its audio (beside the design's worst wait), how much that lag grew from the first half
   of the run to the second (about 0 = real time; growing = the pipeline falls behind), and each
-  stage's share of the busy time.
+  stage's share of the busy time;
+- close: a `StreamingSession` whose reader stopped reading, fed until every queue is full and the
+  writer is blocked (what tests/test_streaming.py checks stops cleanly) -> how long `close()` takes
+  to stop the stage threads, and how many are left (should be 0).
 
 Speech: the bundled demo speech tiled to `seconds`; portrait: the bundled demo portrait. Timings on a
 shared machine move with its load, so the load average is printed with every row.
@@ -98,6 +101,31 @@ def streaming_run(head, waveform: np.ndarray, step_frames: int | None = None) ->
     }
 
 
+def close_run(head, waveform: np.ndarray, push_timeout_s: float = 2.0) -> dict:
+    """A reader that stops reading: push 100 ms chunks (the speech over and over) until one is not taken
+    within `push_timeout_s`, then time `close()`; -> figures."""
+    import threading
+
+    from vasa.audio import SAMPLE_RATE
+    from vasa.streaming import StreamingSession
+
+    chunk, pushed = SAMPLE_RATE // 10, 0
+    speech = np.tile(waveform, -(-2 * chunk // len(waveform)))  # at least two chunks long
+    session = StreamingSession(head)
+    try:
+        while pushed < 3000 * chunk:  # 300 s of audio: far more than the queues hold
+            offset = pushed % (len(speech) - chunk + 1)
+            session.push(speech[offset:offset + chunk], timeout=push_timeout_s)
+            pushed += chunk
+    except TimeoutError:
+        pass
+    start = time.perf_counter()
+    session.close()
+    close_s = time.perf_counter() - start
+    left = sum(t.name.startswith("vasa-") and t.is_alive() for t in threading.enumerate())
+    return {"pushed_s": pushed / SAMPLE_RATE, "close_ms": 1000 * close_s, "threads_left": left}
+
+
 def run_bench(model: str | Path | None = None, sizes=(256, 512), seconds: float = 12.0, threads: int = 2,
               step_frames=(None,), out: Path | None = None) -> str:
     import torch
@@ -118,6 +146,7 @@ def run_bench(model: str | Path | None = None, sizes=(256, 512), seconds: float 
         "|---|---|---|---|---|---|---|---|---|",
     ]
     print("\n".join(lines), flush=True)
+    closes = []
     for size in sizes:
         head = TalkingHead.from_pretrained(model, size=size)
         head.set_source(demo_portrait())
@@ -131,6 +160,14 @@ def run_bench(model: str | Path | None = None, sizes=(256, 512), seconds: float 
                     f"{run['lag_growth_ms']:+.0f} | {shares} | {_load()} |")
             lines.append(line)
             print(line, flush=True)
+        closes.append((size, close_run(head, waveform)))
+    lines.append("")
+    for size, run in closes:
+        line = (f"- close() with the reader stopped and every queue full, {size} px: {run['close_ms']:.0f} ms "
+                f"({run['pushed_s']:.1f} s of audio taken before the writer blocked; stage threads left: "
+                f"{run['threads_left']}; load avg {_load()})")
+        lines.append(line)
+        print(line, flush=True)
     text = "\n".join(lines) + "\n"
     if out is not None:
         with open(out, "a") as file:
