@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from vasa.data.records import read_record
-from vasa.data.representation import MotionSpace, space_for
+from vasa.face.backends import space_for
+from vasa.face.mesh_space import MeshMotionSpace
 from vasa.latents import POSE_DIM
 from vasa.motion.readout import CONTEXT, DEFAULT_BLEND, MouthReadout, fit_mouth_readout
 
@@ -29,7 +30,7 @@ def fit_readout(files: Iterable[Path], blend: float = DEFAULT_BLEND,
     first = read_record(files[0])
     dims = [s.dynamics.shape[1] for s in first.segments if len(s)]
     space = space_for(first.face_backend, dims[0] if dims else 0)
-    if not isinstance(space, MotionSpace):
+    if not isinstance(space, MeshMotionSpace):
         return None
     columns = POSE_DIM + np.flatnonzero(space.model.group_mask("mouth"))
 
