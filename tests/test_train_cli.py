@@ -12,7 +12,7 @@ from vasa.cli import build_parser, main
 from vasa.train.face import FaceTrainConfig
 from vasa.train.judge import JudgeTrainConfig
 from vasa.train.motion import TrainConfig
-from vasa.train.options import add_config_options, flag_of, is_option, option
+from vasa.train.options import Options, add_config_options, flag_of, is_option, option
 
 CONFIGS = {"motion": TrainConfig, "face": FaceTrainConfig, "capp": JudgeTrainConfig, "lipsync": JudgeTrainConfig}
 NOT_OPTIONS = {  # fields the command sets, or that the command line does not offer
@@ -132,3 +132,33 @@ def test_a_field_without_help_is_no_option():
     assert "how many (default: 2)" in parser.format_help()
     with pytest.raises(SystemExit):
         parser.parse_args(["--data", "x", "--hidden", "1"])
+
+
+def test_a_subclass_gives_inherited_fields_its_defaults_and_help_as_class_keywords():
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class Base(Options):
+        data: Path = option(help="input")
+        steps: int = option(help="how many steps")
+        seed: int = option(0, "seed")
+
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class Trainer(Base, steps=100, seed=option(3, "seed of everything")):
+        extra: bool = option(False, "an own field")
+
+    fields = {f.name: f for f in dataclasses.fields(Trainer)}
+    assert list(fields) == ["data", "steps", "seed", "extra"]  # a restated field keeps its place
+    assert (fields["steps"].default, fields["steps"].metadata["help"]) == (100, "how many steps")
+    assert (fields["seed"].default, fields["seed"].metadata["help"]) == (3, "seed of everything")
+    assert Trainer(data=Path("d")) == Trainer(data=Path("d"), steps=100, seed=3, extra=False)
+    assert dataclasses.fields(Base)[1].default is dataclasses.MISSING  # the base keeps its own
+    parser = argparse.ArgumentParser()
+    add_config_options(parser, Trainer)
+    assert "seed of everything (default: 3)" in parser.format_help()
+    assert parser.parse_args(["--data", "d", "--steps", "5"]).steps == 5
+
+    with pytest.raises(TypeError, match="no field stpes"):
+        class Typo(Base, stpes=1):
+            pass
+    with pytest.raises(TypeError, match="both declared and given"):
+        class Twice(Base, seed=1):
+            seed: int = option(2, "seed")

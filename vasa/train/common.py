@@ -1,6 +1,7 @@
-"""What every trainer shares (`vasa train motion`, `face`, `capp`, `lipsync`): processes and devices
-(torchrun / DDP), record splits, learning-rate and EMA schedules, RNG states for bit-exact resume,
-atomic saves, the run's metrics log, and starting and finishing a run. The loops themselves live in
+"""What every trainer shares (`vasa train motion`, `face`, `capp`, `lipsync`): the config fields they all have
+(`RunConfig`, `TorchrunConfig`), processes and devices (torchrun / DDP), record splits, learning-rate and EMA
+schedules, RNG states for bit-exact resume, atomic saves, the run's metrics log, and starting and finishing
+a run. The loops themselves live in
 motion.py, face.py and judge.py."""
 
 from __future__ import annotations
@@ -20,19 +21,56 @@ import torch.distributed as dist
 from vasa.data.records import record_files
 from vasa.errors import VasaError
 from vasa.outputs import check_output_folder, move_into_place
+from vasa.train.options import Options, option
 
 RECORD_HASH = re.compile(r"-[0-9a-f]{8}$")  # `vasa prepare` names a record <video stem>-<8 hex digits>
 
-# the help of the options every trainer's config shares (`vasa.train.options.option`)
-SPLIT_HELP = "speaker split file (`vasa split`): its validation speakers are kept out of training"
-THREADS_HELP = "torch CPU threads, 0 = torch's choice"
 DEVICES = ("auto", "cpu", "cuda")
-DEVICE_HELP = "auto: cuda when available"
-AMP_HELP = "bf16 autocast (GPU only)"
 
 
-def check_run_config(config, presets: dict) -> None:
-    """The checks every trainer's config shares: a known preset and device, positive step counts."""
+@dataclass(frozen=True, kw_only=True)
+class RunConfig(Options):
+    """The fields every trainer's config has, each meaning the same in all; each is the `vasa train` option
+    of its name (`vasa.train.options`). A field without a default here takes the trainer's; a trainer gives
+    its defaults, and its help where it says more than the one here, as class keywords (`Options`)."""
+
+    data: Path = option(help="folder written by `vasa prepare` (or its records/)")
+    out: Path = option(help="run folder: weights, state.pt, metrics, tb/")
+    preset: str = option(help="model size, a name in the model's PRESETS")
+    steps: int = option(help="optimiser steps in all; a resumed run continues to this")
+    batch_size: int = option(help="windows per step and process")
+    lr: float = option(help="peak learning rate")
+    weight_decay: float = option(help="AdamW weight decay of weight matrices")
+    warmup_steps: int = option(help="linear warmup steps")
+    min_lr_ratio: float = option(0.1, "cosine decay ends at this fraction of --lr")
+    ema_decay: float = option(0.999, "EMA decay of the shipped weights")
+    log_every: int = option(help="steps between metrics lines")
+    save_every: int = option(help="steps between checkpoints")
+    seed: int = option(0, "seed of weights and windows")
+    holdout: tuple[str, ...] = option((), "records (video stems) kept out of training", metavar="NAME")
+    split: Path | None = option(
+        None, "speaker split file (`vasa split`): its validation speakers are kept out of training")
+    threads: int = option(0, "torch CPU threads, 0 = torch's choice")
+
+    def to_json(self) -> dict:
+        """The config as plain JSON values (paths as strings, tuples as lists)."""
+        return {k: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
+                for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True, kw_only=True)
+class TorchrunConfig(RunConfig):
+    """The fields of the trainers that run as torchrun processes on a device of choice, with gradient
+    clipping and held-out checks along the way (`vasa train motion`, `face`)."""
+
+    grad_clip: float = option(1.0, "gradient norm clip, 0 = off")
+    val_every: int = option(help="steps between validation losses; needs --holdout or --split")
+    device: str = option("auto", "auto: cuda when available", choices=DEVICES)
+    amp: bool = option(False, "bf16 autocast (GPU only)")
+
+
+def check_run_config(config: TorchrunConfig, presets: dict) -> None:
+    """The checks every torchrun trainer's config shares: a known preset and device, positive step counts."""
     if config.preset not in presets:
         raise VasaError(f"unknown preset {config.preset!r}: choose from {', '.join(presets)}")
     if config.device not in DEVICES:
@@ -42,13 +80,7 @@ def check_run_config(config, presets: dict) -> None:
             raise VasaError(f"{name} must be at least 1, got {getattr(config, name)}")
 
 
-def run_config_json(config) -> dict:
-    """A trainer's config as plain JSON values (paths as strings, tuples as lists)."""
-    return {k: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
-            for k, v in asdict(config).items()}
-
-
-def learning_rate(config, step: int) -> float:
+def learning_rate(config: RunConfig, step: int) -> float:
     """Linear warmup over warmup_steps, then cosine decay to min_lr_ratio * lr at the last step."""
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
@@ -57,7 +89,7 @@ def learning_rate(config, step: int) -> float:
     return config.lr * (config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine)
 
 
-def ema_decay(config, step: int) -> float:
+def ema_decay(config: RunConfig, step: int) -> float:
     """EMA decay warmed up as (1 + step) / (10 + step), so a short run's EMA is not its random init."""
     return min(config.ema_decay, (1 + step) / (10 + step))
 
@@ -77,7 +109,7 @@ class Processes:
         return self.world > 1
 
 
-def start_processes(config) -> tuple[Processes, torch.device]:
+def start_processes(config: TorchrunConfig) -> tuple[Processes, torch.device]:
     """This process's rank and device; joins the process group when launched by torchrun."""
     use_cuda = config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
     if use_cuda and not torch.cuda.is_available():
@@ -94,7 +126,7 @@ def start_processes(config) -> tuple[Processes, torch.device]:
     return procs, device
 
 
-def split_records(config, procs: Processes) -> tuple[list[Path], list[Path]]:
+def split_records(config: RunConfig, procs: Processes) -> tuple[list[Path], list[Path]]:
     """(this rank's training files, the held-out files).
 
     Record files are the shards: with at least as many training files as ranks, rank r reads only
@@ -237,7 +269,7 @@ def forget_after(path: Path, step: int) -> None:
         temporary.unlink(missing_ok=True)
 
 
-def run_processes(config, train) -> Path:
+def run_processes(config: TorchrunConfig, train) -> Path:
     """Start this process (joining torchrun's group), run `train(config, procs, device)`, tear down."""
     check_output_folder(config.out, "run folder")
     procs, device = start_processes(config)

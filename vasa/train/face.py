@@ -51,9 +51,8 @@ from vasa.face.neural.discriminator import MultiScaleDiscriminator
 from vasa.face.neural.model import NeuralFaceModel, save_face_model
 from vasa.metrics.image import psnr, ssim
 from vasa.train.common import (
-    AMP_HELP, DEVICE_HELP, DEVICES, SPLIT_HELP, THREADS_HELP, Metrics, Processes, check_run_config, ema_decay,
-    finish_run, learning_rate, load_state, restore_rng, rng_states, run_config_json, run_processes, save_atomic,
-    split_records, update_ema,
+    Metrics, Processes, TorchrunConfig, check_run_config, ema_decay, finish_run, learning_rate, load_state,
+    restore_rng, rng_states, run_processes, save_atomic, split_records, update_ema,
 )
 from vasa.train.options import option
 
@@ -64,14 +63,27 @@ def loss_weight(default: float, loss: str):
     return option(default, f"weight of the {loss} loss, 0 = off")
 
 
-@dataclass(frozen=True)
-class FaceTrainConfig:
+@dataclass(frozen=True, kw_only=True)
+class FaceTrainConfig(
+    TorchrunConfig,
+    data=option(help="folder written by `vasa prepare --frames SIZE`"),
+    out=option(help="run folder: weights, state.pt, metrics, samples, tb/"),
+    preset=option("default", "model size: tiny, small (128 px), default (256 px), base (512 px)"),
+    steps=200_000, batch_size=option(8, "samples (source, driver, cross driver) per step and process"),
+    lr=option(2e-4, "peak generator learning rate"), weight_decay=option(0.0, "AdamW weight decay"),
+    warmup_steps=500, grad_clip=option(1.0, "generator gradient norm clip, 0 = off"), log_every=20,
+    val_every=option(500, "steps between held-out PSNR/SSIM; needs --holdout or --split"),
+    save_every=option(500, "steps between checkpoints and sample grids"),
+    seed=option(0, "seed of weights and samples"),
+):
     """Everything a run depends on; each field is the `vasa train face` option of its name, its help says what
-    it is (`vasa.train.options`). perceptual: a TorchScript feature network (`losses.load_feature_network`); without one the discriminator's
-    feature matching stands in. identity_descriptor: a TorchScript face descriptor (112 x 112 RGB in
-    [-1, 1] -> (B, E)); without one the model's own identity encoder, frozen inside the term, stands in.
-    dynamics_weight: the z_dyn read-out against the records' facial dynamics (`losses.DynamicsProbe`;
-    not in VASA-1: without it z_dyn did not learn the mouth, docs/face_neural.md).
+    it is (`vasa.train.options`): the fields every trainer has (`vasa.train.common.RunConfig`,
+    `TorchrunConfig`) with this trainer's defaults, then its own. perceptual: a TorchScript feature
+    network (`losses.load_feature_network`); without one the discriminator's feature matching stands in.
+    identity_descriptor: a TorchScript face descriptor (112 x 112 RGB in [-1, 1] -> (B, E)); without one
+    the model's own identity encoder, frozen inside the term, stands in. dynamics_weight: the z_dyn
+    read-out against the records' facial dynamics (`losses.DynamicsProbe`; not in VASA-1: without it z_dyn
+    did not learn the mouth, docs/face_neural.md).
     reconstruction_warmup_steps: the first steps train reconstruction (and pose and dynamics supervision) only, with
     one decode and no discriminator step: a step costs a fraction of a full one, and the model learns to
     rebuild a face before the adversarial and disentangling terms weigh in (docs/face_neural.md).
@@ -79,18 +91,7 @@ class FaceTrainConfig:
     scale, up to +-strength) made alike to a sample's source and driver and drawn anew for its cross
     driver: the colours must come from the source, not from memory of the training faces (0 = off)."""
 
-    data: Path = option(help="folder written by `vasa prepare --frames SIZE`")
-    out: Path = option(help="run folder: weights, state.pt, metrics, samples, tb/")
-    preset: str = option("default", "model size: tiny, small (128 px), default (256 px), base (512 px)")
-    steps: int = option(200_000, "optimiser steps in all; a resumed run continues to this")
-    batch_size: int = option(8, "samples (source, driver, cross driver) per step and process")
-    lr: float = option(2e-4, "peak generator learning rate")
     disc_lr: float = option(2e-4, "peak discriminator learning rate")
-    weight_decay: float = option(0.0, "AdamW weight decay")
-    warmup_steps: int = option(500, "linear warmup steps")
-    min_lr_ratio: float = option(0.1, "cosine decay ends at this fraction of --lr")
-    grad_clip: float = option(1.0, "generator gradient norm clip, 0 = off")
-    ema_decay: float = option(0.999, "EMA decay of the shipped weights")
     reconstruction_weight: float = loss_weight(1.0, "reconstruction")
     perceptual_weight: float = loss_weight(1.0, "perceptual")
     feature_matching_weight: float = loss_weight(1.0, "feature matching")
@@ -106,15 +107,6 @@ class FaceTrainConfig:
         0.0, "random colour changes up to exp(+-S), alike for a source and its driver, 0 = off", metavar="S")
     perceptual: Path | None = option(None, "TorchScript feature network for the perceptual loss")
     identity_descriptor: Path | None = option(None, "TorchScript face descriptor for the identity loss")
-    log_every: int = option(20, "steps between metrics lines")
-    val_every: int = option(500, "steps between held-out PSNR/SSIM; needs --holdout or --split")
-    save_every: int = option(500, "steps between checkpoints and sample grids")
-    seed: int = option(0, "seed of weights and samples")
-    holdout: tuple[str, ...] = option((), "records (video stems) kept out of training", metavar="NAME")
-    split: Path | None = option(None, SPLIT_HELP)
-    threads: int = option(0, THREADS_HELP)
-    device: str = option("auto", DEVICE_HELP, choices=DEVICES)
-    amp: bool = option(False, AMP_HELP)
 
     def __post_init__(self):
         check_run_config(self, PRESETS)
@@ -122,9 +114,6 @@ class FaceTrainConfig:
             raise VasaError(f"reconstruction_warmup_steps must be >= 0, got {self.reconstruction_warmup_steps}")
         if not 0 <= self.colour_jitter <= 1:
             raise VasaError(f"colour_jitter must be in [0, 1], got {self.colour_jitter}")
-
-    def to_json(self) -> dict:
-        return run_config_json(self)
 
 
 # --- data ------------------------------------------------------------------------------------------------

@@ -36,8 +36,7 @@ from vasa.metrics.contrastive import (PRESETS, STD_FLOOR, ContrastiveJudge, lip_
                                       save_judge, shift_separation)
 from vasa.outputs import check_output_folder
 from vasa.train.common import (
-    SPLIT_HELP, THREADS_HELP, Metrics, Processes, ema_decay, learning_rate, load_state, run_config_json, save_atomic,
-    split_records, update_ema,
+    Metrics, Processes, RunConfig, ema_decay, learning_rate, load_state, save_atomic, split_records, update_ema,
 )
 from vasa.train.options import option
 
@@ -45,30 +44,23 @@ SEPARATION_SHIFTS = {"capp": [5, 10, 25], "lipsync": [3, 6, 12]}  # frames, held
 SEPARATION_HOP = 5  # frames between scored windows in that check
 
 
-@dataclass(frozen=True)
-class JudgeTrainConfig:
-    """Everything a run depends on; each field but kind (the command's name) and the optimiser's weight_decay,
-    min_lr_ratio and ema_decay is the `vasa train capp|lipsync` option of its name (`vasa.train.options`)."""
+@dataclass(frozen=True, kw_only=True)
+class JudgeTrainConfig(
+    RunConfig,
+    out=option(help="run folder: judge.safetensors, state.pt, metrics"),
+    preset=option("", "judge size, a name in vasa.metrics.contrastive.PRESETS", default_text="the kind's"),
+    steps=option(3000, "optimiser steps in all"), batch_size=option(64, "windows per step"), lr=3e-4,
+    weight_decay=option(0.01, cli=False), warmup_steps=100, min_lr_ratio=option(0.1, cli=False),
+    ema_decay=option(0.995, cli=False), log_every=50, save_every=500,
+    holdout=option((), "records (video stems) kept out of training and scored at the end", metavar="NAME"),
+):
+    """Everything a run depends on: the fields every trainer has (`vasa.train.common.RunConfig`) with this
+    trainer's defaults, then its own; each field but kind (the command's name) and the optimiser's
+    weight_decay, min_lr_ratio and ema_decay is the `vasa train capp|lipsync` option of its name
+    (`vasa.train.options`)."""
 
-    data: Path = option(help="folder written by `vasa prepare` (or its records/)")
-    out: Path = option(help="run folder: judge.safetensors, state.pt, metrics")
     kind: str = option("capp", cli=False)  # "capp" or "lipsync"
-    preset: str = option("", "judge size, a name in vasa.metrics.contrastive.PRESETS", default_text="the kind's")
-    steps: int = option(3000, "optimiser steps in all")
-    batch_size: int = option(64, "windows per step")
     group: int = option(8, "windows per clip in a batch, the hard negatives")
-    lr: float = option(3e-4, "peak learning rate")
-    weight_decay: float = option(0.01, cli=False)
-    warmup_steps: int = option(100, "linear warmup steps")
-    min_lr_ratio: float = option(0.1, cli=False)
-    ema_decay: float = option(0.995, cli=False)
-    log_every: int = option(50, "steps between metrics lines")
-    save_every: int = option(500, "steps between checkpoints")
-    seed: int = option(0, "seed of weights and windows")
-    holdout: tuple[str, ...] = option((), "records (video stems) kept out of training and scored at the end",
-                                      metavar="NAME")
-    split: Path | None = option(None, SPLIT_HELP)
-    threads: int = option(0, THREADS_HELP)
 
     def __post_init__(self):
         if self.kind not in ("capp", "lipsync"):
@@ -80,9 +72,6 @@ class JudgeTrainConfig:
         for name in ("steps", "batch_size", "group", "log_every", "save_every"):
             if getattr(self, name) < 1:
                 raise VasaError(f"{name} must be at least 1, got {getattr(self, name)}")
-
-    def to_json(self) -> dict:
-        return run_config_json(self)
 
 
 def record_sequences(records: list[Record], kind: str, face_model: FaceModel) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -47,9 +47,8 @@ from vasa.motion.diffusion import Schedule, cosine_schedule, diffusion_loss, dro
 from vasa.motion.dit import Conditions, Dropped, MotionDiT
 from vasa.motion.readout import DEFAULT_BLEND, context_for_window
 from vasa.train.common import (
-    AMP_HELP, DEVICE_HELP, DEVICES, SPLIT_HELP, THREADS_HELP, Metrics, Processes, check_run_config, ema_decay,
-    finish_run, learning_rate, load_state, restore_rng, rng_states, run_config_json, run_processes, save_atomic,
-    split_records, update_ema,
+    Metrics, Processes, TorchrunConfig, check_run_config, ema_decay, finish_run, learning_rate, load_state,
+    restore_rng, rng_states, run_processes, save_atomic, split_records, update_ema,
 )
 from vasa.train.options import option
 from vasa.train.readout import fit_readout
@@ -57,33 +56,20 @@ from vasa.train.readout import fit_readout
 MAX_VALIDATION_WINDOWS = 2048  # a fixed subset keeps validation cheap on big held-out sets
 
 
-@dataclass(frozen=True)
-class TrainConfig:
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig(
+    TorchrunConfig,
+    preset=option("default", "model size, a name in vasa.motion.PRESETS: tiny, small, default, base"),
+    steps=100_000, batch_size=64, lr=2e-4, weight_decay=0.01, warmup_steps=200,
+    log_every=50, val_every=1000, save_every=1000,
+    seed=option(0, "seed of weights, windows and noise"),
+    holdout=option((), "records (video stems) kept out of training for the validation loss", metavar="NAME"),
+):
     """Everything a run depends on; each field is the `vasa train motion` option of its name, its help says
-    what it is (`vasa.train.options`). The validation loss is of the held-out records: those named in
-    holdout (the video's stem) and the validation speakers' of the split file."""
+    what it is (`vasa.train.options`): the fields every trainer has (`vasa.train.common.RunConfig`,
+    `TorchrunConfig`) with this trainer's defaults, then its own. The validation loss is of the held-out
+    records: those named in holdout (the video's stem) and the validation speakers' of the split file."""
 
-    data: Path = option(help="folder written by `vasa prepare` (or its records/)")
-    out: Path = option(help="run folder: weights, state.pt, metrics, tb/")
-    preset: str = option("default", "model size, a name in vasa.motion.PRESETS: tiny, small, default, base")
-    steps: int = option(100_000, "optimiser steps in all; a resumed run continues to this")
-    batch_size: int = option(64, "windows per step and process")
-    lr: float = option(2e-4, "peak learning rate")
-    weight_decay: float = option(0.01, "AdamW weight decay of weight matrices")
-    warmup_steps: int = option(200, "linear warmup steps")
-    min_lr_ratio: float = option(0.1, "cosine decay ends at this fraction of --lr")
-    grad_clip: float = option(1.0, "gradient norm clip, 0 = off")
-    ema_decay: float = option(0.999, "EMA decay of the shipped weights")
-    log_every: int = option(50, "steps between metrics lines")
-    val_every: int = option(1000, "steps between validation losses; needs --holdout or --split")
-    save_every: int = option(1000, "steps between checkpoints")
-    seed: int = option(0, "seed of weights, windows and noise")
-    holdout: tuple[str, ...] = option((), "records (video stems) kept out of training for the validation loss",
-                                      metavar="NAME")
-    split: Path | None = option(None, SPLIT_HELP)
-    threads: int = option(0, THREADS_HELP)
-    device: str = option("auto", DEVICE_HELP, choices=DEVICES)
-    amp: bool = option(False, AMP_HELP)
     augment: bool = option(True, "turn off the gaze, distance and speed augmentations (`vasa.data.windows.Augment`)")
     mouth_readout: float = option(DEFAULT_BLEND, "share of the mouth read-out (`vasa.motion.readout`, fitted on the "
                                   "training records and saved with the model) in the generated mouth; 0 = none")
@@ -92,9 +78,6 @@ class TrainConfig:
         check_run_config(self, PRESETS)
         if not 0.0 <= self.mouth_readout <= 1.0:
             raise VasaError(f"mouth_readout must be between 0 and 1, got {self.mouth_readout}")
-
-    def to_json(self) -> dict:
-        return run_config_json(self)
 
 
 # --- processes and data ----------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """A trainer's command-line options are its config dataclass' fields (`vasa train motion|face|capp|lipsync`):
 a field gives its help in its metadata (`option`), and `add_config_options` makes the argparse option from
-the field: its flag, type and help, with the default the dataclass says (written there only)."""
+the field: its flag, type and help, with the default the dataclass says (written there only). Fields the
+trainers share are declared once, in a base class (`vasa.train.common.RunConfig`); a trainer gives them its
+defaults and help as class keywords (`Options`)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,39 @@ def option(default=dataclasses.MISSING, help: str = "", *, cli: bool = True, cho
     field with no option (the command sets it, or it is for the library only)."""
     metadata = {"cli": cli, "help": help, "choices": choices, "metavar": metavar, "default_text": default_text}
     return dataclasses.field(default=default, metadata={k: v for k, v in metadata.items() if v is not None})
+
+
+class Options:
+    """Base of a config dataclass whose subclasses give inherited fields their own default and help as class
+    keywords, without declaring the fields again:
+
+        @dataclass(frozen=True, kw_only=True)
+        class TrainConfig(RunConfig, steps=100_000, seed=option(0, "seed of weights, windows and noise")):
+
+    a plain value is the field's default (its help stays the base's); an `option(...)` is the field anew,
+    default, help and all. The field keeps its type and its place among the fields."""
+
+    def __init_subclass__(cls, **restated: object):
+        super().__init_subclass__()
+        if not restated:
+            return
+        inherited = {f.name: f for f in dataclasses.fields(cls)}  # the base dataclass' (cls is not one yet)
+        base = next(b for b in cls.__mro__[1:] if dataclasses.is_dataclass(b))
+        hints = typing.get_type_hints(base)
+        annotations = cls.__dict__.get("__annotations__")
+        if annotations is None:
+            cls.__annotations__ = annotations = {}
+        for name, value in restated.items():
+            if name not in inherited:
+                raise TypeError(f"{cls.__name__}({name}=...): {base.__name__} has no field {name}")
+            if name in annotations:
+                raise TypeError(f"{cls.__name__}.{name} is both declared and given as a class keyword")
+            if isinstance(value, dataclasses.Field):
+                default, metadata = value.default, value.metadata
+            else:
+                default, metadata = value, inherited[name].metadata
+            annotations[name] = hints[name]
+            setattr(cls, name, dataclasses.field(default=default, metadata=metadata, kw_only=inherited[name].kw_only))
 
 
 def is_option(field: dataclasses.Field) -> bool:
