@@ -5,6 +5,8 @@
 # this repository). The 20 speakers of data/corpus_split.json are held out for validation and the figures in
 # the model card. Whisper base layer 3 features, each video's audio-visual offset taken out where the sync
 # probe finds one. On a 2-core CPU: about 12 minutes to prepare, 16 to train.
+# The trainer fits the mouth read-out (vasa/motion/readout.py) on the same training records and saves it
+# in the model file; the ship script keeps it at its share of 0.75.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 corpus="${1:-../shared/media/train}"

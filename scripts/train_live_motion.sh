@@ -5,6 +5,8 @@
 # this repository). The 20 speakers of data/corpus_split.json are held out, as for the default model.
 # Whisper base layer 3 features in 80 ms hops with 1 s of left context and 40 ms lookahead, 4-frame windows
 # (preset `live`), offsets taken out. On a 2-core CPU: about 25 minutes to prepare, 6 to train.
+# The trainer fits the mouth read-out (vasa/motion/readout.py) on the same training records and saves it
+# in the model file; the ship script keeps it at its share of 0.75.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 corpus="${1:-../shared/media/train}"
