@@ -26,7 +26,8 @@ import cv2
 import numpy as np
 
 from vasa.face import edits
-from vasa.face.landmarks import LandmarkDetector, locate_face, track_video
+from vasa.face.landmarker import LandmarkDetector
+from vasa.face.landmarks import locate_face, track_video
 from vasa.face.mesh import MeshFace
 from vasa.latents import Motion
 from vasa.media import iter_video_frames, read_image

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from vasa.audio import load_audio
-from vasa.data.prepare import audio_source
+from vasa.data.prepare_video import audio_source
 from vasa.data.records import read_record, record_files
 from vasa.evaluation.measure import FPS, frame_rms
 from vasa.evaluation.ridge import Part, held_out_r

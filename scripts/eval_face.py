@@ -32,7 +32,8 @@ import numpy as np
 from vasa.evaluation import pictures
 from vasa.evaluation.pictures import TILE, header, label, tile
 from vasa.face import edits
-from vasa.face.landmarks import LandmarkDetector, track_video
+from vasa.face.landmarker import LandmarkDetector
+from vasa.face.landmarks import track_video
 from vasa.face.mesh import MeshFace
 from vasa.face.model import INNER_LIPS_LOWER, INNER_LIPS_UPPER, LEFT_EYE_CONTOUR, OUTER_LIPS, RIGHT_EYE_CONTOUR
 from vasa.latents import Motion

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from vasa.audio import load_audio
-from vasa.data.prepare import audio_source
+from vasa.data.prepare_video import audio_source
 from vasa.data.records import Record, read_record, record_files
 from vasa.data.splits import load_split
 from vasa.data.sync import shift_waveform

@@ -30,7 +30,7 @@ import torch
 from vasa.audio import load_audio, load_encoder, mel
 from vasa.audio.encoders import parse_encoder_spec
 from vasa.audio.streaming import WindowSchedule
-from vasa.data.prepare import audio_source
+from vasa.data.prepare_video import audio_source
 from vasa.data.records import read_record, record_files
 from vasa.data.splits import load_split
 from vasa.errors import VasaError

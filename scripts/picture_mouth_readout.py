@@ -17,7 +17,7 @@ import numpy as np
 
 from vasa.audio import load_audio
 from vasa.controls import Controls
-from vasa.data.prepare import audio_source
+from vasa.data.prepare_video import audio_source
 from vasa.evaluation.pictures import label, save_png, tile
 from vasa.latents import FPS, SAMPLE_RATE
 from vasa.media import iter_video_frames

@@ -26,7 +26,8 @@ import torch
 from tqdm import tqdm
 
 from vasa.audio import SAMPLE_RATE, VoiceActivity, load_audio, load_encoder
-from vasa.data.prepare import PrepareConfig, _check_settings, audio_source
+from vasa.data.prepare import PrepareConfig, _check_settings
+from vasa.data.prepare_video import audio_source
 from vasa.data.records import read_record, record_files, write_record
 from vasa.data.sync import shift_waveform
 

@@ -12,7 +12,7 @@ import torch
 from skimage import data
 
 from vasa.face import edits
-from vasa.face.landmarks import LandmarkDetector
+from vasa.face.landmarker import LandmarkDetector
 from vasa.face.mesh import MeshFace
 from vasa.media import write_video
 

@@ -13,7 +13,7 @@ pipecat = pytest.importorskip("pipecat", reason="the agent extra (pip install 'v
 def test_pipecat_1x_runs_beside_vasa(astronaut):
     from pipecat.frames.frames import OutputImageRawFrame
 
-    from vasa.face.landmarks import LandmarkDetector
+    from vasa.face.landmarker import LandmarkDetector
 
     version = tuple(int(part) for part in importlib.metadata.version("pipecat-ai").split(".")[:2])
     assert version >= (1, 0)

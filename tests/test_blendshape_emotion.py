@@ -10,7 +10,7 @@ import pytest
 from vasa.errors import VasaError
 from vasa.face.blendshape_emotion import BlendshapeEmotion
 from vasa.latents import EMOTION_NAMES
-from vasa.face.landmarks import BLENDSHAPE_NAMES
+from vasa.face.landmarker import BLENDSHAPE_NAMES
 
 
 @pytest.fixture(scope="module")

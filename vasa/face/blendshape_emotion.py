@@ -17,7 +17,7 @@ import numpy as np
 
 from vasa.errors import VasaError
 from vasa.latents import EMOTION_NAMES
-from vasa.face.landmarks import BLENDSHAPE_NAMES
+from vasa.face.landmarker import BLENDSHAPE_NAMES
 
 DEFAULT_PATH = Path(__file__).resolve().parents[1] / "assets" / "emotion_blendshapes.safetensors"
 

@@ -19,7 +19,8 @@ import numpy as np
 
 from vasa.errors import VasaError
 from vasa.face import edits, eyes, geometry, mouth, warp
-from vasa.face.landmarks import FaceCrop, LandmarkDetector, TrackedVideo, locate_portrait, track_video
+from vasa.face.landmarker import LandmarkDetector
+from vasa.face.landmarks import FaceCrop, TrackedVideo, locate_portrait, track_video
 from vasa.face.mesh_space import MeshMotionSpace
 from vasa.face.model import INNER_LIPS_LOWER, INNER_LIPS_UPPER, FaceModel
 from vasa.latents import Appearance, Eyelids, Motion

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from vasa.errors import VasaError
-from vasa.face.landmarks import LandmarkDetector, track_video
+from vasa.face.landmarker import LandmarkDetector
+from vasa.face.landmarks import track_video
 from vasa.face.model import INNER_LIPS_LOWER, INNER_LIPS_UPPER, OUTER_LIPS, FaceModel
 from vasa.latents import FPS
 

@@ -20,7 +20,8 @@ import torch
 from torch import Tensor
 
 from vasa.errors import VasaError
-from vasa.face.landmarks import LandmarkDetector, VideoTracker, locate_portrait
+from vasa.face.landmarker import LandmarkDetector
+from vasa.face.landmarks import VideoTracker, locate_portrait
 from vasa.face.neural.model import NeuralFaceModel, load_face_model
 from vasa.latents import Appearance, Eyelids, LatentSpace, Motion
 from vasa.media import read_image
