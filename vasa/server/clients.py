@@ -11,7 +11,7 @@ import threading
 import time
 
 from vasa.latents import SAMPLE_RATE
-from vasa.server.session import FRAME_HEADER
+from vasa.server.protocol import FRAME_HEADER
 
 
 class RawClient:

@@ -7,11 +7,11 @@ Three workers per connection, none of which can make memory grow:
 - the sender coroutine through a latest-wins queue of `send_queue_frames`: a slow client loses the
   oldest frames (counted in `dropped`), the pipeline never waits for it. A frame that has waited more
   than `max_frame_wait_s` since it was made, in the queue or in the socket's buffers, is dropped too,
-  so a slow reader gets fresh frames, not a growing backlog.
+  so a slow reader gets fresh frames, not a growing backlog (vasa.server.pacing).
 
-Every client message is checked; a bad one gets an error reply, never a traceback. The idle timer runs
-on the last valid client message (not on the socket, which browsers keep alive with pongs), and a
-streaming slot is taken at `start`, not at connect.
+Every client message is checked (vasa.server.protocol, the wire format); a bad one gets an error reply,
+never a traceback. The idle timer runs on the last valid client message (not on the socket, which
+browsers keep alive with pongs), and a streaming slot is taken at `start`, not at connect.
 """
 
 from __future__ import annotations
@@ -21,53 +21,39 @@ import collections
 import json
 import logging
 import socket
-import struct
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-import numpy as np
 from aiohttp import WSCloseCode, WSMsgType, web
-
-try:  # the kernel's unsent bytes of a socket (POSIX); elsewhere only the transport's buffer is counted
-    import fcntl
-    import termios
-except ImportError:
-    fcntl = termios = None
 
 from vasa.errors import VasaError
 from vasa.latents import SAMPLE_RATE  # the browser sends and gets back mono 16-bit PCM at this rate
-from vasa.pipeline import Controls
+from vasa.server.pacing import SendPace
+from vasa.server.protocol import FRAME_HEADER, BadMessage, parse_start, parse_text, pcm_samples
 from vasa.streaming import StreamFrame, StreamingSession
 
 if TYPE_CHECKING:
     from vasa.server.app import VasaServer
 
-FRAME_HEADER = struct.Struct("<IdI")  # frame index, time_s on the audio clock, bytes of PCM that follow
 STATS_EVERY_S = 1.0
 
 log = logging.getLogger(__name__)
-
-
-# the start message's optional fields, handed to `Controls` as they are (it checks types and ranges)
-CONTROL_FIELDS = ("seed", "head_scale", "expression_scale", "still", "blinks", "emotion")
-START_FIELDS = {"type", "portrait", *CONTROL_FIELDS}
 
 
 class _Connection:
     """State of one WebSocket stream."""
 
     def __init__(self, server: VasaServer, ws: web.WebSocketResponse, transport: asyncio.Transport | None):
-        self.server, self.ws, self.config, self.transport = server, ws, server.config, transport
+        self.server, self.ws, self.config = server, ws, server.config
         self.loop = asyncio.get_running_loop()
         self.session: StreamingSession | None = None
         self.holds_slot = False
         self.pusher = ThreadPoolExecutor(1, thread_name_prefix="vasa-push")
         # frames as (ready_s, message bytes), and text messages (str)
         self.outbox: collections.deque[tuple[float, bytes] | str] = collections.deque()
-        self.taken: collections.deque[tuple[float, int]] = collections.deque()  # (time, bytes the client has taken)
-        self.bytes_sent = 0
+        self.pace = SendPace(transport, self.config.max_frame_wait_s)  # how much the client can take now
         self.wake = asyncio.Event()
         self.pcm = bytearray()  # audio received and not yet sent back with its frame
         self.pcm_start = 0  # sample index of pcm[0]
@@ -82,10 +68,10 @@ class _Connection:
     # --- client -> server -----------------------------------------------------------------------
     async def handle_text(self, text: str) -> None:
         try:
-            message = json.loads(text)
-        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
-            return await self.error("malformed message: send JSON objects with a 'type'", malformed=True)
-        kind = message.get("type") if isinstance(message, dict) else None
+            message = parse_text(text)
+        except BadMessage as error:
+            return await self.error(str(error), malformed=error.malformed)
+        kind = message["type"]
         if kind == "start":
             await self.start(message)
         elif kind == "controls":
@@ -107,26 +93,14 @@ class _Connection:
             if not self.ended:
                 self.ended = True
                 await self.loop.run_in_executor(self.pusher, self.session.end)
-        elif isinstance(message, dict) and "type" in message:
-            await self.error(f"unknown message type {_short(kind)}: use start, controls, end, or binary audio",
-                             malformed=True)
-        else:
-            await self.error("malformed message: send JSON objects with a 'type'", malformed=True)
 
     async def start(self, message: dict) -> None:
         if self.session is not None:
             return await self.error("this connection already streams; open a new one", malformed=True)
-        unknown = set(message) - START_FIELDS
-        if unknown:
-            return await self.error(f"unknown field(s) in 'start': {_short(sorted(unknown))}; "
-                                    f"known: {', '.join(sorted(START_FIELDS - {'type'}))}", malformed=True)
         try:
-            controls = Controls(steps=self.config.steps, **{k: message[k] for k in CONTROL_FIELDS if k in message})
-        except VasaError as error:
-            return await self.error(str(error))
-        portrait = message.get("portrait")
-        if not isinstance(portrait, str):
-            return await self.error("'start' needs a 'portrait': an id from /api/portraits")
+            controls, portrait = parse_start(message, self.config.steps)
+        except BadMessage as error:
+            return await self.error(str(error), malformed=error.malformed)
         if self.server.stats.active >= self.config.max_sessions:
             self.server.stats.sessions_refused += 1
             await self.error(f"the server is busy ({self.config.max_sessions} sessions); try again later", code="busy")
@@ -169,9 +143,8 @@ class _Connection:
             self.started_s = time.perf_counter()
         self.pcm += data
         self.samples_in += len(data) // 2
-        samples = np.frombuffer(data, "<i2").astype(np.float32) / 32768.0
         try:
-            await self.loop.run_in_executor(self.pusher, self.session.push, samples)  # blocks while behind
+            await self.loop.run_in_executor(self.pusher, self.session.push, pcm_samples(data))  # blocks while behind
         except VasaError as error:  # the session stopped (a pipeline failure is reported by the pump)
             await self.error(str(error))
 
@@ -272,11 +245,11 @@ class _Connection:
                     self.outbox.popleft()
                     self.count_dropped(stale=True)
                     continue
-                if not self.may_send(len(message), now):
+                if not self.pace.may_send(len(message), now):
                     break  # the client takes frames slower than they come: hold, the old ones get dropped
                 self.outbox.popleft()
                 await self.ws.send_bytes(message)
-                self.bytes_sent += len(message)
+                self.pace.sent(len(message))
                 self.frames_sent += 1
                 self.server.stats.frames_sent += 1
             if self.ws.closed:
@@ -290,23 +263,6 @@ class _Connection:
             if now - last_stats >= STATS_EVERY_S and self.session is not None:
                 last_stats = now
                 await self.ws.send_json({"type": "stats", **self.summary()})
-
-    def may_send(self, size: int, now: float) -> bool:
-        """Whether a frame of `size` bytes may go now: yes when everything sent so far has been taken by
-        the client's TCP stack, or when what is still on its way plus this frame is what the client
-        takes in `max_frame_wait_s` at the rate it took bytes over the last second. A slow link or
-        reader so never has more than about that much waiting for it; the rest waits here, where it
-        is dropped once too old."""
-        taken = self.bytes_sent - _unsent_bytes(self.transport)
-        self.taken.append((now, taken))
-        while len(self.taken) > 2 and now - self.taken[1][0] >= RATE_WINDOW_S:
-            self.taken.popleft()
-        unsent = self.bytes_sent - taken
-        if unsent == 0:
-            return True
-        since, taken_then = self.taken[0]
-        rate = (taken - taken_then) / max(now - since, 1e-3)  # bytes a second the client has been taking
-        return unsent + size <= rate * self.config.max_frame_wait_s
 
     def summary(self) -> dict:
         first = (None if self.first_frame_s is None or self.started_s is None
@@ -334,27 +290,6 @@ class _Connection:
 
 
 SEND_POLL_S = 0.02  # while frames wait for a slow client, how often the sender looks again
-RATE_WINDOW_S = 1.0  # the client's reading rate is measured over this long
-
-
-def _unsent_bytes(transport: asyncio.Transport | None) -> int:
-    """Bytes written to a connection that its client's TCP stack has not yet acknowledged: the
-    transport's buffer plus the kernel's send queue (Linux; elsewhere the transport's buffer only)."""
-    if transport is None or transport.is_closing():
-        return 0
-    unsent = transport.get_write_buffer_size()
-    sock = transport.get_extra_info("socket")
-    if sock is not None and termios is not None and hasattr(termios, "TIOCOUTQ"):
-        try:
-            unsent += struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
-        except OSError:
-            pass
-    return unsent
-
-
-def _short(value, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def websocket_route(server: VasaServer):
