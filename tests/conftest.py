@@ -63,6 +63,13 @@ def remeasure(face, detector):
     return measure
 
 
+def voiced_bursts(seconds: float = 1.9, voiced_until: float = 1.4, rate: int = 16000) -> np.ndarray:
+    """Speech-like audio: 4 Hz bursts of a 140 Hz voice's harmonics, silent after `voiced_until` s."""
+    t = np.arange(int(seconds * rate)) / rate
+    voiced = sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((140, 280, 420, 700), start=1))
+    return (0.3 * voiced * np.clip(np.sin(2 * np.pi * 4 * t), 0, None) * (t < voiced_until)).astype(np.float32)
+
+
 def sine(frequency_hz: float, seconds: float, sample_rate: int = 16000) -> tuple[np.ndarray, int]:
     t = np.arange(int(seconds * sample_rate)) / sample_rate
     return (0.5 * np.sin(2 * np.pi * frequency_hz * t))[None].astype(np.float32), sample_rate

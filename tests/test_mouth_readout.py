@@ -14,6 +14,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 from safetensors.torch import load_file, save_file
 
+from conftest import voiced_bursts
 from test_motion_dit import randomized
 from vasa.errors import VasaError
 from vasa.latents import POSE_DIM
@@ -147,9 +148,7 @@ def heads(paths, astronaut):
 
 @pytest.fixture(scope="module")
 def speech() -> np.ndarray:
-    t = np.arange(int(1.9 * RATE)) / RATE
-    voiced = sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((140, 280, 420, 700), start=1))
-    return (0.3 * voiced * np.clip(np.sin(2 * np.pi * 4 * t), 0, None) * (t < 1.4)).astype(np.float32)
+    return voiced_bursts(1.9, voiced_until=1.4, rate=RATE)
 
 
 def motion(head, speech, **controls) -> np.ndarray:

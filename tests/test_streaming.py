@@ -8,6 +8,7 @@ import threading
 import numpy as np
 import pytest
 
+from conftest import voiced_bursts
 from test_motion_dit import randomized
 from vasa.audio import WindowSchedule
 from vasa.errors import VasaError
@@ -32,9 +33,7 @@ def head(tmp_path_factory, astronaut):
 @pytest.fixture(scope="module")
 def speech() -> np.ndarray:
     """1.9 s: 4 Hz bursts of harmonics, then 0.5 s of silence (the gate closes the mouth there)."""
-    t = np.arange(int(1.9 * RATE)) / RATE
-    voiced = sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((140, 280, 420, 700), start=1))
-    return (0.3 * voiced * np.clip(np.sin(2 * np.pi * 4 * t), 0, None) * (t < 1.4)).astype(np.float32)
+    return voiced_bursts(1.9, voiced_until=1.4, rate=RATE)
 
 
 def stream(head, waveform, chunk, **options) -> list:
