@@ -394,3 +394,13 @@ def test_two_processes_under_torchrun_write_a_loadable_checkpoint(records, tmp_p
     assert state["step"] == 3 and len(state["rng"]) == 2  # both ranks' RNG states, for resume
     assert state["rng"][0]["numpy"] != state["rng"][1]["numpy"]  # each rank draws its own windows
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 3  # rank 0 alone writes
+
+
+def test_the_read_out_fit_skips_records_that_kept_nothing(tmp_path):
+    folder = make_records(tmp_path / "data", [[], [40, 12], [30]])
+    files = record_files(folder)
+    assert not read_record(files[0]).segments
+    readout = fit_readout(files)
+    assert readout is not None and readout.lookahead_frames == 4
+    assert all(torch.allclose(readout.state_dict()[k], v) for k, v in fit_readout(files[1:]).state_dict().items())
+    assert fit_readout(files[:1]) is None and fit_readout([]) is None

@@ -27,17 +27,18 @@ def fit_readout(files: Iterable[Path], blend: float = DEFAULT_BLEND,
     files = list(files)
     if not files:
         return None
-    first = read_record(files[0])
+    first = next((r for r in map(read_record, files) if any(len(s) for s in r.segments)), None)
+    if first is None:  # no record kept any frames: nothing to fit
+        return None
     dims = [s.dynamics.shape[1] for s in first.segments if len(s)]
-    space = space_for(first.face_backend, dims[0] if dims else 0)
+    space = space_for(first.face_backend, dims[0])
     if not isinstance(space, MeshMotionSpace):
         return None
     columns = POSE_DIM + np.flatnonzero(space.model.group_mask("mouth"))
 
     def parts() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for path in files:
-            record = first if path == files[0] else read_record(path)
-            for segment in record.segments:
+            for segment in read_record(path).segments:
                 if len(segment):
                     reference = space.segment_reference(segment.pose, segment.dynamics, segment.gaze)
                     yield segment.audio, space.to_relative(segment.pose, segment.dynamics, reference)
