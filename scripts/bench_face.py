@@ -25,10 +25,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vasa.face import edits
 from vasa.face.landmarker import LandmarkDetector
 from vasa.face.landmarks import locate_face, track_video
-from vasa.face.mesh import MeshFace
+from vasa.face.mesh import MeshFace, edits
 from vasa.latents import Motion
 from vasa.media import iter_video_frames, read_image
 from vasa.reenact import retarget

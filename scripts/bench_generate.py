@@ -31,7 +31,7 @@ def peak_rss_mb() -> float:
 
 def render(head, x: np.ndarray) -> list[np.ndarray]:
     """`TalkingHead.frames`' rendering at the model's frame rate: relative x (T, 46) -> frames."""
-    from vasa.face.edits import keep_physical
+    from vasa.face.mesh.edits import keep_physical
     from vasa.latents import Motion
 
     appearance, reference = head.source.appearance, head.source.reference

@@ -3,7 +3,7 @@
     vasa prepare ../shared/media/clips /tmp/prep
     python scripts/data_facts.py /tmp/prep [--holdout retalking_2 sadtalker_WDA_AOC_000] [--clips ../shared/media/clips]
 
-1. Lid-eye coupling (`vasa.face.model.UPPER_LID_PER_IRIS`, `LOWER_LID_PER_IRIS`): over frames with
+1. Lid-eye coupling (`vasa.face.mesh.model.UPPER_LID_PER_IRIS`, `LOWER_LID_PER_IRIS`): over frames with
    open eyes, the slope of the mid upper and lower lid height (relative to the eye corners) on the
    vertical iris offset, each segment centred on its own mean.
 2. Blink rate of the recordings (the same counter as scripts/eval_generate.py, `vasa.metrics.landmarks`).
@@ -14,7 +14,7 @@
    (`vasa.evaluation.ridge`; scripts/lipsync_ceiling.py runs it on less data and on other features).
 4. With --clips (the videos the records came from): per clip (mean over its segments), the correlation of the mouth opening
    with the frame loudness (RMS), the yardstick of scripts/eval_generate.py's robustness table.
-5. How much of an eye's rotation the landmark tracker reads (`vasa.face.model.GAZE_READ_GAIN`): a speaker who
+5. How much of an eye's rotation the landmark tracker reads (`vasa.face.mesh.model.GAZE_READ_GAIN`): a speaker who
    keeps looking at the camera while the head turns counter-rotates the eyes by the head's angle, so the
    tracked eye-in-head gaze should follow the tracked head yaw and pitch with slope 1. Over open-eye frames,
    each segment centred on its own mean, the least-squares slope of eye-in-head yaw (pitch) on head yaw
@@ -33,7 +33,7 @@ from vasa.data.prepare_video import audio_source
 from vasa.data.records import read_record, record_files
 from vasa.evaluation.measure import FPS, frame_rms
 from vasa.evaluation.ridge import Part, held_out_r
-from vasa.face.model import LEFT_EYE_CORNERS, LEFT_EYE_LIDS, RIGHT_EYE_CORNERS, RIGHT_EYE_LIDS, FaceModel
+from vasa.face.mesh.model import LEFT_EYE_CORNERS, LEFT_EYE_LIDS, RIGHT_EYE_CORNERS, RIGHT_EYE_LIDS, FaceModel
 from vasa.metrics.landmarks import count_blinks
 
 OPEN_EYES = 0.8  # frames whose eye opening is at least this fraction of the segment median

@@ -10,7 +10,7 @@ c. real | reenacted strips; d. an edit sheet (pose, blink, mouth, gaze) and its 
 e. a cross-identity sheet (one driver on several portraits: full, pose only, dynamics only), made
    the way `vasa reenact` does it (`retarget` from a driver reference, then `keep_physical`);
 f. a mouth sheet zoomed on the lips: lips set to a range of openings on a closed-mouthed portrait,
-   one that shows its teeth and, with the media, a wide-open one (the painted interior, `vasa.face.mouth`).
+   one that shows its teeth and, with the media, a wide-open one (the painted interior, `vasa.face.mesh.mouth`).
 
 Prints markdown tables and writes every number to --json. Media-based parts are skipped when
 the media folder is absent; the package photos (astronaut, Grace Hopper) always run.
@@ -31,11 +31,10 @@ import numpy as np
 
 from vasa.evaluation import pictures
 from vasa.evaluation.pictures import TILE, header, label, tile
-from vasa.face import edits
 from vasa.face.landmarker import LandmarkDetector
 from vasa.face.landmarks import track_video
-from vasa.face.mesh import MeshFace
-from vasa.face.model import INNER_LIPS_LOWER, INNER_LIPS_UPPER, LEFT_EYE_CONTOUR, OUTER_LIPS, RIGHT_EYE_CONTOUR
+from vasa.face.mesh import MeshFace, edits
+from vasa.face.mesh.model import INNER_LIPS_LOWER, INNER_LIPS_UPPER, LEFT_EYE_CONTOUR, OUTER_LIPS, RIGHT_EYE_CONTOUR
 from vasa.latents import Motion
 from vasa.media import iter_video_frames, read_image
 from vasa.metrics import face_mask, psnr, ssim
@@ -295,8 +294,8 @@ def source_fingerprint() -> str:
     """sha256 of the face backend's source and model file: ties the numbers to what made them."""
     digest = hashlib.sha256()
     package = REPO / "vasa"
-    files = [*package.glob("face/*.py"), package / "face" / "assets" / "face_model.npz", package / "latents.py",
-             package / "reenact.py"]
+    files = [*package.glob("face/*.py"), *package.glob("face/mesh/*.py"),
+             package / "face" / "mesh" / "assets" / "face_model.npz", package / "latents.py", package / "reenact.py"]
     for path in sorted(files):
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]

@@ -35,7 +35,7 @@ from vasa.data.records import read_record, record_files
 from vasa.data.splits import load_split
 from vasa.errors import VasaError
 from vasa.evaluation.ridge import Part, held_out_r, left_out_r
-from vasa.face.model import FaceModel
+from vasa.face.mesh.model import FaceModel
 
 FRACTIONS = (0.125, 0.25, 0.5, 0.75, 1.0)
 OFFSETS = 4  # starting points averaged for each fraction below 1

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vasa.face import edits
-from vasa.face.mesh import MeshFace
+from vasa.face.mesh import MeshFace, edits
 from vasa.media import read_audio, write_video
 
 ASSETS = Path(__file__).resolve().parents[1] / "vasa" / "assets"

@@ -22,7 +22,7 @@ import numpy as np
 
 from vasa.data.records import read_record, record_files
 from vasa.data.sync import CORRECT_FROM_FRAMES, PROBE_PATH, estimate_offset, fit_probe
-from vasa.face.model import FaceModel
+from vasa.face.mesh.model import FaceModel
 
 MAX_ROUNDS = 5
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vasa.face.model import (INNER_LIPS_LOWER, INNER_LIPS_UPPER, LEFT_EYE_CONTOUR, OUTER_LIPS, RIGHT_EYE_CONTOUR,
+from vasa.face.mesh.model import (INNER_LIPS_LOWER, INNER_LIPS_UPPER, LEFT_EYE_CONTOUR, OUTER_LIPS, RIGHT_EYE_CONTOUR,
                              FaceModel)
 from vasa.metrics.landmarks import blink_spans, jitter, lagged_correlation, pearson
 

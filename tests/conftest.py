@@ -11,9 +11,8 @@ import pytest
 import torch
 from skimage import data
 
-from vasa.face import edits
 from vasa.face.landmarker import LandmarkDetector
-from vasa.face.mesh import MeshFace
+from vasa.face.mesh import MeshFace, edits
 from vasa.media import write_video
 
 torch.set_num_threads(1)

@@ -14,7 +14,7 @@ import pytest
 from vasa.data.records import EMOTION_NAMES
 from vasa.evaluation import controls, heldout, pictures, ridge, robustness
 from vasa.evaluation.measure import SHIFT_S, frame_rms, mouth_energy_r, shifted_waveform
-from vasa.face.model import INNER_LIP_MIDDLE, LEFT_EYE_LIDS, MOUTH_CORNERS, RIGHT_EYE_LIDS
+from vasa.face.mesh.model import INNER_LIP_MIDDLE, LEFT_EYE_LIDS, MOUTH_CORNERS, RIGHT_EYE_LIDS
 from vasa.metrics.landmarks import Track
 
 RATE, STEP = 16000, 640  # samples per second, per 25 fps frame
@@ -125,7 +125,7 @@ def test_control_requests_set_one_control_each():
 def test_reading_back_the_unmoved_portrait(astronaut):
     """The portrait itself as every generated frame: distance 1 exactly, and the gaze error is the distance
     of the portrait's own gaze from the request."""
-    from vasa.face.model import FaceModel
+    from vasa.face.mesh.model import FaceModel
 
     model = FaceModel.load()
     frames = [astronaut] * 3
@@ -239,7 +239,7 @@ def test_portrait_controls_read_each_request_back(head, speech, astronaut):
 
 @pytest.mark.slow
 def test_the_benchmark_control_errors(head, speech, astronaut, tmp_path):
-    from vasa.face.model import FaceModel
+    from vasa.face.mesh.model import FaceModel
     from vasa.media import write_wav
 
     write_wav(tmp_path / "speech.wav", speech)

@@ -1,4 +1,4 @@
-"""Emotional expressions of the mesh face (`vasa.face.expressions`): FACS prototypes as landmark
+"""Emotional expressions of the mesh face (`vasa.face.mesh.expressions`): FACS prototypes as landmark
 displacements, linear in their weights, irises left alone, and read by the packaged FER classifier."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import pytest
 
 from vasa.metrics.emotion import EmotionClassifier, face_box_crop
 from vasa.latents import EMOTION_NAMES
-from vasa.face.expressions import IRISES, PROTOTYPES, expression_displacement, with_expression
-from vasa.face.model import FaceModel, MOUTH_CORNERS
+from vasa.face.mesh.expressions import IRISES, PROTOTYPES, expression_displacement, with_expression
+from vasa.face.mesh.model import FaceModel, MOUTH_CORNERS
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ import torch
 
 from vasa.controls import Controls
 from vasa.errors import VasaError
-from vasa.face import edits
-from vasa.face.mesh_space import MeshMotionSpace
+from vasa.face.mesh import edits
+from vasa.face.mesh.space import MeshMotionSpace
 from vasa.face.neural import PRESETS, NeuralFaceModel
 from vasa.face.neural.backend import NeuralFace
 from vasa.latents import EMOTION_NAMES, Eyelids, FaceBackend, LatentSpace, Motion

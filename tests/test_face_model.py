@@ -6,7 +6,7 @@ import pytest
 from vasa.errors import VasaError
 from vasa.face import geometry
 from vasa.face.landmarker import NUM_LANDMARKS
-from vasa.face.model import LEFT_EYE_CORNERS, RIGHT_EYE_CORNERS, FaceModel
+from vasa.face.mesh.model import LEFT_EYE_CORNERS, RIGHT_EYE_CORNERS, FaceModel
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def test_rigid_points_are_distinct_landmarks(model):
 
 
 def test_edit_directions_have_one_coefficient_per_component(model):
-    # Every direction `vasa.face.edits` moves along must ship with the model.
+    # Every direction `vasa.face.mesh.edits` moves along must ship with the model.
     for name in ("mouth_open", "eye_open_right", "eye_open_left", "gaze_x", "gaze_y"):
         assert model.directions[name].shape == (model.dim,)
 
@@ -117,7 +117,7 @@ def test_missing_model_file_raises(tmp_path):
 def test_lids_follow_vertical_gaze_by_the_measured_coupling(model):
     """One canonical unit of iris travel down moves the mid upper lid ~UPPER_LID_PER_IRIS down and the
     lower lid ~LOWER_LID_PER_IRIS; the eye-in-head gaze does not change (the gaze directions do that)."""
-    from vasa.face.model import LEFT_EYE_LIDS, LOWER_LID_PER_IRIS, RIGHT_EYE_LIDS, UPPER_LID_PER_IRIS
+    from vasa.face.mesh.model import LEFT_EYE_LIDS, LOWER_LID_PER_IRIS, RIGHT_EYE_LIDS, UPPER_LID_PER_IRIS
 
     z = model.lids_following_gaze()
     assert np.all(z[~(model.group_mask("eyes") | model.group_mask("iris"))] == 0)
@@ -132,7 +132,7 @@ def test_lids_follow_vertical_gaze_by_the_measured_coupling(model):
 
 
 def test_painted_irises_divide_the_iris_move_by_the_tracker_gain(model):
-    from vasa.face.model import GAZE_READ_GAIN, LEFT_IRIS, RIGHT_IRIS
+    from vasa.face.mesh.model import GAZE_READ_GAIN, LEFT_IRIS, RIGHT_IRIS
 
     reference = model.mean_shape
     looked = reference.copy()

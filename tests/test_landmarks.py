@@ -55,7 +55,7 @@ def test_a_bundle_the_user_gives_is_used_and_a_foreign_file_refused(tmp_path, mo
 def test_blendshapes_read_a_smile_and_parted_lips(face, encoded, detector):
     """The astronaut smiles; rendering her lips apart raises the lower-lip-down shapes (the mesh renderer
     parts the lips: jawOpen hardly moves)."""
-    from vasa.face import edits
+    from vasa.face.mesh import edits
 
     appearance, source = encoded
     still = detector.track(face.decode(appearance, source))

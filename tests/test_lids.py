@@ -1,11 +1,11 @@
-"""Shut eyes (`vasa.face.eyes.paint_closing_lids`): the white of the eye the warp squeezed between
+"""Shut eyes (`vasa.face.mesh.eyes.paint_closing_lids`): the white of the eye the warp squeezed between
 closing lids is painted over with the line of a closed eye."""
 
 import cv2
 import numpy as np
 import pytest
 
-from vasa.face import eyes
+from vasa.face.mesh import eyes
 
 SIZE = 512
 SKIN = np.array([200, 150, 120], np.uint8)

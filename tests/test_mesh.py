@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from vasa.errors import VasaError
-from vasa.face import edits, mouth
-from vasa.face.mesh import FACE_OVAL, MeshFace
-from vasa.face.model import IRIS_CENTERS, OUTER_LIPS
+from vasa.face.mesh import MeshFace, edits, mouth
+from vasa.face.mesh.backend import FACE_OVAL
+from vasa.face.mesh.model import IRIS_CENTERS, OUTER_LIPS
 from vasa.latents import Motion
 
 
@@ -145,7 +145,7 @@ def test_look_sets_the_gaze_in_the_latent(face, encoded, theta, phi):
 
 
 def test_lids_follow_the_eyes_up_and_down(face, encoded):
-    from vasa.face.model import RIGHT_EYE_LIDS
+    from vasa.face.mesh.model import RIGHT_EYE_LIDS
 
     appearance, motion = encoded
     lid = {phi: edited_canonical(face, appearance, edits.look(face, appearance, motion, theta=0, phi=phi))
@@ -264,7 +264,7 @@ def test_a_rendered_look_reads_back_most_of_the_asked_gaze(face, encoded, remeas
 def test_opening_a_closed_mouth_folds_no_warp_triangle(face, grace_hopper):
     """Grace Hopper's closed lips meet on one seam; the warp mesh holds them apart (SEAM_GAP_PX), so no
     triangle across the seam turns over as the mouth opens (a turned triangle drew a dark loop)."""
-    from vasa.face.mesh import NUM_MESH
+    from vasa.face.mesh.backend import NUM_MESH
 
     appearance, motion = face.encode(grace_hopper)
     mesh = appearance.texture.warp
@@ -284,7 +284,7 @@ def test_a_shutting_eyelid_samples_nothing_far_away():
     """Lids closing on a synthetic eye: the thin triangles between them must not extrapolate (a grid cell
     on the edge of a nearly collapsed triangle sampled cheek 70 px away: specks in a shut eye). No cell
     may move further than the vertices do, give or take the two cells the clamp allows."""
-    from vasa.face import warp
+    from vasa.face.mesh import warp
 
     grid = 128
     eye = np.array([[0.4, 0.5], [0.6, 0.5], [0.5, 0.45], [0.5, 0.55], [0.45, 0.47], [0.55, 0.47], [0.45, 0.53],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vasa.face.mesh import FACE_OVAL
+from vasa.face.mesh.backend import FACE_OVAL
 from vasa.metrics.image import face_mask, psnr, ssim
 
 

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from vasa.face import edits, geometry
-from vasa.face.model import FaceModel
+from vasa.face import geometry
+from vasa.face.mesh import edits
+from vasa.face.mesh.model import FaceModel
 from vasa.metrics import landmarks
 from vasa.metrics.landmarks import Track
 

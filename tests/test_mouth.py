@@ -1,12 +1,12 @@
-"""The painted mouth interior (`vasa.face.mouth`): teeth that read as separate teeth, a cavity that
+"""The painted mouth interior (`vasa.face.mesh.mouth`): teeth that read as separate teeth, a cavity that
 darkens toward the corners, and teeth colours sampled only from what looks like teeth."""
 
 import cv2
 import numpy as np
 import pytest
 
-from vasa.face import mouth
-from vasa.face.model import INNER_LIPS_LOWER, INNER_LIPS_UPPER, OUTER_LIPS
+from vasa.face.mesh import mouth
+from vasa.face.mesh.model import INNER_LIPS_LOWER, INNER_LIPS_UPPER, OUTER_LIPS
 
 SIZE = 512
 SKIN = np.array([200, 150, 120], np.uint8)

@@ -88,7 +88,7 @@ def test_any_chunking_gives_the_whole_sequence_read_out(chunks, context):
 @pytest.fixture(scope="module")
 def readout() -> MouthReadout:
     """A read-out of the tiny mel model's mouth columns with large weights (its effect is plain to see)."""
-    from vasa.face.model import FaceModel
+    from vasa.face.mesh.model import FaceModel
 
     columns = POSE_DIM + np.flatnonzero(FaceModel.load().group_mask("mouth"))
     readout = MouthReadout(TINY_MEL.audio_dim, columns, blend=0.75)

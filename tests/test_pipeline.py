@@ -14,7 +14,7 @@ from vasa import media
 from vasa.cli import main
 from vasa.audio import WindowSchedule, load_audio
 from vasa.errors import VasaError
-from vasa.face.model import MOUTH_CORNERS
+from vasa.face.mesh.model import MOUTH_CORNERS
 from vasa.media import write_wav
 from vasa.motion import PRESETS, save_motion_model
 from vasa.pipeline import EMOTION_BLEND_S, MODEL_FPS, Renderer, SILENCE_CLOSE_FRAMES, SILENCE_OPEN_FRAMES, Controls, MouthGate, TalkingHead, model_card, parse_emotion, resample
@@ -314,8 +314,8 @@ def test_cli_generate_bad_inputs_fail_cleanly(case, model_path, grace_hopper, sp
 def test_requested_gaze_moves_the_lids_with_the_eyes():
     """The generator turns the iris for a gaze request; the lids follow the vertical change from the
     portrait's own gaze (up: lids up), and the eye-in-head gaze the iris shows is left as it is."""
-    from vasa.face.mesh_space import MeshMotionSpace
-    from vasa.face.model import RIGHT_EYE_LIDS
+    from vasa.face.mesh.space import MeshMotionSpace
+    from vasa.face.mesh.model import RIGHT_EYE_LIDS
 
     space = MeshMotionSpace()
     model = space.model

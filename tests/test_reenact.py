@@ -6,9 +6,8 @@ import pytest
 from conftest import DRIVER_FRAMES, sine
 from vasa import media
 from vasa.errors import VasaError
-from vasa.face import edits
-from vasa.face.model import OUTER_LIPS, FaceModel
-from vasa.face.mesh import MeshFace
+from vasa.face.mesh import MeshFace, edits
+from vasa.face.mesh.model import OUTER_LIPS, FaceModel
 from vasa.latents import Motion
 from vasa.reenact import reenact, retarget
 

@@ -14,7 +14,7 @@ from vasa.data.records import read_record, record_files
 from vasa.data.sync import (CORRECT_FROM_FRAMES, SyncEstimate, SyncProbe, estimate_offset, fit_probe, shift_pairs,
                             shift_waveform)
 from vasa.errors import VasaError
-from vasa.face import edits
+from vasa.face.mesh import edits
 from vasa.metrics.landmarks import lagged_correlation
 
 FPS = 25.0

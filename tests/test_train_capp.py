@@ -9,7 +9,7 @@ import vasa.train.judge
 from test_train_motion import steps_logged_after_a_kill
 from vasa.cli import main
 from vasa.data.records import Record, Segment, write_record
-from vasa.face.model import FaceModel
+from vasa.face.mesh.model import FaceModel
 from vasa.metrics.contrastive import judge_metadata, load_judge
 from vasa.train.judge import JudgeTrainConfig, train_judge
 

@@ -24,7 +24,7 @@ from vasa.data.records import Record, Segment, read_record, record_files, write_
 from vasa.data.windows import MotionData
 from vasa.errors import VasaError
 from vasa.face.backends import load_face
-from vasa.face.mesh_space import MeshMotionSpace
+from vasa.face.mesh.space import MeshMotionSpace
 from vasa.face.neural import PRESETS, NeuralFaceModel, load_face_model, save_face_model
 from vasa.face.neural.backend import NeuralFace, NeuralTexture
 from vasa.latents import Motion

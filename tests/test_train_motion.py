@@ -18,7 +18,7 @@ import torch
 
 from vasa.cli import build_parser, main as cli_main
 from vasa.data.records import Record, Segment, read_record, record_files, write_record
-from vasa.face.mesh_space import MeshMotionSpace
+from vasa.face.mesh.space import MeshMotionSpace
 from vasa.data.windows import Augment, MotionData, interpolate, motion_stats, sample_batch, validation_batches
 from vasa.errors import VasaError
 from vasa.motion import PRESETS, load_motion_model

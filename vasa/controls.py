@@ -13,7 +13,7 @@ from vasa.errors import VasaError
 from vasa.latents import EMOTION_NAMES
 from vasa.motion.controls import MAX_BLINKS_PER_MINUTE
 
-MAX_EMOTION_WEIGHT = 1.5  # 1 = a clear expression (vasa.face.expressions); 1.5 already exaggerates, more distorts
+MAX_EMOTION_WEIGHT = 1.5  # 1 = a clear expression (vasa.face.mesh.expressions); 1.5 already exaggerates, more distorts
 MAX_GUIDANCE = 10.0  # beyond it the guided motion leaves the range the face can show
 MAX_MOTION_SCALE = 4.0  # head / expression amplitude: 4 times the model's motion is already a caricature
 MAX_GAZE_DEG = 60.0  # the eyes cannot turn further in the head

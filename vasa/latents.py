@@ -11,7 +11,7 @@ on *relative* motion, x = [pose change, dynamics change] (6 + K values): pose (y
 minus the reference pose and scale / reference scale; dynamics minus the reference (neutral) dynamics.
 Training takes the reference from each segment, generation from the portrait, then adds x.
 `LatentSpace` is this for any face latent; a backend that knows more of its latent refines it (the mesh
-latent's `vasa.face.mesh_space.MeshMotionSpace`: resting mouth, straight eyes, gaze augmentation).
+latent's `vasa.face.mesh.space.MeshMotionSpace`: resting mouth, straight eyes, gaze augmentation).
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ class LatentSpace:
     This is all a learned latent (the neural backend) gets: its z_dyn has no known iris or mouth
     coordinates, so a segment's reference is simply its median pose and median dynamics, the portrait's
     its own, and gaze can be neither shifted (no gaze augmentation) nor straightened, nor the lids moved
-    with it. `vasa.face.mesh_space.MeshMotionSpace` (the mesh latent) refines the references and adds
+    with it. `vasa.face.mesh.space.MeshMotionSpace` (the mesh latent) refines the references and adds
     the gaze operations.
     """
 

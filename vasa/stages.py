@@ -225,7 +225,7 @@ class Renderer:
     """Relative motion chunks at 25 fps -> frames at `fps` (resampled), one portrait. push(x) -> frames.
 
     `emotion` (7,) weights put that emotion's expression on the portrait (`FaceBackend.with_expression`:
-    the mesh backend's `vasa.face.expressions`); `set_emotion` changes it while frames are being made
+    the mesh backend's `vasa.face.mesh.expressions`); `set_emotion` changes it while frames are being made
     (live avatars), eased in over EMOTION_BLEND_S so that the face turns rather than jumps."""
 
     def __init__(self, head: TalkingHead, source: Source | None = None, fps: float = MODEL_FPS,

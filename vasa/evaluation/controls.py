@@ -16,7 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vasa.data.records import EMOTION_NAMES
-from vasa.face.model import MOUTH_CORNERS
+from vasa.face.mesh.model import MOUTH_CORNERS
 from vasa.latents import SAMPLE_RATE
 from vasa.metrics import landmarks
 from vasa.metrics.landmarks import OPEN_EYES_FRACTION, Track
@@ -86,7 +86,7 @@ def render(head, x: np.ndarray, source=None) -> list[np.ndarray]:
     """Frames of relative motion x (T, 46) on the current portrait (or `source`, e.g. wearing an
     emotion): what `TalkingHead.frames` does at the model's 25 fps, split off so that the generated
     motion can be read as well as the pixels."""
-    from vasa.face.edits import keep_physical
+    from vasa.face.mesh.edits import keep_physical
     from vasa.latents import Motion
 
     source = source or head.source

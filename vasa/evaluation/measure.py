@@ -20,7 +20,7 @@ from vasa.audio import load_audio, load_encoder
 from vasa.errors import VasaError
 from vasa.evaluation.pictures import tile
 from vasa.face.landmarks import track_video
-from vasa.face.model import FaceModel
+from vasa.face.mesh.model import FaceModel
 from vasa.latents import FPS, SAMPLE_RATE
 from vasa.media import iter_video_frames
 from vasa.metrics import contrastive, identity, landmarks, syncnet

@@ -33,7 +33,7 @@ def load_face(name: str = "mesh", checkpoint: str | os.PathLike | None = None, s
 def space_for(face_backend: str, dynamics_dim: int) -> LatentSpace:
     """The relative-motion space of a face backend's latents: the mesh latent's own, or the generic one."""
     if face_backend == "mesh":
-        from vasa.face.mesh_space import MeshMotionSpace
+        from vasa.face.mesh.space import MeshMotionSpace
 
         space = MeshMotionSpace()
         if space.model.dim != dynamics_dim:

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from vasa.checkpoints import load_weights, read_weights_metadata, save_weights
 from vasa.errors import VasaError
-from vasa.face.model import INNER_LIP_MIDDLE, MOUTH_CORNERS
+from vasa.face.mesh.model import INNER_LIP_MIDDLE, MOUTH_CORNERS
 
 OUTER_LIP_MIDDLE = (0, 17)  # MediaPipe mesh: outer upper and lower lip at the middle
 

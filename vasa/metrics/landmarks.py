@@ -22,7 +22,7 @@ import numpy as np
 from vasa.errors import VasaError
 from vasa.face.landmarker import LandmarkDetector
 from vasa.face.landmarks import track_video
-from vasa.face.model import INNER_LIPS_LOWER, INNER_LIPS_UPPER, OUTER_LIPS, FaceModel
+from vasa.face.mesh.model import INNER_LIPS_LOWER, INNER_LIPS_UPPER, OUTER_LIPS, FaceModel
 from vasa.latents import FPS
 
 LIPS = np.array(sorted(set(OUTER_LIPS + INNER_LIPS_UPPER + INNER_LIPS_LOWER)))  # (40,)

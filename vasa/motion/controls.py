@@ -112,7 +112,7 @@ class Blinks:
     frames), which keeps slower lid motion (squints, lids following a downward look). Blinks then
     start at intervals of `BLINK_FREE_FRAMES` plus a gamma(2) draw with the right mean, seeded, and
     close the lids by `BLINK_PROFILE`. Each eye's change is made along its lid direction
-    (`directions` (2, K)), as `vasa.face.edits.blink` does.
+    (`directions` (2, K)), as `vasa.face.mesh.edits.blink` does.
 
     Streams: `push(frames)` returns the frames whose `2 * half_width` frames of lookahead have
     arrived, `flush()` the rest; any chunking gives the same frames.

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from vasa.data.records import Record, read_record
 from vasa.errors import VasaError
-from vasa.face.model import FaceModel
+from vasa.face.mesh.model import FaceModel
 from vasa.metrics.contrastive import (PRESETS, STD_FLOOR, ContrastiveJudge, lip_features, pose_features,
                                       save_judge, shift_separation)
 from vasa.outputs import check_output_folder

@@ -16,7 +16,7 @@ import numpy as np
 
 from vasa.data.records import read_record
 from vasa.face.backends import space_for
-from vasa.face.mesh_space import MeshMotionSpace
+from vasa.face.mesh.space import MeshMotionSpace
 from vasa.latents import POSE_DIM
 from vasa.motion.readout import CONTEXT, DEFAULT_BLEND, MouthReadout, fit_mouth_readout
 

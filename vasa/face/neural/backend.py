@@ -4,7 +4,7 @@ encode: portrait -> aligned crop (the mesh backend's face framing) -> z_pose, z_
 V_app, z_id (Appearance.texture, Appearance.identity). decode: (Appearance, Motion) -> frame.
 Motion.pose is in `vasa.face.geometry`'s units (degrees, crop units), so head-pose edits and relative
 pose composition work as with the mesh backend; Motion.dynamics is the learned z_dyn (no named
-directions: mouth, blink and gaze edits of `vasa.face.edits` are mesh-only).
+directions: mouth, blink and gaze edits of `vasa.face.mesh.edits` are mesh-only).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Facial dynamics z_dyn are coefficients of a grouped PCA basis over canonical-frame landmark
 displacements: ``canonical = mean_shape + identity_offset + z @ basis``. Groups keep the
 coefficients readable: mouth (lips and jaw), eyelids, iris (gaze), brows and a small residual.
-The file records how it was made (`provenance`); `python -m vasa.face.derive` re-derives it.
+The file records how it was made (`provenance`); `python -m vasa.face.mesh.derive` re-derives it.
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from vasa.face import seams
-from vasa.face.model import IRIS_CENTERS, LEFT_EYE_CONTOUR, LEFT_IRIS, RIGHT_EYE_CONTOUR, RIGHT_IRIS
+from vasa.face.mesh import seams
+from vasa.face.mesh.model import IRIS_CENTERS, LEFT_EYE_CONTOUR, LEFT_IRIS, RIGHT_EYE_CONTOUR, RIGHT_IRIS
 
 EYES = ((RIGHT_IRIS, RIGHT_EYE_CONTOUR), (LEFT_IRIS, LEFT_EYE_CONTOUR))
 MIN_SHIFT_PX = 0.25  # below this the warped portrait's own iris is already right

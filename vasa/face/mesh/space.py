@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vasa.face.model import EYEBALL_RADIUS, FaceModel
+from vasa.face.mesh.model import EYEBALL_RADIUS, FaceModel
 from vasa.latents import POSE_DIM, LatentSpace, Reference
 
 CLOSED_MOUTH_PERCENTILE = 10  # frames this closed (or more) define a segment's resting mouth

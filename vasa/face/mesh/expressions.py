@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from vasa.latents import EMOTION_NAMES
-from vasa.face.model import LEFT_IRIS, RIGHT_IRIS, FaceModel
+from vasa.face.mesh.model import LEFT_IRIS, RIGHT_IRIS, FaceModel
 from vasa.latents import Appearance
 
 

@@ -10,7 +10,7 @@ from typing import Callable
 
 import numpy as np
 
-from vasa.face.model import EYEBALL_RADIUS
+from vasa.face.mesh.model import EYEBALL_RADIUS
 from vasa.latents import Appearance, Motion
 
 ADJUST_STEPS = 4

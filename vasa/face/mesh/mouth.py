@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from vasa.face import seams
-from vasa.face.model import INNER_LIPS_LOWER, INNER_LIPS_UPPER, OUTER_LIPS
+from vasa.face.mesh import seams
+from vasa.face.mesh.model import INNER_LIPS_LOWER, INNER_LIPS_UPPER, OUTER_LIPS
 
 DEFAULT_TEETH_RGB = np.array([222.0, 214.0, 198.0])
 CAVITY_DARKNESS = 0.25  # cavity colour = lip colour times this (in the middle; darker at the corners)

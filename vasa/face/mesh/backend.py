@@ -2,10 +2,10 @@
 
 encode: image -> aligned crop, 478 landmarks -> (canonical identity shape, pose, dynamics).
 decode: identity + dynamics basis * (z - z_source) -> canonical shape -> posed -> vertex motion
--> dense backward warp of the portrait (`vasa.face.warp`) -> irises slid rigidly under the lids
-(`vasa.face.eyes`) -> mouth interior where the lips part wider than in the portrait
-(`vasa.face.mouth`), and the line between lips or lids where they meet over what the warp squeezed
-between them (`vasa.face.seams`). Eyelids close because the lid vertices meet.
+-> dense backward warp of the portrait (`vasa.face.mesh.warp`) -> irises slid rigidly under the lids
+(`vasa.face.mesh.eyes`) -> mouth interior where the lips part wider than in the portrait
+(`vasa.face.mesh.mouth`), and the line between lips or lids where they meet over what the warp squeezed
+between them (`vasa.face.mesh.seams`). Eyelids close because the lid vertices meet.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ import cv2
 import numpy as np
 
 from vasa.errors import VasaError
-from vasa.face import edits, eyes, geometry, mouth, warp
+from vasa.face import geometry
 from vasa.face.landmarker import LandmarkDetector
 from vasa.face.landmarks import FaceCrop, TrackedVideo, locate_portrait, track_video
-from vasa.face.mesh_space import MeshMotionSpace
-from vasa.face.model import INNER_LIPS_LOWER, INNER_LIPS_UPPER, FaceModel
+from vasa.face.mesh import edits, eyes, mouth, warp
+from vasa.face.mesh.model import INNER_LIPS_LOWER, INNER_LIPS_UPPER, FaceModel
+from vasa.face.mesh.space import MeshMotionSpace
 from vasa.latents import Appearance, Eyelids, Motion
 from vasa.media import read_image
 
@@ -97,10 +98,10 @@ class MeshFace:
         return float(gaze[0]), float(gaze[1])
 
     def with_expression(self, appearance: Appearance, weights: np.ndarray) -> Appearance:
-        """The portrait's canonical shape moved by the expression (`vasa.face.expressions`)."""
+        """The portrait's canonical shape moved by the expression (`vasa.face.mesh.expressions`)."""
         if not np.asarray(weights).any():
             return appearance
-        from vasa.face.expressions import with_expression
+        from vasa.face.mesh.expressions import with_expression
 
         return with_expression(appearance, self.model, weights)
 
