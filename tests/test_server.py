@@ -353,7 +353,7 @@ def test_bad_start_and_stream_messages_get_one_error_each_and_no_traceback(head,
     bad_starts = [{"head_scale": float("nan")}, {"expression_scale": float("inf")}, {"head_scale": 1e308},
                   {"head_scale": -float("inf")}, {"seed": 2**64}, {"seed": 1e400}, {"seed": -1, "blinks": 10},
                   {"seed": 1.5}, {"still": "false"}, {"blinks": float("nan")}, {"emotion": {"happy": float("nan")}},
-                  {"emotion": []}, {"portrait": 7}, {"sed": 1}]
+                  {"emotion": []}, {"portrait": 7}, {"sed": 1}, {"mouth_readout": 1.5}, {"mouth_readout": "1"}]
 
     async def scenario():
         async with serving(head) as (client, portrait, server):
@@ -366,7 +366,7 @@ def test_bad_start_and_stream_messages_get_one_error_each_and_no_traceback(head,
                 for text in (nested, '{"type": ' * 5000 + "1" + "}" * 5000, json.dumps({"type": ["start"]})):
                     await ws.send_str(text)
                     assert (await ws.receive_json(timeout=10))["type"] == "error"
-                await ws.send_json({"type": "start", "portrait": portrait})
+                await ws.send_json({"type": "start", "portrait": portrait, "mouth_readout": 0.5})
                 assert (await receive_until(ws, ("ready",)))["type"] == "ready"
                 await ws.send_json({"type": "end"})  # before any audio
                 assert "before any audio" in (await receive_until(ws, ("error",)))["message"]
@@ -500,6 +500,7 @@ JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70
 MESSAGE_TYPES = st.sampled_from(["start", "controls", "end", "dance", "", None, 3])
 START = st.fixed_dictionaries({"type": st.just("start")}, optional={
     "portrait": st.just("PORTRAIT") | st.text(max_size=5), "seed": JSON_VALUES, "head_scale": JSON_VALUES,
+    "mouth_readout": JSON_VALUES,
     "expression_scale": JSON_VALUES, "still": JSON_VALUES, "blinks": JSON_VALUES, "emotion": JSON_VALUES,
     "extra": JSON_VALUES})
 MESSAGES = st.lists(st.one_of(

@@ -16,7 +16,7 @@ FRAME_HEADER = struct.Struct("<IdI")  # frame index, time_s on the audio clock, 
 
 MESSAGE_TYPES = ("start", "controls", "end")  # the client's text messages; audio comes as binary ones
 # the start message's optional fields, handed to `Controls` as they are (it checks types and ranges)
-CONTROL_FIELDS = ("seed", "head_scale", "expression_scale", "still", "blinks", "emotion")
+CONTROL_FIELDS = ("seed", "head_scale", "expression_scale", "still", "blinks", "emotion", "mouth_readout")
 START_FIELDS = {"type", "portrait", *CONTROL_FIELDS}
 MALFORMED = "malformed message: send JSON objects with a 'type'"
 
