@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="frame offsets the read-out reads (default: -4 ... 4, no further ahead than the "
                              "model's window lookahead: -4 ... 3 for the live model's 4-frame windows)")
     args = parser.parse_args(argv)
+    if args.mouth_readout is not None and not 0.0 <= args.mouth_readout <= 1.0:
+        parser.error(f"--mouth-readout must be between 0 and 1, got {args.mouth_readout}")
     metadata = {k: v for k, v in read_metadata(args.model).items()
                 if k not in (CONFIG_KEY, READOUT_KEY, "cfg_audio_pose")}
     metadata["cfg_audio"] = f"{args.cfg_audio:g}"
@@ -51,9 +53,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.split is not None:
             files = load_split(args.split).partition(files)[0]
         window = load_motion_model(args.model).config.window_frames
-        readout = fit_readout(files, context=args.readout_context or context_for_window(window))
+        try:
+            readout = fit_readout(files, context=args.readout_context or context_for_window(window))
+        except ValueError as error:  # a context that does not surround the frame
+            parser.error(str(error))
         if readout is None:
-            parser.error(f"{args.readout_data}: records of a face latent with no known mouth coefficients")
+            parser.error(f"{args.readout_data}: no training records with kept frames, or records of a face "
+                         "latent with no known mouth coefficients")
         print(f"fitted the mouth read-out on {len(files)} records")
     if readout is not None and args.mouth_readout is not None:
         readout.blend = args.mouth_readout

@@ -62,6 +62,9 @@ def test_the_fit_needs_data_and_a_context_around_the_frame():
     for context in [(), (1, 2), (-2, -1), (2, 0), (0, 0)]:
         with pytest.raises(ValueError, match="context"):
             MouthReadout(4, [6], context=context)
+    for share in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="share"):
+            MouthReadout(4, [6], blend=share)
 
 
 @settings(max_examples=60, deadline=None)
@@ -209,6 +212,9 @@ def test_the_ship_script_fits_keeps_and_drops_a_read_out(paths, tmp_path):
     kept = tmp_path / "kept.safetensors"
     assert ship(carrying, kept, "--cfg-audio", 2, "--mouth-readout", 0.5).returncode == 0
     assert load_mouth_readout(kept).blend == 0.5 and read_metadata(kept)["cfg_audio"] == "2"
+    refused = ship(carrying, tmp_path / "refused.safetensors", "--cfg-audio", 2, "--mouth-readout", 1.5)
+    assert refused.returncode == 2 and "between 0 and 1" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (tmp_path / "refused.safetensors").exists()
     dropped = tmp_path / "dropped.safetensors"
     assert ship(carrying, dropped, "--cfg-audio", 2, "--mouth-readout", 0).returncode == 0
     assert load_mouth_readout(dropped) is None

@@ -49,6 +49,8 @@ class MouthReadout(nn.Module):
                 or self.context[-1] < 0:
             raise ValueError(f"read-out context {self.context} must be increasing frame offsets around 0")
         self.blend = float(blend)
+        if not 0.0 <= self.blend <= 1.0:  # NaN fails too
+            raise ValueError(f"read-out share {blend!r} must be between 0 and 1")
         inputs = audio_dim * len(self.context)
         self.register_buffer("mean", torch.zeros(inputs, dtype=torch.float64))
         self.register_buffer("scale", torch.ones(inputs, dtype=torch.float64))
