@@ -218,3 +218,51 @@ def test_concurrent_sessions_on_one_head_do_not_share_state(head, speech, astron
     assert len(frames_a) == len(expected_a) and len(frames_b) == len(expected_b)
     assert all(np.array_equal(x, y) for x, y in zip(frames_a, expected_a))
     assert all(np.array_equal(x, y) for x, y in zip(frames_b, expected_b))
+
+
+def mouth_travel(head, frames) -> np.ndarray:
+    """How far each frame's rendered mouth is from the rest mouth (largest mouth coefficient of x)."""
+    columns = 6 + np.flatnonzero(head.face.mouth_mask)
+    return np.array([np.abs(frame.motion[columns]).max() for frame in frames])
+
+
+def test_interrupt_closes_the_mouth_within_100_ms_and_release_lets_it_move_again(head):
+    """Speech, cut off mid-burst: the frames read after `interrupt` close the mouth within 100 ms of stream
+    time (whatever audio they were made from), frames made before it are dropped, the clock does not
+    skip back; after `release_mouth` with new speech the mouth moves again."""
+    speech = voiced_bursts(4.0, voiced_until=4.0, rate=RATE)
+    with StreamingSession(head, controls=FAST) as session:
+        session.push(speech[:RATE])
+        before = [session.next_frame(timeout=30) for _ in range(8)]
+        session.interrupt()
+        session.push(np.zeros(RATE // 2, np.float32))  # the listener talks; the avatar hears silence
+        session.release_mouth()
+        session.push(speech[RATE:3 * RATE])
+        session.end()
+        after = list(session.frames())
+    assert mouth_travel(head, before).max() > 0.05  # it was talking
+    cut = after[0].time_s
+    assert after[0].index > before[-1].index  # the clock goes on (some frames may be dropped)
+    indices = [f.index for f in after]
+    assert indices == sorted(set(indices))
+    hushed = [f for f in after if cut + 0.1 <= f.time_s < 1.5]
+    assert hushed and mouth_travel(head, hushed).max() == 0.0
+    # the same audio uninterrupted: those frames would have talked (some were made from the speech)
+    audio = np.concatenate([speech[:RATE], np.zeros(RATE // 2, np.float32), speech[RATE:3 * RATE]])
+    plain = {f.index: f for f in stream(head, audio, 777, controls=FAST)}
+    assert mouth_travel(head, [plain[f.index] for f in hushed]).max() > 0.05
+    talking = [f for f in after if f.time_s >= 1.5 + 0.2]
+    assert mouth_travel(head, talking).max() > 0.05
+    assert session.stats.interrupted_frames == after[0].index - before[-1].index - 1
+
+
+def test_interrupt_changes_nothing_before_it(head, speech):
+    """Frames read before `interrupt` equal the uninterrupted run's; a release with no interruption before
+    it changes nothing."""
+    plain = stream(head, speech, 777, controls=FAST)
+    with StreamingSession(head, controls=FAST) as session:
+        session.release_mouth(0.0)
+        session.push(speech)
+        session.end()
+        released = list(session.frames())
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(plain, released)) and len(plain) == len(released)

@@ -6,6 +6,7 @@ backend: what differs between latents the backend answers (`vasa.latents.FaceBac
 
 from __future__ import annotations
 
+import math
 import queue
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from vasa.pipeline import Source, TalkingHead
 
 EMOTION_BLEND_S = 0.3  # a mid-stream emotion change eases in over this long (Renderer.set_emotion)
+HUSH_FRAMES = 2  # an interruption closes the mouth over this many output frames (Renderer.hush), and a
+# released mouth opens again over as many
 SILENCE_LOW, SILENCE_HIGH = 0.3, 0.6  # voice probability ramp over which the mouth is allowed to move
 # The mouth closes once silence has lasted SILENCE_CLOSE_FRAMES and is free again SILENCE_OPEN_FRAMES before
 # the voice activity detector hears speech: real speakers part their lips before the sound starts
@@ -226,7 +229,13 @@ class Renderer:
 
     `emotion` (7,) weights put that emotion's expression on the portrait (`FaceBackend.with_expression`:
     the mesh backend's `vasa.face.mesh.expressions`); `set_emotion` changes it while frames are being made
-    (live avatars), eased in over EMOTION_BLEND_S so that the face turns rather than jumps."""
+    (live avatars), eased in over EMOTION_BLEND_S so that the face turns rather than jumps.
+
+    `hush` closes the mouth from the next frame made, over HUSH_FRAMES frames, whatever the motion says
+    (a live avatar interrupted mid-word); `release(frame)` lets it move again from output frame `frame`
+    on. Frame j of the output shows time j / fps: `index` is the frame last made, `motion` its x row and
+    `generation` the last hush taken up when it was made (any thread may ask; the rendering one answers).
+    """
 
     def __init__(self, head: TalkingHead, source: Source | None = None, fps: float = MODEL_FPS,
                  emotion: np.ndarray | None = None):
@@ -239,10 +248,26 @@ class Renderer:
         self._start, self._target, self._progress = self._weights, self._weights, self.blend_frames
         self._requests: queue.SimpleQueue = queue.SimpleQueue()  # from any thread; read by the rendering one
         self._shown = self.head.wearing(self.source, self._weights)
+        self.mouth_columns = POSE_DIM + np.flatnonzero(head.face.mouth_mask)
+        self.index = -1  # the frame last made
+        self.motion: np.ndarray | None = None  # its x row, as rendered
+        self.generation = 0  # the last hush taken up
+        self._hushed_until = -math.inf  # the mouth is held closed for frames before this one
+        self._mouth = 1.0  # how far the mouth may move now (1 free, 0 closed)
 
     def set_emotion(self, weights: np.ndarray | None) -> None:
         """Ease into emotion weights (7,) (None: no expression) from the next frame made; any thread."""
-        self._requests.put(np.zeros(len(EMOTION_NAMES)) if weights is None else np.asarray(weights, np.float64))
+        self._requests.put(("emotion", np.zeros(len(EMOTION_NAMES)) if weights is None
+                            else np.asarray(weights, np.float64)))
+
+    def hush(self, generation: int) -> None:
+        """Close the mouth from the next frame made until `release`; frames made from then on carry
+        `generation`. Any thread."""
+        self._requests.put(("hush", int(generation)))
+
+    def release(self, frame: int) -> None:
+        """Let the mouth move again from output frame `frame` on (eased in). Any thread."""
+        self._requests.put(("release", int(frame)))
 
     def push(self, x: np.ndarray) -> list[np.ndarray]:
         return list(self.frames(x))
@@ -250,18 +275,38 @@ class Renderer:
     def frames(self, x: np.ndarray) -> Iterator[np.ndarray]:
         """The frames of motion chunk x, made one by one as they are asked for."""
         for frame in self.resampler.push(x):
+            self.index += 1
             self._advance()
-            yield from self.head.render(frame[None], self._shown)
+            self.motion = self._held(frame)
+            yield from self.head.render(self.motion[None], self._shown)
 
     def _advance(self) -> None:
-        """One frame further into the current blend; a new request starts one from where the face is."""
+        """Take up requests; one frame further into the current emotion blend. A new emotion request
+        starts a blend from where the face is."""
         while not self._requests.empty():
-            self._start, self._target, self._progress = self._weights, self._requests.get(), 0
+            kind, value = self._requests.get()
+            if kind == "emotion":
+                self._start, self._target, self._progress = self._weights, value, 0
+            elif kind == "hush":
+                self.generation, self._hushed_until = value, math.inf
+            else:  # release
+                self._hushed_until = value
         if self._progress < self.blend_frames:
             self._progress += 1
             t = self._progress / self.blend_frames
             self._weights = self._start + (self._target - self._start) * t * t * (3 - 2 * t)  # smoothstep
             self._shown = self.head.wearing(self.source, self._weights)
+
+    def _held(self, frame: np.ndarray) -> np.ndarray:
+        """The motion row with the mouth as far closed as a hush asks (x = 0 is the rest mouth)."""
+        target = 0.0 if self.index < self._hushed_until else 1.0
+        step = 1.0 / HUSH_FRAMES
+        self._mouth = min(target, self._mouth + step) if target > self._mouth else max(target, self._mouth - step)
+        if self._mouth >= 1.0:
+            return frame
+        frame = np.array(frame, dtype=np.float64)
+        frame[self.mouth_columns] *= self._mouth
+        return frame
 
 
 class Resampler:

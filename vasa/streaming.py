@@ -3,6 +3,8 @@
     session = StreamingSession(head, source, Controls(seed=0), encode=jpeg)
     session.push(samples)                    # mono float32 at 16 kHz, any chunk size (blocks when behind)
     frame = session.next_frame(timeout=0.1)  # StreamFrame(index, time_s, image, data) or None
+    session.interrupt()                      # a live avatar cut off: the mouth closes now (HUSH_FRAMES)
+    session.release_mouth(at_s)              # ... and moves again with the audio from at_s on
     session.end()                            # no more audio: the last frames follow, then None for good
     session.close()                          # stop the stage threads (also on abort)
 
@@ -52,6 +54,17 @@ class StreamFrame:
     image: np.ndarray  # (S, S, 3) uint8 RGB
     data: bytes | None = None  # the encoded image when the session has an encoder
     ready_s: float = 0.0  # wall time (time.perf_counter) the frame left the last stage
+    motion: np.ndarray | None = None  # the relative motion row x (46,) it shows, as rendered
+
+
+@dataclass(frozen=True)
+class _Made:
+    """A rendered frame on its way out, stamped by the renderer."""
+
+    index: int
+    generation: int  # the interruptions the renderer had taken up when it made the frame
+    motion: np.ndarray
+    image: np.ndarray
 
 
 class _End:
@@ -129,6 +142,7 @@ class SessionStats:
     first_frame_s: float | None = None  # wall time the first frame was read
     first_frame_audio_s: float | None = None  # audio pushed (seconds) when the first frame was read
     frames: int = 0
+    interrupted_frames: int = 0  # frames made before an interruption and dropped by it
 
 
 class StreamingSession:
@@ -157,7 +171,8 @@ class StreamingSession:
         self._stopped = threading.Event()
         self._ended = False
         self._pushed_samples = 0
-        self._index = 0
+        self._read = 0  # frames read
+        self._generation = 0  # interruptions so far
         self.stats = SessionStats()
         names = ["features", "motion", "render"] + (["encode"] if encode else [])
         queues = [queue.Queue(QUEUE_ITEMS["audio"])] + [queue.Queue(QUEUE_ITEMS[k])
@@ -166,8 +181,9 @@ class StreamingSession:
             "features": (lambda chunk: [audio.push(chunk)], lambda: [audio.flush()]),
             "motion": (lambda part: [x] if len(x := motion.push(part)) else [],
                        lambda: [x] if len(x := motion.flush()) else []),
-            "render": (lambda x: renderer.frames(x), lambda: []),  # one frame at a time
-            "encode": (lambda image: [(image, encode(image))], lambda: []),
+            "render": (lambda x: (_Made(renderer.index, renderer.generation, renderer.motion, image)
+                                  for image in renderer.frames(x)), lambda: []),  # one frame at a time
+            "encode": (lambda made: [(made, encode(made.image))], lambda: []),
         }
         self._stages = []
         for k, name in enumerate(names):
@@ -205,6 +221,20 @@ class StreamingSession:
         weights = Controls(emotion=emotion).emotion_vector() if emotion else None  # names and weights checked
         self._renderer.set_emotion(weights)
 
+    def interrupt(self) -> None:
+        """Cut the speech off: the next frames close the mouth over HUSH_FRAMES frames whatever audio
+        they were made from, and frames made before the call that are not read yet are dropped
+        (`stats.interrupted_frames`). The head, eyes and timing go on; the mouth stays closed until
+        `release_mouth`. Any thread."""
+        self._generation += 1
+        self._renderer.hush(self._generation)
+
+    def release_mouth(self, at_s: float | None = None) -> None:
+        """After `interrupt`: the mouth follows the audio again from stream time `at_s` on (default: the
+        audio pushed so far, i.e. what is pushed next)."""
+        at_s = self.pushed_s if at_s is None else float(at_s)
+        self._renderer.release(math.ceil(at_s * self.fps - 1e-9))
+
     def end(self, timeout: float | None = None) -> None:
         """No more audio: the pipeline flushes and the last frames follow."""
         if not self._ended:
@@ -226,27 +256,32 @@ class StreamingSession:
 
     def next_frame(self, timeout: float | None = None) -> StreamFrame | None:
         """The next frame, or None after the last one (after `end`) or when `timeout` s pass first."""
-        if self._done:
-            return None
-        try:
-            item = self._outbox.get(timeout=timeout)
-        except queue.Empty:
-            return None
-        if isinstance(item, _Failure):
-            self._done = True
-            self.close()
-            raise item.error
-        if isinstance(item, _End):
-            self._done = True
-            return None
-        image, data = item if isinstance(item, tuple) else (item, None)
-        now = time.perf_counter()
-        frame = StreamFrame(self._index, self._index / self.fps, image, data, now)
-        if self._index == 0:
-            self.stats.first_frame_s, self.stats.first_frame_audio_s = now, self.pushed_s
-        self._index += 1
-        self.stats.frames = self._index
-        return frame
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._done:
+            try:
+                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+                item = self._outbox.get(timeout=wait)
+            except queue.Empty:
+                return None
+            if isinstance(item, _Failure):
+                self._done = True
+                self.close()
+                raise item.error
+            if isinstance(item, _End):
+                self._done = True
+                return None
+            made, data = item if isinstance(item, tuple) else (item, None)
+            if made.generation < self._generation:  # made before an interruption
+                self.stats.interrupted_frames += 1
+                continue
+            now = time.perf_counter()
+            frame = StreamFrame(made.index, made.index / self.fps, made.image, data, now, made.motion)
+            if self._read == 0:
+                self.stats.first_frame_s, self.stats.first_frame_audio_s = now, self.pushed_s
+            self._read += 1
+            self.stats.frames = self._read
+            return frame
+        return None
 
     @property
     def finished(self) -> bool:
