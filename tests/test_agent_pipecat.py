@@ -260,3 +260,21 @@ def test_live_avatar_alone_listens_speaks_and_times_first_frames(head):
     latency = avatar.stats.first_frame_after_speech_s
     assert len(latency) == 2 and all(0 < s < 2.0 for s in latency)
     assert abs(avatar.stats.speech_s - 1.6) <= 2 * 2 / FPS
+
+
+@pytest.mark.slow
+def test_agent_bench_prints_its_figures(tmp_path, capsys):
+    """`vasa bench --agent` on a small model: one line of figures, appended to --out."""
+    from vasa.cli import main
+
+    path = tmp_path / "tiny.safetensors"
+    save_motion_model(path, randomized(TINY_MEL, seed=0), {"audio_encoder": "mel"})
+    out = tmp_path / "bench.md"
+    main(["bench", "--agent", "--model", str(path), "--sizes", "64", "--seconds", "14", "--out", str(out)])
+    row = next(line for line in out.read_text().splitlines() if line.startswith("| Pipecat"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    first, median = (float(v) for v in cells[1].split(" / "))
+    assert 0 < first < 3000 and 0 < median < 3000
+    closed = float(cells[2].split(" ")[0])  # the second utterance was cut off
+    assert 0 < closed < 1000
+    assert 20 < float(cells[5]) < 30  # frames per second out

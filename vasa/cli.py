@@ -214,18 +214,28 @@ def _add_bench(commands) -> None:
                                         "table; --out appends it to a file (e.g. docs/benchmarks.md).")
     p.add_argument("--model", help=MODEL_HELP)
     p.add_argument("--sizes", nargs="+", type=positive_size, default=[256, 512])
-    p.add_argument("--seconds", type=float, default=12.0, help="speech length per run (default 12)")
+    p.add_argument("--seconds", type=float, help="speech length per run (default 12; --agent: 60)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.add_argument("--step-frames", nargs="+", type=int, default=[0],
                    help="motion window steps to stream with (0 = the model's window; default 0)")
     p.add_argument("--out", type=Path, help="append the results to this Markdown file")
+    p.add_argument("--agent", action="store_true",
+                   help="instead: the avatar in a Pipecat pipeline (needs vasa[pipecat]): first frame after TTS "
+                        "audio, interruption to closed mouth, frame lag over --seconds (default 60) of "
+                        "speech and silence; --model default live, the first of --sizes")
     p.set_defaults(run=_run_bench)
 
 
 def _run_bench(args) -> None:
+    if args.agent:
+        from vasa.agent.bench import run_agent_bench
+
+        run_agent_bench(model=args.model, size=args.sizes[0], seconds=args.seconds or 60.0, threads=args.threads,
+                        out=args.out)
+        return
     from vasa.bench import run_bench
 
-    run_bench(model=args.model, sizes=args.sizes, seconds=args.seconds, threads=args.threads,
+    run_bench(model=args.model, sizes=args.sizes, seconds=args.seconds or 12.0, threads=args.threads,
               step_frames=[s or None for s in args.step_frames], out=args.out)
 
 

@@ -64,6 +64,7 @@ class VasaVideoService(FrameProcessor):
         self._sender: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stats: AvatarStats | None = None
+        self.latency_s: float | None = None  # the audio a frame waits for by design (StreamingSession)
 
     # --- frames in --------------------------------------------------------------------------------
     async def process_frame(self, frame: Frame, direction: FrameDirection):
@@ -117,6 +118,7 @@ class VasaVideoService(FrameProcessor):
         self.avatar = LiveAvatar(self.head, self._made, source=self.source, controls=self.controls, fps=self.fps,
                                  step_frames=self.step_frames, max_lag_s=self.max_lag_s)
         self._stats = self.avatar.stats
+        self.latency_s = self.avatar.session.algorithmic_latency_s
         self.avatar.start()
         self._sender = self.create_task(self._send(), name="vasa-avatar-send")
 
