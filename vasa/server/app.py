@@ -29,6 +29,7 @@ from vasa.errors import VasaError
 from vasa.latents import FPS
 from vasa.pipeline import Source, TalkingHead
 from vasa.server.session import websocket_route
+from vasa.server.webrtc import offer_route
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -102,6 +103,7 @@ class VasaServer:
         self.head, self.config = head, config
         self.stats = ServerStats()
         self.connections = 0  # open WebSockets
+        self.rtc_streams: set = set()  # live WebRTC streams (vasa.server.webrtc)
         self.portraits: collections.OrderedDict[str, _Portrait] = collections.OrderedDict()
         self._uploads: collections.deque[str] = collections.deque()
         self._encode_lock = threading.Lock()  # one portrait encode at a time (face tracker state)
@@ -293,9 +295,12 @@ def build_app(head: TalkingHead, config: ServerConfig = ServerConfig()) -> web.A
     app.router.add_get("/api/demo_speech.wav", _demo_speech)
     app.router.add_get("/api/status", _status)
     app.router.add_get("/ws", websocket_route(app[SERVER]))
+    app.router.add_post("/api/webrtc/offer", offer_route)
     app.on_cleanup.append(_shut_down)
     return app
 
 
 async def _shut_down(app: web.Application) -> None:
+    for stream in list(app[SERVER].rtc_streams):
+        await stream.close()
     app[SERVER].encoder.shutdown(wait=False, cancel_futures=True)
