@@ -68,3 +68,30 @@ def test_page_streams_speech_and_shows_a_talking_face_in_sync(server_url, tmp_pa
     image = cv2.cvtColor(cv2.imread(str(shot)), cv2.COLOR_BGR2RGB)
     assert image.std() > 20
     assert detector.landmarks(np.ascontiguousarray(image)) is not None, "no face in the page's video"
+
+
+def test_page_over_webrtc_receives_the_tracks_and_reports_its_first_frame(server_url, tmp_path, detector):
+    """The page with "WebRTC" ticked: the microphone goes up as a media track, video and audio tracks come
+    back, the browser decodes and presents the frames, and the page reports the first frame's latency;
+    an emotion change goes over the data channel."""
+    if not __import__("importlib").util.find_spec("aiortc"):
+        pytest.skip("WebRTC needs aiortc (pip install 'vasa[webrtc]')")
+    with open_page(server_url) as run:
+        page = run.page
+        page.check("#webrtc")
+        stats = stream_until_shown(run, 50)
+        page.wait_for_function("window.vasa.stats.audioPackets > 25 && window.vasa.stats.frames >= 50", timeout=20_000)
+        page.select_option("#emotion", "happy")  # over the data channel, while streaming
+        page.wait_for_timeout(300)
+        shot = tmp_path / "rtc.png"
+        page.locator("#rtcvideo").screenshot(path=str(shot))
+        stats = page.evaluate("window.vasa.stats")
+        text = page.inner_text("#stats")
+        page.click("#stop")
+    assert not run.errors and stats["error"] is None, (run.errors, stats)
+    assert stats["transport"] == "webrtc" and not run.sent  # no WebSocket was used
+    assert stats["firstFrameMs"] is not None and 0 < stats["firstFrameMs"] < 10_000
+    assert f"first frame      {stats['firstFrameMs']} ms" in text  # the page shows what it measured
+    image = cv2.cvtColor(cv2.imread(str(shot)), cv2.COLOR_BGR2RGB)
+    assert image.std() > 20
+    assert detector.landmarks(np.ascontiguousarray(image)) is not None, "no face in the WebRTC video"

@@ -84,7 +84,8 @@ def open_page(url: str, speech: str | Path | None = None, executable: str | None
     if executable is None:
         raise FileNotFoundError("no system Chromium (apt-get install chromium, or set VASA_CHROMIUM)")
     args = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-audio-capture={speech or DEMO_SPEECH}", "--autoplay-policy=no-user-gesture-required"]
+            f"--use-file-for-fake-audio-capture={speech or DEMO_SPEECH}", "--autoplay-policy=no-user-gesture-required",
+            "--disable-features=WebRtcHideLocalIpsWithMdns"]  # WebRTC: host candidates the server can reach
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, headless=True, args=args)
         try:

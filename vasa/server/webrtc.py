@@ -4,14 +4,15 @@ voice come back as a video and an audio track, so the browser does the A/V sync 
     POST /api/webrtc/offer  {"type": "start", "portrait": ID, <the start message's controls>,
                              "sdp": {"type": "offer", "sdp": "..."}}   -> {"type": "answer", "sdp": "...",
                              "design_latency_ms": ..., "first_frame_wait_ms": ..., "fps": ..., "size": ...}
+    data channel (optional)  {"type": "controls", "emotion": {...}}  -> {"type": "ok"} or an error
 
 One offer = one `StreamingSession` (a streaming slot, as a WebSocket 'start' takes one; `busy` when
 none is free). Non-trickle ICE: the offer carries its candidates, so does the answer. Incoming audio
 (any rate, any channel count; aiortc decodes Opus) is resampled to 16 kHz mono and pushed; a pacer
 releases each frame with its 40 ms of audio on a real-time schedule (a short jitter allowance after the
 first), the video track sends the frame and the audio track the audio at the same moment, and both
-tracks' timestamps run on that schedule. A frame more than `max_frame_wait_s` behind its slot is not
-sent (counted; its audio still is). The session ends when the peer connection closes or fails, when no
+tracks' timestamps run on that schedule; a frame later than its slot moves the schedule back (a pause
+in both), and a frame the video encoder has no room for is skipped (counted; its audio still goes). The session ends when the peer connection closes or fails, when no
 audio has come for `idle_timeout_s`, or after `max_audio_s` of audio. Needs aiortc
 (`pip install "vasa[webrtc]"`); without it the route answers 501 with that message.
 """
@@ -31,7 +32,7 @@ from aiohttp import web
 
 from vasa.errors import VasaError
 from vasa.latents import SAMPLE_RATE
-from vasa.server.protocol import BadMessage, parse_start
+from vasa.server.protocol import BadMessage, parse_start, parse_text
 from vasa.streaming import StreamingSession
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ class WebRTCStream:
         self.pcm = collections.deque()  # (first sample index, int16 samples) received, not yet sent back
         self.samples_in = 0
         self.heard_s = self.loop.time()
-        self.sent = self.dropped = 0
+        self.sent = self.dropped = self.rebuffers = 0
         self.first_frame_s: float | None = None
         self.closed = asyncio.Event()
         self.tasks: list[asyncio.Task] = []
@@ -159,6 +160,18 @@ class WebRTCStream:
             out[lo - a:hi - a] = samples[lo - start:hi - start]
         return out
 
+    def control(self, text) -> dict:
+        """A message on the page's data channel: {"type": "controls", "emotion": ...} as on the WebSocket
+        -> the reply ({"type": "ok"} or an error)."""
+        try:
+            message = parse_text(text) if isinstance(text, str) else None
+            if message is None or message["type"] != "controls":
+                raise BadMessage("the data channel takes 'controls' messages only", malformed=True)
+            self.session.set_emotion(message.get("emotion"))
+        except (BadMessage, VasaError) as error:
+            return {"type": "error", "message": str(error)}
+        return {"type": "ok"}
+
     # --- frames out ---------------------------------------------------------------------------
     def _pump(self) -> None:
         try:
@@ -174,7 +187,9 @@ class WebRTCStream:
             asyncio.run_coroutine_threadsafe(self.close(), self.loop)
 
     async def _pace(self) -> None:
-        """Each frame and its audio leave at their slot on a real-time schedule."""
+        """Each frame and its audio leave at their slot on a real-time schedule. A frame that comes later
+        than its slot moves the schedule back by its delay (a short pause in picture and voice alike,
+        as the WebSocket page's rebuffering), so the two stay together on a busy machine."""
         start = None
         while not self.closed.is_set():
             frame = await self.made.get()
@@ -182,14 +197,18 @@ class WebRTCStream:
                 start = self.loop.time() + JITTER_S - frame.time_s
                 self.first_frame_s = self.loop.time()
             due = start + frame.time_s
-            if due > self.loop.time():
-                await asyncio.sleep(due - self.loop.time())
+            late = self.loop.time() - due
+            if late > 0:
+                start += late
+                self.rebuffers += 1
+            else:
+                await asyncio.sleep(-late)
             self.audio.buffer.extend(self._audio_of(frame.index).tolist())
-            if self.loop.time() - due > self.config.max_frame_wait_s or self.video.frames.full():
+            if self.video.frames.full():  # the encoder or the network is behind: the picture skips a frame
                 self.dropped += 1
                 self.server.stats.frames_dropped += 1
                 continue
-            self.video.frames.put_nowait((frame.image, round(frame.time_s * VIDEO_CLOCK)))
+            self.video.frames.put_nowait((frame.image, round((start + frame.time_s) * VIDEO_CLOCK)))
             self.sent += 1
             self.server.stats.frames_sent += 1
 
@@ -277,6 +296,12 @@ async def _connect(server, sdp: dict, source, controls):
         stream = WebRTCStream(server, session, pc)
         pc.addTrack(stream.audio)
         pc.addTrack(stream.video)
+
+        @pc.on("datachannel")
+        def on_channel(channel):
+            @channel.on("message")
+            def on_message(text):
+                channel.send(json.dumps(stream.control(text)))
 
         @pc.on("connectionstatechange")
         async def on_state():

@@ -13,7 +13,7 @@ const stats = { frames: 0, shown: 0, firstFrameMs: null, fps: null, maxDriftMs: 
                 rebuffers: 0, rebufferMs: 0, dropped: 0, designLatencyMs: null, firstFrameWaitMs: null, done: false, error: null, streaming: false, driftsMs: [] };
 window.vasa = { stats };     // read by the browser test
 
-let picked = null, ws = null, ctx = null, input = null, micStream = null;
+let picked = null, ws = null, ctx = null, input = null, micStream = null, pc = null, controlsChannel = null;
 let pending = new Int16Array(CHUNK), pendingLength = 0;
 let sendStart = null, playStart = null, lastShown = -1, arrivals = [];
 const queue = [];            // decoded frames waiting for their time: {index, t, bitmap}
@@ -127,6 +127,15 @@ function draw() {                          // show the newest frame whose time h
 
 function showStats() {
   if (!stats.streaming && !stats.done) return;
+  if (stats.transport === "webrtc") {
+    $("stats").textContent =
+      `first frame      ${stats.firstFrameMs ?? "-"} ms after the first audio sent (WebRTC)\n` +
+      `design latency   ${stats.designLatencyMs ?? "-"} ms (audio a frame waits for)\n` +
+      `frames           ${stats.frames} decoded, ${stats.shown} shown, ${stats.dropped} dropped\n` +
+      `receive rate     ${stats.fps ?? "-"} fps\n` +
+      `audio packets    ${stats.audioPackets}` + (stats.done ? "\ndone" : "");
+    return;
+  }
   $("stats").textContent =
     `first frame      ${stats.firstFrameMs ?? "-"} ms after the first audio sent\n` +
     `design latency   ${stats.designLatencyMs ?? "-"} ms (audio a frame waits for)\n` +
@@ -141,8 +150,11 @@ function showStats() {
 async function start(kind, file) {
   if (!picked) return say("pick a portrait first");
   await stop();
+  showTransport($("webrtc").checked);
+  if ($("webrtc").checked) return startRtc(kind, file);
   Object.assign(stats, { frames: 0, shown: 0, firstFrameMs: null, fps: null, maxDriftMs: null, lateAudio: 0,
-                         rebuffers: 0, rebufferMs: 0, dropped: 0, done: false, error: null, streaming: true, driftsMs: [] });
+                         rebuffers: 0, rebufferMs: 0, dropped: 0, done: false, error: null, streaming: true, driftsMs: [],
+                         transport: "websocket" });
   sendStart = playStart = null; pendingLength = 0; arrivals = []; queue.length = 0; say("");
   ctx = new AudioContext({ sampleRate: RATE });
   await ctx.audioWorklet.addModule("/static/capture.js");
@@ -190,7 +202,94 @@ function emotionControl() {   // {name: weight}, or null for none
 }
 
 function sendEmotion() {   // while streaming the face turns to the new emotion at once (docs/serve.md)
-  if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "controls", emotion: emotionControl() }));
+  const message = JSON.stringify({ type: "controls", emotion: emotionControl() });
+  if (ws && ws.readyState === WebSocket.OPEN) ws.send(message);
+  if (controlsChannel && controlsChannel.readyState === "open") controlsChannel.send(message);
+}
+
+function showTransport(rtc) {
+  $("video").style.display = rtc ? "none" : "";
+  $("rtcvideo").style.display = rtc ? "block" : "none";
+}
+
+async function startRtc(kind, file) {        // WebRTC: the audio up and the portrait back as media tracks
+  Object.assign(stats, { frames: 0, shown: 0, firstFrameMs: null, fps: null, maxDriftMs: null, lateAudio: 0,
+                         rebuffers: 0, rebufferMs: 0, dropped: 0, done: false, error: null, streaming: true,
+                         driftsMs: [], transport: "webrtc", audioPackets: 0 });
+  sendStart = null; say("");
+  ctx = new AudioContext();
+  let track;
+  if (kind === "mic") {
+    micStream = await navigator.mediaDevices.getUserMedia(
+      { audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false } });
+    track = micStream.getAudioTracks()[0];
+  } else {
+    const data = file ? await file.arrayBuffer() : await (await fetch("/api/demo_speech.wav")).arrayBuffer();
+    const out = ctx.createMediaStreamDestination();
+    input = ctx.createBufferSource();
+    input.buffer = await ctx.decodeAudioData(data);
+    input.connect(out);
+    input.onended = () => setTimeout(() => { stats.done = true; stop(); }, 3000);  // the last frames come after
+    track = out.stream.getAudioTracks()[0];
+  }
+  pc = new RTCPeerConnection();
+  pc.addTrack(track, new MediaStream([track]));
+  pc.addTransceiver("video", { direction: "recvonly" });
+  controlsChannel = pc.createDataChannel("controls");
+  const remote = new MediaStream(), video = $("rtcvideo");
+  video.muted = !$("playback").checked;
+  pc.ontrack = (event) => { remote.addTrack(event.track); video.srcObject = remote; };
+  pc.onconnectionstatechange = () => {
+    if (!pc) return;
+    if (pc.connectionState === "connected" && sendStart === null) {
+      sendStart = performance.now();            // the first audio leaves now
+      if (input && input.start) input.start();
+    } else if (["failed", "closed", "disconnected"].includes(pc.connectionState)) {
+      stats.streaming = false; setButtons(false);
+    }
+  };
+  const onVideoFrame = (now) => {              // each frame the page presents
+    if (!pc) return;
+    if (stats.firstFrameMs === null && sendStart !== null) stats.firstFrameMs = Math.round(now - sendStart);
+    stats.shown++;
+    video.requestVideoFrameCallback(onVideoFrame);
+  };
+  video.requestVideoFrameCallback(onVideoFrame);
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((resolve) => {             // non-trickle: the offer carries its candidates
+    if (pc.iceGatheringState === "complete") return resolve();
+    pc.onicegatheringstatechange = () => pc.iceGatheringState === "complete" && resolve();
+    setTimeout(resolve, 2000);
+  });
+  const response = await fetch("/api/webrtc/offer", { method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ portrait: picked, ...motionControls(), sdp: { type: "offer", sdp: pc.localDescription.sdp } }) });
+  const answer = await response.json();
+  if (!response.ok) {
+    stats.error = answer.message; say(answer.message); stats.streaming = false;
+    pc.close(); pc = null; return;
+  }
+  stats.designLatencyMs = answer.design_latency_ms;
+  stats.firstFrameWaitMs = answer.first_frame_wait_ms;
+  await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
+  setButtons(true);
+  rtcStats();
+}
+
+async function rtcStats() {                    // what the browser's WebRTC stack received
+  while (pc) {
+    const report = await pc.getStats();
+    report.forEach((r) => {
+      if (r.type === "inbound-rtp" && r.kind === "video") {
+        stats.frames = r.framesDecoded || 0;
+        stats.dropped = r.framesDropped || 0;
+        stats.fps = r.framesPerSecond ?? stats.fps;
+      } else if (r.type === "inbound-rtp" && r.kind === "audio") {
+        stats.audioPackets = r.packetsReceived || 0;
+      }
+    });
+    showStats();
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
 }
 
 function motionControls() {   // the optional fields of the start message (docs/serve.md)
@@ -202,6 +301,7 @@ function motionControls() {   // the optional fields of the start message (docs/
 }
 
 async function stop() {
+  if (pc) { pc.close(); pc = null; controlsChannel = null; stats.streaming = false; }
   if (input) { try { input.disconnect(); if (input.stop) input.stop(); } catch {} input = null; }
   if (micStream) { micStream.getTracks().forEach((track) => track.stop()); micStream = null; }
   if (ws && ws.readyState === WebSocket.OPEN) { flushAudio(); ws.send(JSON.stringify({ type: "end" })); }
