@@ -1,6 +1,6 @@
 """A/V offset of the `vasa serve` page in headless Chromium: prints numbers, asserts nothing.
 
-    python scripts/bench_browser.py [--models default live] [--size 256] [--frames 85] [--runs 1]
+    python scripts/bench_browser.py [--models default live] [--size 256] [--frames 85] [--runs 1] [--webrtc]
 
 The page as tests/test_browser.py drives it (vasa.server.headless): the demo speech is the microphone
 (Chromium's fake capture device), blinks 20 a minute and the happy expression picked, then the page
@@ -8,16 +8,22 @@ streams until it has shown `--frames` frames. Per run it prints the first frame 
 audio the page sent), frames received and shown, the offset between the audio playing and the frame on
 screen (audio clock - frame time, over the frames after the first second: median, 80th and 95th
 percentile, max; one frame = 40 ms), the page's rebuffers (pauses when the server fell behind), late
-audio slices and the load average. Needs playwright and a system Chromium ($VASA_CHROMIUM, or
+audio slices and the load average. `--webrtc` streams over WebRTC instead (the page's checkbox): first
+frame (ms from the connection's first audio to the first frame the browser presents), frames decoded and
+presented, the rate they came at, audio packets received, the server's frames sent / skipped and the
+pacer's schedule moves (the browser syncs picture and voice itself: no offset is read). Needs playwright and a system Chromium ($VASA_CHROMIUM, or
 apt-get install chromium).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import subprocess
+import time
+import urllib.request
 
 
 def chromium_version(executable: str) -> str:
@@ -35,6 +41,7 @@ def main() -> None:
     parser.add_argument("--warm-up", type=int, default=None, help="frames left out of the offsets (default 25: 1 s)")
     parser.add_argument("--runs", type=int, default=1, help="page runs per model")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--webrtc", action="store_true", help="stream over WebRTC (media tracks) instead")
     args = parser.parse_args()
 
     import torch
@@ -51,9 +58,14 @@ def main() -> None:
     print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads "
           f"{args.threads}; {chromium_version(executable)}, headless; {args.size} px, {args.frames} frames shown "
           f"per run, offsets over the frames after the first {warm_up}\n")
-    print("| model | run | first frame ms | frames received / shown | A/V offset ms: median / p80 / p95 / max "
-          "| rebuffers (ms of pauses) | late audio | load avg |")
-    print("|---|---|---|---|---|---|---|---|", flush=True)
+    if args.webrtc:
+        print("| model | run | first frame ms (WebRTC) | frames decoded / presented | fps | audio packets "
+              "| server frames sent / skipped | schedule moves | load avg |")
+        print("|---|---|---|---|---|---|---|---|---|", flush=True)
+    else:
+        print("| model | run | first frame ms | frames received / shown | A/V offset ms: median / p80 / p95 / max "
+              "| rebuffers (ms of pauses) | late audio | load avg |")
+        print("|---|---|---|---|---|---|---|---|", flush=True)
     for model in args.models:
         head = TalkingHead.from_pretrained(model, size=args.size)
         with serve_in_thread(head) as url:
@@ -61,13 +73,24 @@ def main() -> None:
                 with open_page(url, executable=executable) as run:
                     run.page.select_option("#blinks", "20")
                     run.page.select_option("#emotion", "happy")
+                    if args.webrtc:
+                        run.page.check("#webrtc")
+                    started = time.monotonic()
                     stats = stream_until_shown(run, args.frames)
+                    seconds = time.monotonic() - started
                     run.page.click("#stop")
+                    status = json.loads(urllib.request.urlopen(url + "api/status").read())
                 if run.errors or stats["error"] is not None:
                     print(f"| {model} | {k + 1} | failed: {stats['error'] or run.errors} | | | | | |", flush=True)
                     continue
-                offsets = av_offsets(stats, warm_up)
                 load = " ".join(f"{v:.1f}" for v in os.getloadavg())
+                if args.webrtc:
+                    fps = stats["shown"] / max(seconds - stats["firstFrameMs"] / 1000, 1e-3)
+                    print(f"| {model} | {k + 1} | {stats['firstFrameMs']} | {stats['frames']} / {stats['shown']} | "
+                          f"{fps:.1f} | {stats['audioPackets']} | {status['frames_sent']} / {status['frames_dropped']} "
+                          f"| {status['rtc_schedule_moves']} | {load} |", flush=True)
+                    continue
+                offsets = av_offsets(stats, warm_up)
                 print(f"| {model} | {k + 1} | {stats['firstFrameMs']} | {stats['frames']} / {stats['shown']} | "
                       f"{offsets['median_ms']:.0f} / {offsets['p80_ms']:.0f} / {offsets['p95_ms']:.0f} / "
                       f"{offsets['max_ms']:.0f} | {stats['rebuffers']} ({stats['rebufferMs']}) | {stats['lateAudio']} "

@@ -278,3 +278,22 @@ def test_agent_bench_prints_its_figures(tmp_path, capsys):
     closed = float(cells[2].split(" ")[0])  # the second utterance was cut off
     assert 0 < closed < 1000
     assert 20 < float(cells[5]) < 30  # frames per second out
+
+
+@pytest.mark.slow
+def test_on_a_machine_too_slow_the_clock_slips_and_the_lag_stays_bounded(head):
+    """A clock running 4 times faster than this machine can make frames: the avatar gives up clock time
+    (`slipped_s`) instead of piling up audio, so frames keep coming out with their images."""
+    start = time.monotonic()
+    frames = []
+    avatar = LiveAvatar(head, frames.append, controls=CONTROLS, clock=lambda: start + 4 * (time.monotonic() - start))
+    avatar.start()
+    try:
+        avatar.say(voiced_bursts(6.0, voiced_until=6.0))
+        time.sleep(3.0)
+    finally:
+        avatar.close()
+    assert avatar.error is None
+    assert avatar.stats.slipped_s > 1.0
+    assert frames and all(f.image is not None for f in frames[-10:])
+    assert avatar.session.pushed_s - frames[-1].time_s < avatar.session.algorithmic_latency_s + 0.5 + 0.2

@@ -20,8 +20,12 @@ leave together. States (`AvatarFrame.state`):
   were made from (`StreamingSession.interrupt`); then listening. The queued speech is dropped and speech
   already in flight is not played; the mouth stays at rest until the next speech.
 
-Nothing here blocks the caller: `say` only queues, and a frame that comes out more than `max_lag_s`
-behind the clock is dropped (its audio still goes out) and counted in `stats.late_frames`.
+Nothing here blocks the caller: `say` only queues. On a machine that cannot keep real time the clock
+slips rather than letting audio pile up in the session: no more than MAX_BACKLOG_S of audio beyond the
+design's wait is pushed ahead of the frames out (the time given up is `stats.slipped_s`; speech then
+comes out slower than it was said, with gaps), so the avatar's lag stays bounded. A frame that still
+comes out more than `max_lag_s` behind the clock is sent without its image (its audio still goes out)
+and counted in `stats.late_frames`.
 """
 
 from __future__ import annotations
@@ -43,8 +47,10 @@ from vasa.streaming import StreamingSession
 
 CHUNK_S = 0.02  # the feeder's step: 20 ms of audio per push
 LEAD_S = 0.04  # how far the audio clock may run ahead of the wall clock
+MAX_BACKLOG_S = 0.5  # audio pushed beyond the frames out and the design's wait: more and the clock slips
 LISTENING_BLINKS = 16.0  # blinks per minute unless the controls say otherwise (the live model blinks
-# rarely in silence on its own)
+# rarely in silence on its own); the blink control holds 4 frames back (160 ms of latency)
+STEPS = 5  # DDIM steps unless the controls say otherwise: as `vasa serve` (10 fall behind real time on 2 cores)
 MAX_SAMPLE_RATE = 384_000
 MAX_CHANNELS = 8
 
@@ -105,20 +111,21 @@ class AvatarStats:
     interruptions: int = 0
     speech_s: float = 0.0  # speech played
     dropped_speech_s: float = 0.0  # speech queued or in flight when an interruption came
+    slipped_s: float = 0.0  # clock time given up because the machine could not keep real time
     first_frame_after_speech_s: list[float] = field(default_factory=list)  # wall time from say() to its first frame
 
 
 class LiveAvatar:
     """A `StreamingSession` driven by a real-time clock; see the module doc. `head` is a loaded
     `TalkingHead`, `source` the portrait (`head.encode_source`; default the head's own); `controls`
-    default to `Controls(blinks=LISTENING_BLINKS)`."""
+    default to `Controls(blinks=LISTENING_BLINKS, steps=STEPS)`."""
 
     def __init__(self, head, on_frame: Callable[[AvatarFrame], None], source=None, controls: Controls | None = None,
                  fps: float = 25.0, step_frames: int | None = None, max_lag_s: float = 1.0,
                  clock: Callable[[], float] = time.monotonic):
         if source is None and head.source is None:
             raise VasaError("the avatar needs a portrait: pass source= or call head.set_source(image) first")
-        controls = controls if controls is not None else Controls(blinks=LISTENING_BLINKS)
+        controls = controls if controls is not None else Controls(blinks=LISTENING_BLINKS, steps=STEPS)
         self.session = StreamingSession(head, source, controls=controls, fps=fps, step_frames=step_frames)
         self.fps, self.on_frame, self.max_lag_s, self.clock = fps, on_frame, max_lag_s, clock
         self.stats = AvatarStats()
@@ -141,6 +148,7 @@ class LiveAvatar:
         self._threads = [threading.Thread(target=self._feed, name="vasa-avatar-feed", daemon=True),
                          threading.Thread(target=self._pump, name="vasa-avatar-pump", daemon=True)]
         self._t0: float | None = None
+        self._next_time_s: float | None = None  # stream time of the frame after the last one out
         self.error: BaseException | None = None
 
     # --- the agent's side ---------------------------------------------------------------------
@@ -243,11 +251,23 @@ class LiveAvatar:
                 if self.session.pushed_s >= due:
                     time.sleep(CHUNK_S / 2)
                     continue
+                if self._backlog_s() > MAX_BACKLOG_S:  # the machine is behind: the clock slips, no audio piles up
+                    before = self.clock()
+                    time.sleep(CHUNK_S / 2)
+                    slipped = self.clock() - before
+                    self._t0 += slipped
+                    self.stats.slipped_s += slipped
+                    continue
                 samples, _ = self._take(chunk)
                 self.session.push(samples)
         except Exception as error:  # the session was closed under it, or failed: the pump reports it
             if not self._stopped.is_set():
                 self.error = error
+
+    def _backlog_s(self) -> float:
+        """Audio pushed beyond what the frames out so far and the design's wait account for."""
+        shown = self._next_time_s if self._next_time_s is not None else 0.0
+        return self.session.pushed_s - shown - self.session.algorithmic_latency_s
 
     # --- the pump: frames out with their audio ------------------------------------------------
     def _slot(self, index: int) -> tuple[np.ndarray | None, bool, bool]:
@@ -278,6 +298,7 @@ class LiveAvatar:
                 if frame is None:
                     continue
                 self.stats.interrupted_frames = self.session.stats.interrupted_frames
+                self._next_time_s = frame.time_s + 1.0 / self.fps
                 audio, starts, ends = self._slot(frame.index)
                 with self._lock:
                     if self._cut == -1:  # the first frame made after the interruption

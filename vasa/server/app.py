@@ -91,6 +91,7 @@ class ServerStats:
     malformed: int = 0
     idle_closed: int = 0
     active: int = 0  # sessions streaming (a slot is taken at 'start')
+    rtc_schedule_moves: int = 0  # WebRTC frames later than their slot: the pacer's schedule moved back
     errors: list[str] = field(default_factory=list)  # last few session failures (not user mistakes)
 
 

@@ -201,6 +201,7 @@ class WebRTCStream:
             if late > 0:
                 start += late
                 self.rebuffers += 1
+                self.server.stats.rtc_schedule_moves += 1
             else:
                 await asyncio.sleep(-late)
             self.audio.buffer.extend(self._audio_of(frame.index).tolist())
