@@ -11,7 +11,11 @@ portrait, the clip's whole audio the speech (`TalkingHead`, default controls, on
   opening over the real one's (how far the lips move), and the head motion (deg/frame, VASA-1's
   delta-P) of the generated pose beside the record's;
 - `--render`: the frames are rendered at 256 px and tracked again by the same tracker as the real clip,
-  then mouth-opening r, blinks per minute and head motion (deg/frame) against the real clip's.
+  then mouth-opening r, blinks per minute and head motion (deg/frame) against the real clip's;
+- `--own-motion` (with `--render`): the clip's own tracked motion rendered on the same portrait and
+  tracked again, the same chain with nothing generated: what rendering and re-tracking alone do to the
+  mouth r and the head motion (the like-for-like yardstick for the generated figures; `--seeds 0`
+  measures it alone).
 Each also with the audio rolled by 1 s (circularly): the control a model that ignores timing scores.
 `--av-sync-correct` first takes out each clip's audio-visual offset where the prepare step's sync probe
 found one to correct (the clip's lips scored against speech moved to where they are).
@@ -64,7 +68,8 @@ def r(a: np.ndarray, b: np.ndarray) -> float:
 
 def evaluate(head: TalkingHead, record: Record, video: Path, seeds: list[int], render: bool,
              cfg_audio: float | None = None, av_sync_correct: bool = False,
-             cfg_audio_pose: float | None = None, steps: int = 10, mouth_readout: float | None = None) -> dict:
+             cfg_audio_pose: float | None = None, steps: int = 10, mouth_readout: float | None = None,
+             own_motion: bool = False) -> dict:
     frames = list(iter_video_frames(video, FPS))
     head.set_source(frames[record.segments[0].start_frame])
     waveform = load_audio(audio_source(video))
@@ -77,6 +82,8 @@ def evaluate(head: TalkingHead, record: Record, video: Path, seeds: list[int], r
     real_track = measure_video(head.face.model, frames, SIZE) if render else None
     real_head = [pose_variation(seg.pose) for seg in record.segments if len(seg) > 1]
     out: dict[str, list[float]] = defaultdict(list)
+    if render and own_motion:
+        out.update(rerender_own_motion(head, record, real_track))
     for seed in seeds:
         for name, audio in (("paired", waveform), ("shifted", shifted_waveform(waveform))):
             controls = Controls(seed=seed, cfg_audio=cfg_audio, cfg_audio_pose=cfg_audio_pose, steps=steps,
@@ -108,6 +115,22 @@ def evaluate(head: TalkingHead, record: Record, video: Path, seeds: list[int], r
     return result
 
 
+def rerender_own_motion(head: TalkingHead, record: Record, real_track) -> dict[str, list[float]]:
+    """The record's tracked motion, segment by segment, rendered on the portrait and tracked again."""
+    rendered_r, head_deg = [], []
+    for segment in record.segments:
+        if len(segment) < 3:
+            continue
+        x = head.space.to_relative(segment.pose, segment.dynamics, head.source.reference)
+        track = measure_video(head.face.model, list(Renderer(head, fps=FPS).push(x)), SIZE)
+        real = slice(segment.start_frame, segment.start_frame + len(track))
+        both = track.found & real_track.found[real][: len(track)]
+        rendered_r.append(r(track.mouth()[both], real_track.mouth()[real][: len(track)][both]))
+        head_deg.append(pose_variation(track.pose, track.found))
+    return {"own_motion_rendered_r": [float(np.nanmean(rendered_r))] if rendered_r else [],
+            "own_motion_head_motion_deg": [float(np.nanmean(head_deg))] if head_deg else []}
+
+
 def summary(rows: dict[str, dict], key: str) -> dict:
     values = np.array([row[key] for row in rows.values() if key in row and np.isfinite(row[key])])
     if not len(values):
@@ -132,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="share of the model's mouth read-out, 0..1 (default: the model file's own)")
     parser.add_argument("--av-sync-correct", action="store_true",
                         help="take each held-out clip's measured audio-visual offset out of its speech first")
+    parser.add_argument("--own-motion", action="store_true",
+                        help="with --render: also render each clip's own tracked motion and track it again")
     parser.add_argument("--limit", type=int, default=0, help="score only the first N held-out records (quick looks)")
     parser.add_argument("--json", type=Path, help="write every figure here")
     args = parser.parse_args(argv)
@@ -149,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         for record in records:
             video = args.clips / (record.info.get("file") or record.source)
             row = evaluate(head, record, video, list(range(args.seeds)), args.render, args.cfg_audio,
-                           args.av_sync_correct, args.cfg_audio_pose, args.steps, args.mouth_readout)
+                           args.av_sync_correct, args.cfg_audio_pose, args.steps, args.mouth_readout,
+                           args.own_motion)
             per_speaker[record.speaker].append(row)
             language[record.speaker] = record.info.get("language") or "?"
             print(f"  {record.speaker}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()), file=sys.stderr,
@@ -158,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         keys = sorted({k for row in speakers.values() for k in row})
         by_language = defaultdict(list)
         for s, row in speakers.items():
-            by_language[language[s]].append(row.get("rendered_r_paired", row["motion_r_paired"]))
+            if "motion_r_paired" in row:
+                by_language[language[s]].append(row.get("rendered_r_paired", row["motion_r_paired"]))
         results[name] = {"speakers": speakers, "summary": {k: summary(speakers, k) for k in keys},
                          "by_language": {lang: {"mean_r": float(np.nanmean(v)), "speakers": len(v)}
                                          for lang, v in sorted(by_language.items())}}

@@ -278,6 +278,9 @@ def test_agent_bench_prints_its_figures(tmp_path, capsys):
     closed = float(cells[2].split(" ")[0])  # the second utterance was cut off
     assert 0 < closed < 1000
     assert 20 < float(cells[5]) < 30  # frames per second out
+    rtc = next(line for line in out.read_text().splitlines() if line.startswith("| WebRTC"))
+    cells = [c.strip() for c in rtc.strip("|").split("|")]
+    assert 0 < float(cells[1].split(" / ")[0]) < 5000 and 15 < float(cells[5]) < 35, rtc
 
 
 @pytest.mark.slow

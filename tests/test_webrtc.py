@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import fractions
 import json
-import time
 
 import numpy as np
 import pytest
@@ -17,7 +15,7 @@ from test_motion_dit import randomized
 from vasa.motion import PRESETS, save_motion_model
 from vasa.pipeline import TalkingHead
 from vasa.server.app import ServerConfig
-from vasa.server.headless import serve_in_thread
+from vasa.server.headless import serve_in_thread, webrtc_call
 
 aiortc = pytest.importorskip("aiortc", reason="WebRTC needs aiortc (pip install 'vasa[webrtc]')")
 aiohttp = pytest.importorskip("aiohttp")
@@ -33,79 +31,12 @@ def head(tmp_path_factory):
     return TalkingHead.from_pretrained(path, size=SIZE)
 
 
-def speech_track(seconds: float, stop_after: float | None = None):
-    import av
-    from aiortc import MediaStreamTrack
-
-    class Speech(MediaStreamTrack):
-        """The voiced bursts in 20 ms packets at real-time pace, then silence; nothing after `stop_after` s."""
-
-        kind = "audio"
-
-        def __init__(self):
-            super().__init__()
-            pcm = (voiced_bursts(seconds, voiced_until=seconds) * 32767).astype(np.int16)
-            self.pcm, self.sent, self.start = pcm, 0, None
-
-        async def recv(self):
-            if self.start is None:
-                self.start = time.monotonic()
-            if stop_after is not None and self.sent >= stop_after * RATE:
-                await asyncio.Future()  # the microphone went quiet for good
-            await asyncio.sleep(max(0.0, self.start + self.sent / RATE - time.monotonic()))
-            chunk = np.zeros(RATE // 50, np.int16)
-            part = self.pcm[self.sent:self.sent + len(chunk)]
-            chunk[:len(part)] = part
-            frame = av.AudioFrame.from_ndarray(chunk[None], format="s16", layout="mono")
-            frame.sample_rate, frame.pts, frame.time_base = RATE, self.sent, fractions.Fraction(1, RATE)
-            self.sent += len(chunk)
-            return frame
-
-    return Speech()
-
-
 async def call(url: str, portrait: str, seconds: float, extra: dict | None = None,
                stop_after: float | None = None) -> dict:
-    """Offer (audio sendrecv, video recvonly), read the tracks for `seconds`; -> what came back."""
-    from aiortc import RTCPeerConnection, RTCSessionDescription
-
-    pc = RTCPeerConnection()
-    pc.addTrack(speech_track(seconds, stop_after))
-    pc.addTransceiver("video", direction="recvonly")
-    got = {"video": [], "audio": [], "first_video_s": None}
-    readers = []
-
-    @pc.on("track")
-    def on_track(track):
-        async def read():
-            while True:
-                try:
-                    frame = await track.recv()
-                except Exception:
-                    return
-                if track.kind == "video":
-                    if got["first_video_s"] is None:
-                        got["first_video_s"] = time.monotonic()
-                    got["video"].append(frame.to_ndarray(format="rgb24"))
-                else:
-                    got["audio"].append(frame.to_ndarray().reshape(-1))
-        readers.append(asyncio.ensure_future(read()))
-
-    await pc.setLocalDescription(await pc.createOffer())
-    body = {"portrait": portrait, "sdp": {"type": "offer", "sdp": pc.localDescription.sdp}, **(extra or {})}
-    started = time.monotonic()
-    async with aiohttp.ClientSession() as http:
-        async with http.post(url + "api/webrtc/offer", json=body) as response:
-            answer = await response.json()
-            got["status"] = response.status
-    got["answer"] = answer
-    if got["status"] == 200:
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
-        await asyncio.sleep(seconds)
-    got["started"] = started
-    await pc.close()
-    for reader in readers:
-        reader.cancel()
+    got = await webrtc_call(url, portrait, voiced_bursts(seconds, voiced_until=seconds), seconds, extra, stop_after)
+    got["first_video_s"] = got["video"][0][0] if got["video"] else None
+    got["started"] = got["posted_s"]
+    got["video"] = [image for _, _, image in got["video"]]
     return got
 
 

@@ -10,7 +10,14 @@ at once (as TTS services send audio, faster than real time) with silence between
 - frame lag: each frame's arrival behind its place on the audio clock (the stream's start + its time),
   design latency included: median, largest, and the growth from the first tenth of the run to the last
   (about 0 = real time);
-- frames per second out, frames dropped (late, or the pipeline behind) and interrupted.
+- frames per second out, frames dropped (late, or the pipeline behind) and interrupted, and the clock
+  time the avatar gave up because the machine could not keep real time.
+
+With `webrtc`, a second row: `vasa serve` over WebRTC (`vasa.server.webrtc`) with an aiortc client in
+this process (no browser) sending the same speech and silence as its microphone: first frame after the
+first audio packet, frame lag (each frame's arrival behind the first's plus its timestamp: the
+schedule's own jitter and slips), fps, frames skipped and the pacer's schedule moves. `vasa serve` has
+no barge-in, so that cell is empty. The client decodes VP8 and Opus on the same cores.
 """
 
 from __future__ import annotations
@@ -84,8 +91,35 @@ async def _drive(service, speech: np.ndarray, seconds: float, marks: dict) -> li
     return arrivals
 
 
+def _webrtc_row(head, seconds: float, ms) -> str:
+    """`vasa serve` over WebRTC with an aiortc client: the table row."""
+    import json
+    import urllib.request
+
+    from vasa.bench import _speech
+    from vasa.server.headless import serve_in_thread, webrtc_call
+
+    speech = _speech(UTTERANCE_S)
+    period = np.concatenate([speech, np.zeros_like(speech)])
+    waveform = np.tile(period, int(np.ceil(seconds / (2 * UTTERANCE_S))))[: int(seconds * 16000)]
+    with serve_in_thread(head) as url:
+        portrait = json.loads(urllib.request.urlopen(url + "api/portraits").read())[0]["id"]
+        got = asyncio.run(webrtc_call(url, portrait, waveform, seconds))
+        status = json.loads(urllib.request.urlopen(url + "api/status").read())
+    if got["status"] != 200 or len(got["video"]) < 2:
+        return f"| WebRTC (vasa serve) | failed: {got['answer']} | | | | | |"
+    arrival = np.array([a for a, _, _ in got["video"]])
+    pts = np.array([p for _, p, _ in got["video"]], dtype=np.float64) / 90000
+    lag = (arrival - arrival[0]) - (pts - pts[0])
+    tenth = max(1, len(lag) // 10)
+    fps = (len(arrival) - 1) / (arrival[-1] - arrival[0])
+    return (f"| WebRTC (vasa serve) | {ms([arrival[0] - got['first_audio_s']])} / — | — | {ms(lag)} / {ms(lag, np.max)} "
+            f"(from the first frame) | {1000 * (np.median(lag[-tenth:]) - np.median(lag[:tenth])):+.0f} | {fps:.1f} | "
+            f"— / {status['frames_dropped']} / — | {status['rtc_schedule_moves']} schedule moves |")
+
+
 def run_agent_bench(model: str | Path | None = None, size: int = 256, seconds: float = 60.0, threads: int = 2,
-                    out: Path | None = None) -> str:
+                    out: Path | None = None, webrtc: bool = True) -> str:
     import torch
 
     from vasa.bench import _load, _speech
@@ -133,13 +167,19 @@ def run_agent_bench(model: str | Path | None = None, size: int = 256, seconds: f
         f"given at once, {PAUSE_S:g} s of silence between, every third (from the second) cut off halfway; load avg {_load()}",
         "",
         "| path | first frame after TTS audio ms (first / median) | interruption to closed mouth ms, wall (stream) "
-        "| frame lag ms median / max (design) | lag growth ms | fps out | late / dropped / interrupted frames |",
-        "|---|---|---|---|---|---|---|",
+        "| frame lag ms median / max (design) | lag growth ms | fps out | late / dropped / interrupted frames "
+        "| clock slipped |",
+        "|---|---|---|---|---|---|---|---|",
         f"| Pipecat (VasaVideoService) | {ms(first[:1])} / {ms(first)} | {ms(closed_wall)} ({ms(closed_stream, np.max)}) | "
         f"{ms(lag)} / {ms(lag, np.max)} ({1000 * service.latency_s:.0f}) | "
         f"{1000 * (np.median(lag[-tenth:]) - np.median(lag[:tenth])) if len(lag) else 0:+.0f} | {fps:.1f} | "
-        f"{stats.late_frames} / {service.dropped_frames} / {stats.interrupted_frames} |",
+        f"{stats.late_frames} / {service.dropped_frames} / {stats.interrupted_frames} | {stats.slipped_s:.1f} s |",
     ]
+    if webrtc:
+        from vasa.server.webrtc import webrtc_available
+
+        lines.append(_webrtc_row(head, seconds, ms) if webrtc_available() else
+                     "| WebRTC (vasa serve) | not measured: aiortc is not installed | | | | | | |")
     text = "\n".join(lines) + "\n"
     print(text, flush=True)
     if out is not None:

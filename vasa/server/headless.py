@@ -123,3 +123,88 @@ def av_offsets(stats: dict, warm_up_frames: int = WARM_UP_FRAMES) -> dict:
                 "max_ms": float("nan")}
     return {"frames": len(drifts), "median_ms": float(np.median(drifts)), "p80_ms": float(np.percentile(drifts, 80)),
             "p95_ms": float(np.percentile(drifts, 95)), "max_ms": float(drifts.max())}
+
+
+# --- a WebRTC client without a browser (aiortc): the tests of /api/webrtc/offer and `vasa bench --agent` ---
+def _speech_track(waveform: np.ndarray, stop_after: float | None, sent: dict):
+    """`waveform` (16 kHz mono float) in 20 ms packets at real-time pace, then silence; nothing at all
+    after `stop_after` s (a microphone gone quiet). `sent["first_s"]`: when the first packet left."""
+    import fractions
+    import time
+
+    import av
+    from aiortc import MediaStreamTrack
+
+    from vasa.latents import SAMPLE_RATE
+
+    pcm = (np.clip(waveform, -1, 1) * 32767).astype(np.int16)
+
+    class Speech(MediaStreamTrack):
+        kind = "audio"
+
+        def __init__(self):
+            super().__init__()
+            self.sent, self.start = 0, None
+
+        async def recv(self):
+            if self.start is None:
+                self.start = sent["first_s"] = time.monotonic()
+            if stop_after is not None and self.sent >= stop_after * SAMPLE_RATE:
+                await asyncio.Future()  # never answers
+            await asyncio.sleep(max(0.0, self.start + self.sent / SAMPLE_RATE - time.monotonic()))
+            chunk = np.zeros(SAMPLE_RATE // 50, np.int16)
+            part = pcm[self.sent:self.sent + len(chunk)]
+            chunk[:len(part)] = part
+            frame = av.AudioFrame.from_ndarray(chunk[None], format="s16", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = SAMPLE_RATE, self.sent, fractions.Fraction(1, SAMPLE_RATE)
+            self.sent += len(chunk)
+            return frame
+
+    return Speech()
+
+
+async def webrtc_call(url: str, portrait: str, waveform: np.ndarray, seconds: float, fields: dict | None = None,
+                      stop_after: float | None = None) -> dict:
+    """Offer `vasa serve` at `url` (audio sendrecv, video recvonly), send `waveform` as the microphone and
+    read the tracks for `seconds`. -> {"status", "answer", "video": [(arrival s, pts, RGB image)],
+    "audio": [int16 arrays], "first_audio_s", "posted_s"} (arrival times on time.monotonic)."""
+    import time
+
+    import aiohttp
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+
+    pc = RTCPeerConnection()
+    got = {"video": [], "audio": [], "first_audio_s": None}
+    sent: dict = {}
+    pc.addTrack(_speech_track(waveform, stop_after, sent))
+    pc.addTransceiver("video", direction="recvonly")
+    readers = []
+
+    @pc.on("track")
+    def on_track(track):
+        async def read():
+            while True:
+                try:
+                    frame = await track.recv()
+                except Exception:  # the track ended
+                    return
+                if track.kind == "video":
+                    got["video"].append((time.monotonic(), frame.pts, frame.to_ndarray(format="rgb24")))
+                else:
+                    got["audio"].append(frame.to_ndarray().reshape(-1))
+        readers.append(asyncio.ensure_future(read()))
+
+    await pc.setLocalDescription(await pc.createOffer())
+    body = {"portrait": portrait, "sdp": {"type": "offer", "sdp": pc.localDescription.sdp}, **(fields or {})}
+    got["posted_s"] = time.monotonic()
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url + "api/webrtc/offer", json=body) as response:
+            got["status"], got["answer"] = response.status, await response.json()
+    if got["status"] == 200:
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=got["answer"]["sdp"], type="answer"))
+        await asyncio.sleep(seconds)
+    got["first_audio_s"] = sent.get("first_s")
+    await pc.close()
+    for reader in readers:
+        reader.cancel()
+    return got

@@ -112,6 +112,7 @@ class WebRTCStream:
         self.sent = self.dropped = self.rebuffers = 0
         self.first_frame_s: float | None = None
         self.closed = asyncio.Event()
+        self._closing: asyncio.Future | None = None
         self.tasks: list[asyncio.Task] = []
         self.pump = threading.Thread(target=self._pump, name="vasa-rtc-pump", daemon=True)
 
@@ -222,14 +223,18 @@ class WebRTCStream:
                 return await self.close()
 
     async def close(self) -> None:
-        if self.closed.is_set():
-            return
-        self.closed.set()
+        """Stop everything and give the slot back; every caller waits for the one closing to finish."""
+        if self._closing is None:
+            self.closed.set()
+            self._closing = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
         for task in self.tasks:
             if task is not asyncio.current_task():
                 task.cancel()
-        await self.pc.close()
         await self.loop.run_in_executor(None, self.session.close)
+        await self.pc.close()
         self.server.stats.active -= 1
         self.server.rtc_streams.discard(self)
 
