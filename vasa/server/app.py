@@ -29,7 +29,7 @@ from vasa.errors import VasaError
 from vasa.latents import FPS
 from vasa.pipeline import Source, TalkingHead
 from vasa.server.session import websocket_route
-from vasa.server.webrtc import offer_route
+from vasa.server.webrtc import webrtc_route
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -296,7 +296,7 @@ def build_app(head: TalkingHead, config: ServerConfig = ServerConfig()) -> web.A
     app.router.add_get("/api/demo_speech.wav", _demo_speech)
     app.router.add_get("/api/status", _status)
     app.router.add_get("/ws", websocket_route(app[SERVER]))
-    app.router.add_post("/api/webrtc/offer", offer_route)
+    app.router.add_post("/api/webrtc/offer", webrtc_route(app[SERVER]))
     app.on_cleanup.append(_shut_down)
     return app
 

@@ -239,10 +239,20 @@ class WebRTCStream:
         self.server.rtc_streams.discard(self)
 
 
-async def offer_route(request: web.Request) -> web.Response:
-    from vasa.server.app import SERVER, _error_response
+def webrtc_route(server):
+    """The POST /api/webrtc/offer handler of `server` (a `vasa.server.app.VasaServer`)."""
 
-    server = request.app[SERVER]
+    async def route(request: web.Request) -> web.Response:
+        return await offer(server, request)
+
+    return route
+
+
+def _error_response(status: int, message: str) -> web.Response:
+    return web.json_response({"type": "error", "message": message}, status=status)
+
+
+async def offer(server, request: web.Request) -> web.Response:
     if not webrtc_available():
         return _error_response(501, 'WebRTC needs aiortc on the server: pip install "vasa[webrtc]"')
     if request.content_length is not None and request.content_length > MAX_SDP_BYTES:
