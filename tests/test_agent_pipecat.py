@@ -64,8 +64,9 @@ def tts_frames(waveform_16k: np.ndarray, chunk_s: float = 0.1):
             for k in range(0, len(pcm), step)]
 
 
-async def run_pipeline(service, script):
-    """Run [service, collector] in a Pipecat worker; `script(worker)` queues frames. -> frames collected."""
+async def run_pipeline(service, script, upstream: list | None = None):
+    """Run [upstream watcher, service, collector] in a Pipecat worker; `script(worker)` queues frames.
+    -> the frames collected downstream (and in `upstream` the ones that went up past the service)."""
     from pipecat.frames.frames import EndFrame, StartFrame
     from pipecat.pipeline.pipeline import Pipeline
     from pipecat.pipeline.worker import PipelineParams, PipelineWorker
@@ -81,7 +82,14 @@ async def run_pipeline(service, script):
                 collected.append(frame)
             await self.push_frame(frame, direction)
 
-    worker = PipelineWorker(Pipeline([service, Collector()]), params=PipelineParams(audio_out_sample_rate=16000),
+    class UpWatch(FrameProcessor):
+        async def process_frame(self, frame, direction):
+            await super().process_frame(frame, direction)
+            if direction == FrameDirection.UPSTREAM and upstream is not None:
+                upstream.append(frame)
+            await self.push_frame(frame, direction)
+
+    worker = PipelineWorker(Pipeline([UpWatch(), service, Collector()]), params=PipelineParams(audio_out_sample_rate=16000),
                             cancel_on_idle_timeout=False, enable_rtvi=False)
     runner = WorkerRunner(handle_sigint=False)
     await runner.add_workers(worker)
@@ -219,6 +227,31 @@ def test_bad_tts_frames_are_reported_and_the_pipeline_goes_on(head, astronaut):
     assert sum(isinstance(f, OutputImageRawFrame) for f in frames) > FPS
     assert sum(isinstance(f, TTSAudioRawFrame) for f in frames) >= 0.8 * FPS - 2
     assert not any(isinstance(f, ErrorFrame) for f in frames)  # errors go upstream, not to the output
+
+
+@pytest.mark.slow
+def test_a_failing_avatar_is_reported_upstream_and_the_pipeline_ends_cleanly(head, astronaut, monkeypatch):
+    """The renderer breaks mid-stream: the error goes upstream as an ErrorFrame naming it; the pipeline
+    still finishes on its EndFrame."""
+    from pipecat.frames.frames import EndFrame, ErrorFrame
+
+    from vasa.agent.pipecat import VasaVideoService
+
+    service = VasaVideoService(astronaut, head=head, controls=CONTROLS)
+    upstream = []
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("renderer broke")
+
+    async def script(worker):
+        await asyncio.sleep(0.5)
+        monkeypatch.setattr(head, "render", broken)
+        await asyncio.sleep(2.0)
+        await worker.queue_frame(EndFrame())
+
+    asyncio.run(run_pipeline(service, script, upstream))
+    errors = [f for f in upstream if isinstance(f, ErrorFrame)]
+    assert errors and "renderer broke" in errors[0].error
 
 
 def test_unknown_portrait_is_a_clear_error(head, tmp_path):

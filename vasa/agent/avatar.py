@@ -184,8 +184,7 @@ class LiveAvatar:
             self._queued = 0
             self._said_at.clear()
             self._fresh = self._new_utterance = True
-            in_flight = self._speech.copy()
-            self.stats.dropped_speech_s += float(in_flight.sum()) / SAMPLE_RATE
+            self.stats.dropped_speech_s += float(self._speech.sum()) / SAMPLE_RATE
             self._speech[:] = False  # speech pushed and not yet played: never played
             self._starts.clear()
             self._ends.clear()

@@ -139,7 +139,15 @@ class VasaVideoService(FrameProcessor):
 
     async def _send(self) -> None:
         while True:
-            frame = await self._outbox.get()
+            try:
+                frame = await asyncio.wait_for(self._outbox.get(), timeout=1.0)
+            except asyncio.TimeoutError:  # no frame for a second: look whether the avatar failed
+                frame = None
+            if self.avatar is not None and self.avatar.error is not None:
+                error, self.avatar.error = self.avatar.error, None
+                await self.push_error(f"vasa avatar failed: {error}", exception=error)
+            if frame is None:
+                continue
             if frame.starts:
                 await self.push_frame(TTSStartedFrame())
             if frame.image is not None:
@@ -155,9 +163,6 @@ class VasaVideoService(FrameProcessor):
                 await self.push_frame(audio)
             if frame.ends:
                 await self.push_frame(TTSStoppedFrame())
-            if self.avatar is not None and self.avatar.error is not None:
-                error, self.avatar.error = self.avatar.error, None
-                await self.push_error(f"vasa avatar failed: {error}", exception=error)
 
     async def _stop(self, drain: bool) -> None:
         avatar = self.avatar
