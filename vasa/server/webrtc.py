@@ -105,12 +105,11 @@ class WebRTCStream:
         self.loop = asyncio.get_running_loop()
         VideoOut, AudioOut = _tracks()
         self.video, self.audio = VideoOut(), AudioOut()
-        self.made: asyncio.Queue = asyncio.Queue()  # (frame, its audio) from the pump thread
+        self.made: asyncio.Queue = asyncio.Queue()  # StreamFrames from the pump thread
         self.pcm = collections.deque()  # (first sample index, int16 samples) received, not yet sent back
         self.samples_in = 0
         self.heard_s = self.loop.time()
         self.sent = self.dropped = self.rebuffers = 0
-        self.first_frame_s: float | None = None
         self.closed = asyncio.Event()
         self._closing: asyncio.Future | None = None
         self.tasks: list[asyncio.Task] = []
@@ -196,7 +195,6 @@ class WebRTCStream:
             frame = await self.made.get()
             if start is None:
                 start = self.loop.time() + JITTER_S - frame.time_s
-                self.first_frame_s = self.loop.time()
             due = start + frame.time_s
             late = self.loop.time() - due
             if late > 0:
