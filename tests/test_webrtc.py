@@ -32,8 +32,9 @@ def head(tmp_path_factory):
 
 
 async def call(url: str, portrait: str, seconds: float, extra: dict | None = None,
-               stop_after: float | None = None) -> dict:
-    got = await webrtc_call(url, portrait, voiced_bursts(seconds, voiced_until=seconds), seconds, extra, stop_after)
+               stop_after: float | None = None, controls=()) -> dict:
+    got = await webrtc_call(url, portrait, voiced_bursts(seconds, voiced_until=seconds), seconds, extra, stop_after,
+                            controls)
     got["first_video_s"] = got["video"][0][0] if got["video"] else None
     got["started"] = got["posted_s"]
     got["video"] = [image for _, _, image in got["video"]]
@@ -50,10 +51,15 @@ async def portraits(url: str) -> str:
 def test_webrtc_tracks_bring_the_talking_portrait_and_its_voice(head):
     with serve_in_thread(head, ServerConfig(max_sessions=1)) as url:
         portrait = asyncio.run(portraits(url))
-        got = asyncio.run(call(url, portrait, 4.0, {"blinks": 20}))
+        controls = [json.dumps({"type": "controls", "emotion": {"happy": 1}}), json.dumps({"type": "controls",
+                    "emotion": {"glee": 1}}), json.dumps({"type": "end"}), "not json"]
+        got = asyncio.run(call(url, portrait, 4.0, {"blinks": 20}, controls=controls))
         status = asyncio.run(_status(url))
     assert got["status"] == 200, got["answer"]
     assert got["answer"]["size"] == SIZE and got["answer"]["design_latency_ms"] > 0
+    replies = [json.loads(text) for text in got["replies"]]  # the data channel: one answer per message
+    assert [r["type"] for r in replies] == ["ok", "error", "error", "error"], replies
+    assert "glee" in replies[1]["message"] and "controls" in replies[2]["message"]
     video = got["video"]
     assert len(video) >= 1.5 * FPS  # frames keep coming (about 25 a second here; fewer on a busy machine)
     assert video[-1].shape[:2] == (SIZE, SIZE) and np.std(video[-1]) > 10

@@ -164,20 +164,25 @@ def _speech_track(waveform: np.ndarray, stop_after: float | None, sent: dict):
 
 
 async def webrtc_call(url: str, portrait: str, waveform: np.ndarray, seconds: float, fields: dict | None = None,
-                      stop_after: float | None = None) -> dict:
+                      stop_after: float | None = None, controls: list[str] = ()) -> dict:
     """Offer `vasa serve` at `url` (audio sendrecv, video recvonly), send `waveform` as the microphone and
-    read the tracks for `seconds`. -> {"status", "answer", "video": [(arrival s, pts, RGB image)],
-    "audio": [int16 arrays], "first_audio_s", "posted_s"} (arrival times on time.monotonic)."""
+    read the tracks for `seconds`; `controls`: messages sent on a data channel once it opens. -> {"status",
+    "answer", "video": [(arrival s, pts, RGB image)], "audio": [int16 arrays], "replies": [the data
+    channel's answers], "first_audio_s", "posted_s"} (arrival times on time.monotonic)."""
     import time
 
     import aiohttp
     from aiortc import RTCPeerConnection, RTCSessionDescription
 
     pc = RTCPeerConnection()
-    got = {"video": [], "audio": [], "first_audio_s": None}
+    got = {"video": [], "audio": [], "replies": [], "first_audio_s": None}
     sent: dict = {}
     pc.addTrack(_speech_track(waveform, stop_after, sent))
     pc.addTransceiver("video", direction="recvonly")
+    if controls:
+        channel = pc.createDataChannel("controls")
+        channel.on("open", lambda: [channel.send(text) for text in controls])
+        channel.on("message", lambda text: got["replies"].append(text))
     readers = []
 
     @pc.on("track")
