@@ -53,12 +53,13 @@ class EchoBack(FrameProcessor):
         super().__init__(**kwargs)
         self.avatar = avatar
         self.heard: list[InputAudioRawFrame] | None = None
+        self.heard_bytes = 0
         self.utterances = 0
 
     async def process_frame(self, frame, direction):
         await super().process_frame(frame, direction)
         if isinstance(frame, VADUserStartedSpeakingFrame):
-            self.heard = []
+            self.heard, self.heard_bytes = [], 0
             if self.avatar.avatar is not None and self.avatar.avatar.speaking:  # a barge-in
                 await self.push_frame(InterruptionFrame())
         elif isinstance(frame, VADUserStoppedSpeakingFrame) and self.heard:
@@ -70,8 +71,9 @@ class EchoBack(FrameProcessor):
                                                        num_channels=part.num_channels))
             await self.push_frame(TTSStoppedFrame())
         elif isinstance(frame, InputAudioRawFrame):
-            if self.heard is not None and sum(len(f.audio) for f in self.heard) < MAX_UTTERANCE_S * 2 * frame.sample_rate:
+            if self.heard is not None and self.heard_bytes < MAX_UTTERANCE_S * 2 * frame.sample_rate * frame.num_channels:
                 self.heard.append(frame)
+                self.heard_bytes += len(frame.audio)
             return  # the user's own voice is not played back as it comes
         await self.push_frame(frame, direction)
 

@@ -90,7 +90,8 @@ def test_bad_offers_get_one_clear_error_each(head):
                  ({"portrait": portrait, "sdp": {"type": "answer", "sdp": "v=0"}}, "'sdp'"),
                  ({"portrait": "nobody", "sdp": {"type": "offer", "sdp": "v=0"}}, "unknown portrait"),
                  ({"portrait": portrait, "head_scale": "big", "sdp": {"type": "offer", "sdp": "v=0"}}, "head_scale"),
-                 ({"portrait": portrait, "sdp": {"type": "offer", "sdp": "v=0\r\nnonsense"}}, "offer")]
+                 ({"portrait": portrait, "sdp": {"type": "offer", "sdp": "v=0\r\nnonsense"}}, "offer"),
+                 ({"portrait": portrait, "sdp": {"type": "offer", "sdp": "v=0" + "x" * 70000}}, "larger")]
         for body, message in cases:
             status, reply = asyncio.run(_post(url, body))
             assert status in (400, 413) and message in reply["message"], (body, status, reply)

@@ -255,9 +255,14 @@ async def offer(server, request: web.Request) -> web.Response:
         return _error_response(501, 'WebRTC needs aiortc on the server: pip install "vasa[webrtc]"')
     if request.content_length is not None and request.content_length > MAX_SDP_BYTES:
         return _error_response(413, f"offer larger than {MAX_SDP_BYTES >> 10} kB")
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(1 << 14):  # the whole body, never more than the limit
+        body += chunk
+        if len(body) > MAX_SDP_BYTES:
+            return _error_response(413, f"offer larger than {MAX_SDP_BYTES >> 10} kB")
     try:
-        message = json.loads(await request.content.read(MAX_SDP_BYTES + 1))
-    except (ValueError, UnicodeDecodeError):
+        message = json.loads(bytes(body))
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return _error_response(400, "the offer must be a JSON object")
     if not isinstance(message, dict):
         return _error_response(400, "the offer must be a JSON object")
