@@ -107,7 +107,7 @@ class EchoAgent:
         pipeline = Pipeline([transport.input(), VADProcessor(vad_analyzer=SileroVADAnalyzer()), echo, avatar,
                              transport.output()])
         worker = PipelineWorker(pipeline, params=PipelineParams(), enable_rtvi=False)
-        call = {"avatar": avatar, "echo": echo, "done": asyncio.Event()}
+        call = {"avatar": avatar, "echo": echo, "worker": worker, "done": asyncio.Event()}
         answer = connection.get_answer()
         self.calls[answer["pc_id"]] = call
 
@@ -126,6 +126,13 @@ class EchoAgent:
         call["task"] = asyncio.ensure_future(run())
         return web.json_response(answer)
 
+    async def shutdown(self, app: web.Application) -> None:
+        """The server stops: end every call's pipeline and wait for it (no task is left to a closed loop)."""
+        for call in self.calls.values():
+            if not call["done"].is_set():
+                await call["worker"].cancel()
+                await asyncio.wait_for(asyncio.shield(call["task"]), timeout=10)
+
     async def status(self, request: web.Request) -> web.Response:
         """What each call did: utterances echoed, the avatar's frames and speech (for checks and curiosity)."""
         out = {}
@@ -142,6 +149,7 @@ def build_app(agent: EchoAgent) -> web.Application:
     app.router.add_get("/", lambda request: web.FileResponse(PAGE))
     app.router.add_post("/offer", agent.offer)
     app.router.add_get("/status", agent.status)
+    app.on_cleanup.append(agent.shutdown)
     return app
 
 
