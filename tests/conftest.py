@@ -3,6 +3,8 @@ astronaut reused by every test that only decodes (encode once, decode many)."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -17,6 +19,8 @@ from vasa.media import write_video
 
 torch.set_num_threads(1)
 np.random.seed(0)
+# the local signing identity (vasa.provenance.manifest) is made here, not in the user's ~/.config
+os.environ["VASA_CONFIG_DIR"] = tempfile.mkdtemp(prefix="vasa-test-config-")
 
 SIZE = 256  # working crop for tests: landmarks stay reliable, decode stays cheap
 SHARED_MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"

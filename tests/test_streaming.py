@@ -266,3 +266,16 @@ def test_interrupt_changes_nothing_before_it(head, speech):
         session.end()
         released = list(session.frames())
     assert all(np.array_equal(a.image, b.image) for a, b in zip(plain, released)) and len(plain) == len(released)
+
+
+def test_a_mark_applies_to_every_streamed_frame_and_nothing_else(head, speech):
+    """`mark` (the watermark of vasa serve) changes each frame exactly as marking the offline frame does."""
+    from vasa.provenance import Watermarker
+
+    marker = Watermarker(0x5EED)
+    offline = list(head.frames(speech, FAST))
+    frames = stream(head, speech, 4000, controls=FAST, mark=marker.mark)
+    assert len(frames) == len(offline)
+    for frame, expected in zip(frames, offline):
+        assert np.array_equal(frame.image, marker.mark(expected))
+        assert not np.array_equal(frame.image, expected)

@@ -54,19 +54,21 @@ def offline_fps(head, waveform: np.ndarray) -> float:
         return frames / (time.perf_counter() - start)
 
 
-def streaming_run(head, waveform: np.ndarray, step_frames: int | None = None) -> dict:
-    """Push at real-time pace from this thread, read frames in another; -> figures."""
+def streaming_run(head, waveform: np.ndarray, step_frames: int | None = None, watermark: bool = True) -> dict:
+    """Push at real-time pace from this thread, read frames in another (each frame watermarked as
+    `vasa serve` does, unless `watermark` is False); -> figures."""
     import threading
 
     import cv2
 
     from vasa.audio import SAMPLE_RATE
+    from vasa.provenance import stream_mark
     from vasa.streaming import StreamingSession
 
     def jpeg(image):
         return cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
 
-    session = StreamingSession(head, step_frames=step_frames, encode=jpeg)
+    session = StreamingSession(head, step_frames=step_frames, encode=jpeg, mark=stream_mark(watermark))
     arrivals: list[tuple[float, float]] = []  # (wall s since start, frame time_s)
 
     def read():
@@ -127,7 +129,7 @@ def close_run(head, waveform: np.ndarray, push_timeout_s: float = 2.0) -> dict:
 
 
 def run_bench(model: str | Path | None = None, sizes=(256, 512), seconds: float = 12.0, threads: int = 2,
-              step_frames=(None,), out: Path | None = None) -> str:
+              step_frames=(None,), out: Path | None = None, watermark: bool = True) -> str:
     import torch
 
     from vasa.demo import demo_portrait
@@ -139,7 +141,8 @@ def run_bench(model: str | Path | None = None, sizes=(256, 512), seconds: float 
     lines = [
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads {threads}; "
         f"GPU: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}; devices: {', '.join(devices)}",
-        f"Speech: {seconds:g} s of the demo speech; streaming pushes {1000 * CHUNK_S:.0f} ms chunks at real-time pace.",
+        f"Speech: {seconds:g} s of the demo speech; streaming pushes {1000 * CHUNK_S:.0f} ms chunks at real-time pace; "
+        f"frames {'watermarked (render stage), as vasa serve does' if watermark else 'not watermarked'}.",
         "",
         "| size | window step | offline fps | first frame ms (= design + compute) | streaming fps "
         "| max frame lag ms (design) | lag growth ms | stage shares (features / motion / render / encode) | load avg |",
@@ -152,7 +155,7 @@ def run_bench(model: str | Path | None = None, sizes=(256, 512), seconds: float 
         head.set_source(demo_portrait())
         offline = offline_fps(head, waveform)
         for step in step_frames:
-            run = streaming_run(head, waveform, step)
+            run = streaming_run(head, waveform, step, watermark)
             shares = " / ".join(f"{100 * run['shares'].get(k, 0):.0f} %" for k in ("features", "motion", "render", "encode"))
             line = (f"| {size} | {step or head.motion_model.config.window_frames} | {offline:.1f} | "
                     f"{run['first_frame_ms']:.0f} (= {run['design_first_ms']:.0f} + {run['compute_ms']:.0f}) | "

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from vasa.cli_data import add_prepare, add_split
-from vasa.cli_options import (MODEL_HELP, add_controls, add_face_options, chosen_face, controls_from,
-                              positive_fps, positive_size)
+from vasa.cli_options import (MODEL_HELP, add_controls, add_face_options, add_provenance_options, chosen_face,
+                              controls_from, positive_fps, positive_size, provenance_from)
 from vasa.errors import VasaError
 from vasa.latents import FPS
 
@@ -33,6 +33,7 @@ def _add_reenact(commands) -> None:
     p.add_argument("--paste-back", action="store_true",
                    help="put the animated face back into the whole photo instead of writing the square crop")
     add_face_options(p)
+    add_provenance_options(p)
     p.set_defaults(run=_run_reenact)
 
 
@@ -41,7 +42,8 @@ def _run_reenact(args) -> None:
 
     frames = reenact(args.image, args.video, args.out, only=args.only, size=args.size,
                      audio=args.audio, fps=args.fps, reference=args.reference,
-                     paste_back=args.paste_back, face=chosen_face(args, args.size))
+                     paste_back=args.paste_back, face=chosen_face(args, args.size),
+                     provenance=provenance_from(args))
     print(f"wrote {args.out} ({frames} frames at {args.fps:g} fps)")
 
 
@@ -61,6 +63,7 @@ def _add_generate(commands) -> None:
                    help="put the animated face back into the whole photo instead of writing the square crop")
     add_controls(p)
     add_face_options(p)
+    add_provenance_options(p)
     p.set_defaults(run=_run_generate)
 
 
@@ -69,14 +72,16 @@ def _run_generate(args) -> None:
         from vasa.reenact import reenact
 
         frames = reenact(args.image, args.motion_from, args.out, size=args.size, audio=args.audio,
-                         fps=args.fps, paste_back=args.paste_back, face=chosen_face(args, args.size))
+                         fps=args.fps, paste_back=args.paste_back, face=chosen_face(args, args.size),
+                         provenance=provenance_from(args))
     else:
         from vasa.pipeline import TalkingHead
 
         controls = controls_from(args)
         head = TalkingHead.from_pretrained(args.model, size=args.size, face=chosen_face(args, args.size))
         head.set_source(args.image)
-        frames = head.generate(args.audio, args.out, controls, fps=args.fps, paste_back=args.paste_back)
+        frames = head.generate(args.audio, args.out, controls, fps=args.fps, paste_back=args.paste_back,
+                               provenance=provenance_from(args))
     print(f"wrote {args.out} ({frames} frames at {args.fps:g} fps)")
 
 
@@ -86,13 +91,47 @@ def _add_demo(commands) -> None:
     p.add_argument("--size", type=positive_size, default=512)
     p.add_argument("--reenact", action="store_true",
                    help="drive the portrait with the bundled talking clip instead of generating the motion")
+    add_provenance_options(p)
     p.set_defaults(run=_run_demo)
 
 
 def _run_demo(args) -> None:
     from vasa.demo import run_demo
 
-    run_demo(args.out, size=args.size, reenact=args.reenact)
+    run_demo(args.out, size=args.size, reenact=args.reenact, provenance=provenance_from(args))
+
+
+def _add_detect(commands) -> None:
+    p = commands.add_parser("detect", help="does a video carry vasa's marks? (manifest and watermark)",
+                            description="For each video: its C2PA manifest (present, valid or tampered, its claims) "
+                                        "and vasa's invisible watermark (found or not, id, score, false-positive "
+                                        "probability). Exit status: 0 every video carries a vasa mark, 1 at least "
+                                        "one carries none, 2 a file could not be read (docs/provenance.md).")
+    p.add_argument("videos", nargs="+", type=Path, metavar="VIDEO")
+    p.add_argument("--json", action="store_true", help="print one JSON object per video, one per line")
+    p.add_argument("--seconds", type=float, default=60.0, help="read at most this much of each video (default 60)")
+    p.set_defaults(run=_run_detect)
+
+
+def _run_detect(args) -> int:
+    import json
+
+    from vasa.provenance.detect import describe, detect
+
+    if args.seconds <= 0:
+        raise VasaError(f"--seconds must be positive, got {args.seconds}")
+    unmarked = failed = 0
+    for path in args.videos:
+        try:
+            found = detect(path, args.seconds)
+        except VasaError as error:
+            failed += 1
+            print(json.dumps({"path": str(path), "error": str(error)}) if args.json else f"{path}: error: {error}",
+                  flush=True)
+            continue
+        unmarked += not found.marked
+        print(json.dumps(found.as_dict()) if args.json else describe(found), flush=True)
+    return 2 if failed else 1 if unmarked else 0
 
 
 def _add_eval(commands) -> None:
@@ -172,6 +211,8 @@ def _add_serve(commands) -> None:
                    help="motion frames per generator window: fewer = lower latency, more compute "
                         "(default: the model's window)")
     p.add_argument("--idle-timeout", type=float, default=20.0, help="close a silent session after this many seconds")
+    p.add_argument("--no-watermark", action="store_true",
+                   help="stream frames without vasa's invisible watermark (for research)")
     p.set_defaults(run=_run_serve)
 
 
@@ -190,7 +231,7 @@ def _run_serve(args) -> None:
     if not 1 <= args.steps <= 50:
         raise VasaError(f"--steps must be 1..50, got {args.steps}")
     config = ServerConfig(max_sessions=args.max_sessions, step_frames=args.step_frames, steps=args.steps,
-                          idle_timeout_s=args.idle_timeout, portraits=portraits)
+                          idle_timeout_s=args.idle_timeout, portraits=portraits, watermark=not args.no_watermark)
     head = TalkingHead.from_pretrained(args.model, size=args.size)
     if args.step_frames is not None:
         from vasa.motion import MotionStream
@@ -219,6 +260,8 @@ def _add_bench(commands) -> None:
     p.add_argument("--step-frames", nargs="+", type=int, default=[0],
                    help="motion window steps to stream with (0 = the model's window; default 0)")
     p.add_argument("--out", type=Path, help="append the results to this Markdown file")
+    p.add_argument("--no-watermark", action="store_true",
+                   help="stream without the frame watermark (default: on, as vasa serve streams)")
     p.add_argument("--agent", action="store_true",
                    help="instead: the avatar in a Pipecat pipeline (needs vasa[pipecat]): first frame after TTS "
                         "audio, interruption to closed mouth, frame lag over --seconds (default 60) of "
@@ -236,7 +279,7 @@ def _run_bench(args) -> None:
     from vasa.bench import run_bench
 
     run_bench(model=args.model, sizes=args.sizes, seconds=args.seconds or 12.0, threads=args.threads,
-              step_frames=[s or None for s in args.step_frames], out=args.out)
+              step_frames=[s or None for s in args.step_frames], out=args.out, watermark=not args.no_watermark)
 
 
 def _motion_trainer():
@@ -331,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_prepare(commands)
     add_split(commands)
     _add_demo(commands)
+    _add_detect(commands)
     _add_eval(commands)
     _add_serve(commands)
     _add_bench(commands)
@@ -343,14 +387,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
-        args.run(args)
+        status = args.run(args)  # None, or the exit status a command chose (vasa detect)
     except VasaError as error:
         print(f"vasa: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("vasa: interrupted; no output was written", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

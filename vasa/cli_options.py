@@ -34,6 +34,24 @@ def add_face_options(p) -> None:
     p.add_argument("--face-checkpoint", type=Path, metavar="PATH", help="the neural face model (.safetensors)")
 
 
+def add_provenance_options(p) -> None:
+    """The marks every written video carries (vasa.provenance, docs/provenance.md)."""
+    p.add_argument("--no-watermark", action="store_true",
+                   help="leave the frames without the invisible watermark (for research; the signed manifest "
+                        "still says the video is synthetic)")
+    p.add_argument("--sign-key", type=Path, metavar="PEM",
+                   help="private key that signs the video's C2PA manifest (default: $VASA_SIGN_KEY, else a local "
+                        "identity vasa makes once per user)")
+    p.add_argument("--sign-cert", type=Path, metavar="PEM",
+                   help="the key's certificate chain, signing certificate first (default: $VASA_SIGN_CERT)")
+
+
+def provenance_from(args):
+    from vasa.provenance import Provenance
+
+    return Provenance(watermark=not args.no_watermark, sign_key=args.sign_key, sign_cert=args.sign_cert)
+
+
 def chosen_face(args, size: int):
     """The face backend that add_face_options' options choose, at `size` pixels."""
     from vasa.face.backends import load_face

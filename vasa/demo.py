@@ -26,13 +26,16 @@ def demo_portrait() -> Path:
     return path
 
 
-def run_demo(out: str | Path, size: int = 512, reenact: bool = False) -> None:
+def run_demo(out: str | Path, size: int = 512, reenact: bool = False, provenance=None) -> None:
+    from vasa.provenance import Provenance
+
+    provenance = provenance or Provenance()
     portrait = demo_portrait()
     if reenact:
         from vasa.reenact import reenact as run_reenact
 
         print(f"portrait: {portrait}\ndriver:   {DEMO_DRIVER}")
-        frames = run_reenact(portrait, DEMO_DRIVER, out, size=size)
+        frames = run_reenact(portrait, DEMO_DRIVER, out, size=size, provenance=provenance)
         print(f"wrote {out} ({frames} frames, {size}x{size}, with the driver's speech)")
         return
     from vasa.pipeline import TalkingHead
@@ -40,5 +43,5 @@ def run_demo(out: str | Path, size: int = 512, reenact: bool = False) -> None:
     print(f"portrait: {portrait}\nspeech:   {DEMO_SPEECH}")
     head = TalkingHead.from_pretrained(size=size)
     head.set_source(portrait)
-    frames = head.generate(DEMO_SPEECH, out)
+    frames = head.generate(DEMO_SPEECH, out, provenance=provenance)
     print(f"wrote {out} ({frames} frames, {size}x{size}, motion generated from the speech)")

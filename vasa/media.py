@@ -345,37 +345,53 @@ def write_video(
     fps: float = DEFAULT_FPS,
     audio: tuple[np.ndarray, int] | None = None,
     crf: int = 18,
+    sealer=None,
 ) -> int:
     """Encode RGB uint8 frames (and optional (channels, samples) float audio) as H.264 + AAC.
 
     The file appears at `path` only when encoding finished; returns the number of frames written.
-    Audio longer than the video is cut to the video's length.
+    Audio longer than the video is cut to the video's length. `sealer` (a vasa.provenance.Sealer)
+    watermarks each frame and signs the finished file's manifest.
     """
     fps = _check_fps(fps)
+    with atomic_output(path) as final:
+        temporary = final if sealer is None else final.with_name(final.name + ".unsigned.mp4")
+        try:
+            count = _encode(temporary, frames, fps, audio, crf, sealer)
+            if sealer is not None:
+                sealer.seal(temporary, final)
+        finally:
+            if temporary != final and temporary.exists():
+                temporary.unlink()
+    return count
+
+
+def _encode(path: Path, frames: Iterable[np.ndarray], fps: float, audio, crf: int, sealer) -> int:
     count = 0
-    with atomic_output(path) as temporary:
-        with av.open(str(temporary), mode="w") as container:
-            video = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-            video.pix_fmt = "yuv420p"
-            video.options = {"crf": str(crf), "preset": "veryfast"}
-            audio_stream = None
-            if audio is not None:
-                samples, rate = audio
-                audio_stream = container.add_stream("aac", rate=rate)
-                audio_stream.layout = "mono" if samples.shape[0] == 1 else "stereo"
-            for frame in frames:
-                if count == 0:
-                    if frame.shape[0] % 2 or frame.shape[1] % 2:
-                        raise VasaError(f"H.264 needs even frame sides, got {frame.shape[1]}x{frame.shape[0]}")
-                    video.height, video.width = frame.shape[:2]
-                av_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-                container.mux(video.encode(av_frame))
-                count += 1
+    with av.open(str(path), mode="w") as container:
+        video = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        video.pix_fmt = "yuv420p"
+        video.options = {"crf": str(crf), "preset": "veryfast"}
+        audio_stream = None
+        if audio is not None:
+            samples, rate = audio
+            audio_stream = container.add_stream("aac", rate=rate)
+            audio_stream.layout = "mono" if samples.shape[0] == 1 else "stereo"
+        for frame in frames:
             if count == 0:
-                raise VasaError("no frames to write")
-            container.mux(video.encode(None))
-            if audio_stream is not None:
-                _mux_audio(container, audio_stream, audio[0], audio[1], count / fps)
+                if frame.shape[0] % 2 or frame.shape[1] % 2:
+                    raise VasaError(f"H.264 needs even frame sides, got {frame.shape[1]}x{frame.shape[0]}")
+                video.height, video.width = frame.shape[:2]
+            if sealer is not None:
+                frame = sealer.mark(frame)
+            av_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            container.mux(video.encode(av_frame))
+            count += 1
+        if count == 0:
+            raise VasaError("no frames to write")
+        container.mux(video.encode(None))
+        if audio_stream is not None:
+            _mux_audio(container, audio_stream, audio[0], audio[1], count / fps)
     return count
 
 

@@ -38,6 +38,8 @@ from tqdm import tqdm
 from vasa.controls import (MAX_EMOTION_WEIGHT, MAX_GAZE_DEG, MAX_GUIDANCE, MAX_MOTION_SCALE, MAX_SEED, Controls,
                            parse_emotion)
 from vasa.errors import VasaError
+from vasa.provenance import Provenance
+from vasa.provenance.manifest import file_sha256
 from vasa.latents import FPS as MODEL_FPS  # the motion model makes one frame per 40 ms of audio
 from vasa.latents import POSE_DIM, SAMPLE_RATE, Appearance, FaceBackend, LatentSpace, Motion, Reference
 from vasa.stages import (EMOTION_BLEND_S, REST_POSE, SILENCE_CLOSE_FRAMES, SILENCE_HIGH, SILENCE_LOW,
@@ -105,6 +107,7 @@ class TalkingHead:
     cfg_audio: float = DEFAULT_CFG_AUDIO  # the audio guidance scale the model was chosen with (its metadata)
     cfg_audio_pose: float | None = None  # its scale on the head pose, where the model names one ("cfg_audio_pose")
     mouth_readout: MouthReadout | None = None  # the read-out the model file carries, if any
+    model_sha256: str | None = None  # the motion model file's, for the video's provenance manifest
     space: LatentSpace = field(init=False)
     source: Source | None = field(default=None, init=False)
 
@@ -147,7 +150,7 @@ class TalkingHead:
         audio = _guidance_scale(path, metadata, "cfg_audio")
         return cls(model, face, encoder, VoiceActivity() if voice_activity else None,
                    DEFAULT_CFG_AUDIO if audio is None else audio, _guidance_scale(path, metadata, "cfg_audio_pose"),
-                   load_mouth_readout(path))
+                   load_mouth_readout(path), file_sha256(path))
 
     def source_for(self, controls: Controls, source: Source | None = None) -> Source | None:
         """The portrait as `controls` show it: wearing the requested emotion's expression
@@ -206,14 +209,17 @@ class TalkingHead:
 
     def generate(self, audio: str | os.PathLike, out: str | os.PathLike, controls: Controls = Controls(),
                  fps: float = MODEL_FPS, progress: bool = True, paste_back: bool = False,
-                 source: Source | None = None) -> int:
+                 source: Source | None = None, provenance: Provenance = Provenance()) -> int:
         """Write a talking video of the portrait (`source`, default this head's) speaking `audio` (any
         audio or video file) to `out` (.mp4, H.264 + the input's audio). With `paste_back` the animated
-        face goes back into the whole photo. Returns the number of frames; nothing is written on error."""
+        face goes back into the whole photo. `provenance`: the frames' watermark (on by default) and the
+        signed manifest's identity (vasa.provenance). Returns the number of frames; nothing is written
+        on error."""
         from vasa.audio import load_audio
         from vasa.media import check_output_path, read_audio, write_video
 
         check_output_path(out)
+        sealer = provenance.with_claims("speech", self.model_sha256).start(out)
         source = source or self.source
         if source is None:
             raise VasaError("no portrait: call set_source(image) first")
@@ -232,7 +238,7 @@ class TalkingHead:
                 for frame in self.frames(waveform, controls, fps, source=source):
                     bar.update(1)
                     yield frame if canvas is None else canvas[1].paste(frame, canvas[0])
-            return write_video(out, counted(), fps, soundtrack)
+            return write_video(out, counted(), fps, soundtrack, sealer=sealer)
 
 
 def _motion_chunks(stages: Stages, waveform: np.ndarray) -> Iterator[np.ndarray]:

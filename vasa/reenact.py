@@ -21,6 +21,7 @@ from vasa.face.geometry import compose_relative_pose
 from vasa.face.landmarks import FaceCrop, VideoTracker
 from vasa.face.mesh import MeshFace
 from vasa.latents import Appearance, FaceBackend, Motion
+from vasa.provenance import Provenance
 from vasa.media import (
     DEFAULT_FPS, check_output_path, expected_frames, iter_video_frames, probe_video, read_audio, read_image,
     write_video,
@@ -83,7 +84,7 @@ def driver_reference(face: MeshFace, motion: Motion, found: np.ndarray, referenc
 def reenact(
     image, video: str | os.PathLike, out: str | os.PathLike, only: Only = None, size: int = 512,
     audio: str | os.PathLike | None = None, fps: float = DEFAULT_FPS, reference: Reference = "neutral",
-    paste_back: bool = False, progress: bool = True, face=None,
+    paste_back: bool = False, progress: bool = True, face=None, provenance: Provenance = Provenance(),
 ) -> int:
     """Animate `image` with the motion of `video`; write an mp4 with the driver's (or `audio`'s) sound.
 
@@ -91,9 +92,11 @@ def reenact(
     `reference` (see `driver_reference`; with the neural backend, `face` = a NeuralFace, always the
     first frame with a face). With `paste_back` the animated crop goes back into
     the whole photo (at most PASTE_MAX_SIDE pixels on its longer side). Returns the number of
-    frames written; nothing is written when anything fails.
+    frames written; nothing is written when anything fails. `provenance`: the frames' watermark (on by
+    default) and the signed manifest's identity (vasa.provenance).
     """
     check_output_path(out)
+    sealer = provenance.with_claims("video", None).start(out)
     face = face or MeshFace(size=size)
     photo = read_image(image)
     appearance, source = face.encode(photo)
@@ -114,7 +117,7 @@ def reenact(
         if canvas is not None:
             background, crop = canvas
             frames = (crop.paste(frame, background) for frame in frames)
-        return write_video(out, frames, fps, soundtrack)
+        return write_video(out, frames, fps, soundtrack, sealer=sealer)
 
 
 PASTE_MAX_SIDE = 1920

@@ -152,11 +152,14 @@ class StreamingSession:
     here). source: the encoded portrait (`head.encode_source`), default `head.source`. step_frames:
     motion frames per generator window (default: the model's window; smaller = lower latency, more
     compute; see `vasa.motion.MotionStream`). encode: optional image -> bytes run in its own stage.
+    mark: optional image -> image applied to every frame as it is rendered (the watermark of
+    vasa.provenance: `mark=Watermarker(ident).mark`).
     """
 
     def __init__(self, head: TalkingHead, source: Source | None = None, controls: Controls = Controls(),
                  fps: float = MODEL_FPS, step_frames: int | None = None,
-                 encode: Callable[[np.ndarray], bytes] | None = None):
+                 encode: Callable[[np.ndarray], bytes] | None = None,
+                 mark: Callable[[np.ndarray], np.ndarray] | None = None):
         source = source or head.source
         if source is None:
             raise VasaError("no portrait: pass source= or call head.set_source(image) first")
@@ -181,7 +184,8 @@ class StreamingSession:
             "features": (lambda chunk: [audio.push(chunk)], lambda: [audio.flush()]),
             "motion": (lambda part: [x] if len(x := motion.push(part)) else [],
                        lambda: [x] if len(x := motion.flush()) else []),
-            "render": (lambda x: (_Made(renderer.index, renderer.generation, renderer.motion, image)
+            "render": (lambda x: (_Made(renderer.index, renderer.generation, renderer.motion,
+                                        image if mark is None else mark(image))
                                   for image in renderer.frames(x)), lambda: []),  # one frame at a time
             "encode": (lambda made: [(made, encode(made.image))], lambda: []),
         }

@@ -42,6 +42,7 @@ import numpy as np
 from vasa.controls import Controls
 from vasa.errors import VasaError
 from vasa.latents import SAMPLE_RATE
+from vasa.provenance import stream_mark
 from vasa.stages import HUSH_FRAMES
 from vasa.streaming import StreamingSession
 
@@ -118,15 +119,17 @@ class AvatarStats:
 class LiveAvatar:
     """A `StreamingSession` driven by a real-time clock; see the module doc. `head` is a loaded
     `TalkingHead`, `source` the portrait (`head.encode_source`; default the head's own); `controls`
-    default to `Controls(blinks=LISTENING_BLINKS, steps=STEPS)`."""
+    default to `Controls(blinks=LISTENING_BLINKS, steps=STEPS)`; `watermark`: the frames carry vasa's
+    invisible watermark (default; vasa.provenance)."""
 
     def __init__(self, head, on_frame: Callable[[AvatarFrame], None], source=None, controls: Controls | None = None,
                  fps: float = 25.0, step_frames: int | None = None, max_lag_s: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, watermark: bool = True):
         if source is None and head.source is None:
             raise VasaError("the avatar needs a portrait: pass source= or call head.set_source(image) first")
         controls = controls if controls is not None else Controls(blinks=LISTENING_BLINKS, steps=STEPS)
-        self.session = StreamingSession(head, source, controls=controls, fps=fps, step_frames=step_frames)
+        self.session = StreamingSession(head, source, controls=controls, fps=fps, step_frames=step_frames,
+                                        mark=stream_mark(watermark))
         self.fps, self.on_frame, self.max_lag_s, self.clock = fps, on_frame, max_lag_s, clock
         self.stats = AvatarStats()
         self._lock = threading.Lock()

@@ -44,11 +44,12 @@ class VasaVideoService(FrameProcessor):
     portrait: an image path (or an (H, W, 3) uint8 RGB array). model: a motion model path or shipped name
     ("live": made for streaming). head: an already loaded `TalkingHead` to share (then model and size are
     its own). controls: `vasa.Controls` (default: the avatar's, with blinks while listening).
+    watermark: the frames carry vasa's invisible watermark (default; vasa.provenance).
     A portrait or model that cannot be loaded is a `VasaError` here, before the pipeline runs."""
 
     def __init__(self, portrait: str | Path | np.ndarray, *, model: str = "live", size: int = 256, fps: float = 25.0,
                  controls: Controls | None = None, head=None, step_frames: int | None = None,
-                 max_lag_s: float = 1.0, **kwargs):
+                 max_lag_s: float = 1.0, watermark: bool = True, **kwargs):
         super().__init__(**kwargs)
         if head is None:
             from vasa.pipeline import TalkingHead
@@ -57,6 +58,7 @@ class VasaVideoService(FrameProcessor):
         self.source = head.encode_source(_portrait(portrait))  # a shared head keeps its own portrait
         self.head, self.fps, self.size = head, float(fps), head.face.size
         self.controls, self.step_frames, self.max_lag_s = controls, step_frames, max_lag_s
+        self.watermark = watermark
         self.avatar: LiveAvatar | None = None
         self.dropped_frames = 0  # frames the pipeline was too slow to take (OUTBOX_S)
         self.refused_audio = 0  # TTS frames that could not be read (reported upstream as errors)
@@ -116,7 +118,7 @@ class VasaVideoService(FrameProcessor):
         self._loop = asyncio.get_running_loop()
         self._outbox = asyncio.Queue()
         self.avatar = LiveAvatar(self.head, self._made, source=self.source, controls=self.controls, fps=self.fps,
-                                 step_frames=self.step_frames, max_lag_s=self.max_lag_s)
+                                 step_frames=self.step_frames, max_lag_s=self.max_lag_s, watermark=self.watermark)
         self._stats = self.avatar.stats
         self.latency_s = self.avatar.session.algorithmic_latency_s
         self.avatar.start()

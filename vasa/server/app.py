@@ -59,6 +59,7 @@ class ServerConfig:
     # 5 keeps its held-out lip sync (mouth r 0.404 against 0.403) and moves the head less (0.45 against 0.60 deg/frame)
     steps: int = 5
     portraits: tuple[Path, ...] = ()  # pickable portraits besides the bundled demo one
+    watermark: bool = True  # every stream's frames carry vasa's invisible watermark (vasa.provenance)
 
     def __post_init__(self):
         if self.max_sessions < 1:

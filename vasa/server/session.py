@@ -31,6 +31,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from vasa.errors import VasaError
 from vasa.latents import SAMPLE_RATE  # the browser sends and gets back mono 16-bit PCM at this rate
 from vasa.server.pacing import SendPace
+from vasa.provenance import stream_mark
 from vasa.server.protocol import FRAME_HEADER, BadMessage, parse_start, parse_text, pcm_samples
 from vasa.streaming import StreamFrame, StreamingSession
 
@@ -115,7 +116,8 @@ class _Connection:
             return await self.error(str(error))
         self.server.stats.sessions_started += 1
         self.session = StreamingSession(self.server.head, source, controls, fps=self.config.fps,
-                                        step_frames=self.config.step_frames, encode=self.server.encode_jpeg)
+                                        step_frames=self.config.step_frames, encode=self.server.encode_jpeg,
+                                        mark=stream_mark(self.config.watermark))
         self.pump = threading.Thread(target=self.pump_frames, name="vasa-pump", daemon=True)
         self.pump.start()
         self.heard()

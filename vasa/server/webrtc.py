@@ -32,6 +32,7 @@ from aiohttp import web
 
 from vasa.errors import VasaError
 from vasa.latents import SAMPLE_RATE
+from vasa.provenance import stream_mark
 from vasa.server.protocol import BadMessage, parse_start, parse_text
 from vasa.streaming import StreamingSession
 
@@ -311,7 +312,7 @@ async def _connect(server, sdp: dict, source, controls):
         if not incoming or "video" not in kinds:
             raise VasaError("the offer needs an audio track (the speech) and a video transceiver (the portrait)")
         session = StreamingSession(server.head, source, controls, fps=server.config.fps,
-                                   step_frames=server.config.step_frames)
+                                   step_frames=server.config.step_frames, mark=stream_mark(server.config.watermark))
         stream = WebRTCStream(server, session, pc)
         pc.addTrack(stream.audio)
         pc.addTrack(stream.video)
