@@ -223,6 +223,7 @@ def _run_serve(args) -> None:
         raise VasaError("vasa serve needs aiohttp, a dependency of vasa: run ./install.sh again") from None
     from vasa.pipeline import TalkingHead
     from vasa.server import ServerConfig, build_app
+    from vasa.streaming import one_opencv_thread
 
     portraits = tuple(args.portraits)
     for path in portraits:
@@ -241,6 +242,7 @@ def _run_serve(args) -> None:
         except ValueError as error:
             raise VasaError(str(error)) from None
     app = build_app(head, config)
+    one_opencv_thread()  # the stream's stages run in parallel already (vasa.streaming.one_opencv_thread)
     print(f"vasa serve: open http://{args.host}:{args.port}/ (Ctrl-C stops)")
     try:
         web.run_app(app, host=args.host, port=args.port, print=None)

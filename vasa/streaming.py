@@ -145,6 +145,20 @@ class SessionStats:
     interrupted_frames: int = 0  # frames made before an interruption and dropped by it
 
 
+def one_opencv_thread() -> int:
+    """Run OpenCV on one thread (process-wide) and return the count it had. A stream's stages already run
+    in parallel threads; OpenCV's own worker threads then fight them and the torch threads: with the
+    frame watermark on, the live model's render stage took ~5 ms more a frame at 256 px on 2 cores with
+    OpenCV's default 2 threads and ~1 ms more with one (docs/benchmarks.md). `vasa serve` and the
+    streaming runs of `vasa bench` call it; a process that streams with `StreamingSession` or
+    `vasa.agent` may call it too."""
+    import cv2
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    return before
+
+
 class StreamingSession:
     """One live stream of one portrait. `push` audio, read `next_frame`; `end` then drain; `close`.
 

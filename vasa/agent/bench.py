@@ -126,12 +126,14 @@ def run_agent_bench(model: str | Path | None = None, size: int = 256, seconds: f
     from vasa.demo import demo_portrait
     from vasa.errors import VasaError
     from vasa.pipeline import TalkingHead
+    from vasa.streaming import one_opencv_thread
 
     try:
         from vasa.agent.pipecat import VasaVideoService
     except ImportError:
         raise VasaError('the agent bench runs a Pipecat pipeline: pip install "vasa[pipecat]"') from None
     torch.set_num_threads(threads)
+    one_opencv_thread()  # as vasa serve runs
     head = TalkingHead.from_pretrained(model or "live", size=size)
     service = VasaVideoService(demo_portrait(), head=head)
     marks: dict = {}
