@@ -28,6 +28,7 @@ class Provenance:
     sign_cert: str | os.PathLike | None = None
     motion_source: str = "speech"  # or "video"
     motion_model_sha256: str | None = None
+    watermark_id: int | None = None  # the frames' 32-bit id; None: a fresh random one for each video
 
     def with_claims(self, motion_source: str, motion_model_sha256: str | None) -> "Provenance":
         from dataclasses import replace
@@ -39,7 +40,9 @@ class Provenance:
         now, so a bad key or an output format without room for a manifest fails before any work."""
         mime = mime_of(out)
         identity = load_identity(self.sign_key, self.sign_cert)
-        ident = secrets.randbits(32) if self.watermark else None
+        ident = None
+        if self.watermark:
+            ident = secrets.randbits(32) if self.watermark_id is None else self.watermark_id
         claims = Claims(self.motion_source, self.motion_model_sha256, ident, title=os.path.basename(out))
         return Sealer(claims, identity, None if ident is None else Watermarker(ident), mime)
 

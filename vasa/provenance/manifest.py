@@ -104,8 +104,11 @@ def _make_local_identity(folder: Path, key_file: Path, chain_file: Path) -> None
 
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.TemporaryFile(dir=folder)
+        probe.close()
     except OSError as error:
-        raise VasaError(f"cannot make vasa's config folder {folder}: {error.strerror}") from error
+        raise VasaError(f"cannot write the local signing identity to {folder} ({error.strerror}): set "
+                        "VASA_CONFIG_DIR to a writable folder, or sign with --sign-key/--sign-cert") from error
     now = datetime.datetime.now(datetime.timezone.utc)
     user = os.environ.get("USER") or "user"
 
