@@ -209,3 +209,13 @@ def test_a_config_folder_that_cannot_be_made_is_a_clear_error(tmp_path, monkeypa
     monkeypatch.setenv("VASA_CONFIG_DIR", str(blocker / "vasa"))  # a folder inside a file: not even root makes it
     with pytest.raises(VasaError, match="VASA_CONFIG_DIR"):
         Provenance().start(tmp_path / "out.mp4")
+
+
+def test_a_copy_under_another_container_name_is_read_for_its_watermark(marked, tmp_path):
+    """Manifests are read from .mp4/.mov only; the watermark of any video PyAV decodes."""
+    path, ident = marked
+    copy = tmp_path / "copy.mkv"
+    copy.write_bytes(path.read_bytes())
+    found = detect(copy)
+    assert not found.manifest.present and found.manifest.state == "absent"
+    assert found.watermark.found and found.watermark.ident == ident and found.marked

@@ -222,7 +222,9 @@ class ManifestReport:
 def read(path: str | os.PathLike) -> ManifestReport:
     """The manifest of the file at `path`, validated against its bytes."""
     c2pa = _c2pa()
-    mime = MIME_BY_SUFFIX.get(Path(path).suffix.lower(), MIME)
+    mime = MIME_BY_SUFFIX.get(Path(path).suffix.lower())
+    if mime is None:  # vasa writes its manifests into .mp4 and .mov files only
+        return ManifestReport(False, "absent")
     try:
         with open(path, "rb") as f, c2pa.Reader(mime, f) as reader:
             state = reader.get_validation_state() or ""
