@@ -334,5 +334,6 @@ def test_on_a_machine_too_slow_the_clock_slips_and_the_lag_stays_bounded(head):
         avatar.close()
     assert avatar.error is None
     assert avatar.stats.slipped_s > 1.0
-    assert frames and all(f.image is not None for f in frames[-10:])
+    last_second = frames[-25:]  # mostly shown, not late: a hiccup of a loaded machine may drop a few
+    assert len(last_second) == 25 and sum(f.image is not None for f in last_second) >= 20
     assert avatar.session.pushed_s - frames[-1].time_s < avatar.session.algorithmic_latency_s + 0.5 + 0.2
