@@ -219,3 +219,20 @@ def test_a_copy_under_another_container_name_is_read_for_its_watermark(marked, t
     found = detect(copy)
     assert not found.manifest.present and found.manifest.state == "absent"
     assert found.watermark.found and found.watermark.ident == ident and found.marked
+
+
+def test_the_signing_algorithm_follows_the_key():
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    def pem(key):
+        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
+
+    assert manifest.signing_algorithm(pem(ec.generate_private_key(ec.SECP384R1()))) == b"es384"
+    assert manifest.signing_algorithm(pem(ed25519.Ed25519PrivateKey.generate())) == b"ed25519"
+    assert manifest.signing_algorithm(pem(rsa.generate_private_key(65537, 2048))) == b"ps256"
+    with pytest.raises(VasaError, match="cannot sign with"):
+        manifest.signing_algorithm(pem(ec.generate_private_key(ec.SECP256K1())))
+    with pytest.raises(VasaError, match="unencrypted PEM"):
+        manifest.signing_algorithm(b"-----BEGIN PRIVATE KEY-----\nnot base64\n-----END PRIVATE KEY-----\n")

@@ -84,6 +84,7 @@ def load_identity(key_path: str | os.PathLike | None = None,
             raise VasaError(f"cannot read the {what} {path}: {error.strerror}") from error
         if b"-----BEGIN" not in pems[-1]:
             raise VasaError(f"the {what} {path} is not PEM")
+    signing_algorithm(pems[0])  # a key C2PA cannot use fails here, before any work
     return Identity(pems[0], pems[1], local=False)
 
 
@@ -183,12 +184,34 @@ class Claims:
                                {"label": ASSERTION, "data": generation}]}
 
 
+def signing_algorithm(key_pem: bytes) -> bytes:
+    """The C2PA signing algorithm for a PEM private key: ES256/384/512 for EC P-256/384/521, Ed25519,
+    PS256 for RSA (C2PA signs RSA with PSS)."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        key = load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError) as error:
+        raise VasaError(f"cannot read the signing key ({error}); it must be an unencrypted PEM private key") from None
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        by_curve = {"secp256r1": b"es256", "secp384r1": b"es384", "secp521r1": b"es512"}
+        if key.curve.name in by_curve:
+            return by_curve[key.curve.name]
+    elif isinstance(key, ed25519.Ed25519PrivateKey):
+        return b"ed25519"
+    elif isinstance(key, rsa.RSAPrivateKey):
+        return b"ps256"
+    raise VasaError(f"C2PA cannot sign with a {type(key).__name__.lstrip('_')} key: use EC P-256/384/521, "
+                    "Ed25519 or RSA")
+
+
 def sign(source: str | os.PathLike, destination: str | os.PathLike, claims: Claims, identity: Identity,
          mime: str = MIME) -> None:
     """Write `source` (an mp4 or mov) to `destination` with a signed manifest of `claims`."""
     c2pa = _c2pa()
     try:
-        info = c2pa.C2paSignerInfo(b"es256", identity.chain_pem, identity.key_pem, None)
+        info = c2pa.C2paSignerInfo(signing_algorithm(identity.key_pem), identity.chain_pem, identity.key_pem, None)
         with c2pa.Signer.from_info(info) as signer, c2pa.Builder(claims.manifest()) as builder:
             with open(source, "rb") as src, open(destination, "w+b") as dst:
                 builder.sign(signer, mime, src, dst)
