@@ -248,8 +248,10 @@ def read(path: str | os.PathLike) -> ManifestReport:
     mime = MIME_BY_SUFFIX.get(Path(path).suffix.lower())
     if mime is None:  # vasa writes its manifests into .mp4 and .mov files only
         return ManifestReport(False, "absent")
+    # nothing from the network: no remote manifests, no certificate revocation (OCSP) look-ups
+    offline = c2pa.Context(c2pa.Settings.from_dict({"verify": {"remote_manifest_fetch": False, "ocsp_fetch": False}}))
     try:
-        with open(path, "rb") as f, c2pa.Reader(mime, f) as reader:
+        with open(path, "rb") as f, c2pa.Reader(mime, f, context=offline) as reader:
             state = reader.get_validation_state() or ""
             results = reader.get_validation_results() or {}
             active = reader.get_active_manifest() or {}
