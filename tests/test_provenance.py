@@ -236,3 +236,21 @@ def test_the_signing_algorithm_follows_the_key():
         manifest.signing_algorithm(pem(ec.generate_private_key(ec.SECP256K1())))
     with pytest.raises(VasaError, match="unencrypted PEM"):
         manifest.signing_algorithm(b"-----BEGIN PRIVATE KEY-----\nnot base64\n-----END PRIVATE KEY-----\n")
+
+
+def test_a_frame_that_is_not_square_is_read_too(grace_hopper, tmp_path):
+    """`--paste-back` writes the whole photo, not a square crop: the mark spans it, and is read back as
+    it is and with 10 % cropped off each side."""
+    photo = read_image(grace_hopper)
+    frames = []
+    for k in range(FRAMES):
+        shift = np.float32([[1, 0, 3 * np.sin(k / 6)], [0, 1, 2 * np.sin(k / 4)]])
+        moved = cv2.warpAffine(photo, shift, (photo.shape[1], photo.shape[0]), borderMode=cv2.BORDER_REFLECT)
+        frames.append(cv2.resize(moved, (240, 288), interpolation=cv2.INTER_AREA))  # 5:6, portrait
+    path = tmp_path / "tall.mp4"
+    marker = watermark.Watermarker(0x0BADCAFE)
+    write_video(path, [marker.mark(frame) for frame in frames], 25)
+    assert detect(path).watermark.found
+    attacks.apply(attacks.Edit(crf=23, crop=0.1), path, tmp_path / "tall_crop.mp4")
+    cropped = detect(tmp_path / "tall_crop.mp4").watermark
+    assert cropped.found and cropped.width_share == pytest.approx(0.8, abs=0.02)

@@ -13,6 +13,7 @@ from pathlib import Path
 import matplotlib
 
 from vasa.errors import VasaError
+from vasa.provenance import Provenance
 
 ASSETS = Path(__file__).parent / "assets"
 DEMO_DRIVER = ASSETS / "demo_driver.mp4"
@@ -26,10 +27,7 @@ def demo_portrait() -> Path:
     return path
 
 
-def run_demo(out: str | Path, size: int = 512, reenact: bool = False, provenance=None) -> None:
-    from vasa.provenance import Provenance
-
-    provenance = provenance or Provenance()
+def run_demo(out: str | Path, size: int = 512, reenact: bool = False, provenance: Provenance = Provenance()) -> None:
     portrait = demo_portrait()
     if reenact:
         from vasa.reenact import reenact as run_reenact

@@ -307,10 +307,14 @@ def _pilot_search(residual: np.ndarray) -> tuple[float, tuple[int, int]]:
     return float((valid[y, x] - surface.mean()) / (surface.std() + 1e-12)), (int(x), int(y))
 
 
-def _at_share(mean_luma: np.ndarray, share: float) -> np.ndarray | None:
+def _at_share(mean_luma: np.ndarray, share: float, stretched: bool = False) -> np.ndarray | None:
+    """The weighed residual of the video on the reading grid, if it shows `share` of the original's width.
+    The mark is drawn over the whole frame, square grid or not, so the grid's square is the original frame
+    stretched: `stretched` takes the same share of its height (a crop of the same share off each side),
+    otherwise the video keeps its own aspect on the grid (a crop to another aspect of a square frame)."""
     height, width = mean_luma.shape
     w = int(round(READ_SIZE * share))
-    h = int(round(height * w / width))
+    h = w if stretched else int(round(height * w / width))
     if w > READ_SIZE or h > READ_SIZE or w < 16 or h < 16:
         return None
     scaled = cv2.resize(mean_luma, (w, h), interpolation=cv2.INTER_AREA)
@@ -326,14 +330,17 @@ def read(mean_luma: np.ndarray, frames: int) -> Reading:
     height, width = mean_luma.shape
     mean_luma = np.ascontiguousarray(mean_luma, dtype=np.float32)
 
-    def search(shares):
+    shapes = (False,) if height == width else (False, True)  # a square video: the two are one
+
+    def search(shares, stretches=shapes):
         best = (-np.inf, 0.0, (0, 0), None)
         for share in shares:
-            residual = _at_share(mean_luma, share)
-            if residual is not None:
-                z, place = _pilot_search(residual)
-                if z > best[0]:
-                    best = (z, share, place, residual)
+            for stretched in stretches:
+                residual = _at_share(mean_luma, share, stretched)
+                if residual is not None:
+                    z, place = _pilot_search(residual)
+                    if z > best[0]:
+                        best = (z, share, place, residual)
         return best
 
     coarse = search(WIDTH_SHARES)
@@ -342,20 +349,20 @@ def read(mean_luma: np.ndarray, frames: int) -> Reading:
     searched = max(coarse, search(coarse[1] * (1 + np.arange(-4, 5) * 0.0025)), key=lambda best: best[0])
     # the second place tried: the whole original frame (scaled, not cropped), the commonest case, where
     # a busy picture can hold a chance pilot peak higher than a weakened true one
-    places = [searched] + ([whole] if (whole := search(UNCROPPED_SHARES))[3] is not None else [])
+    whole = search(UNCROPPED_SHARES, (True,))
+    places = [searched] + ([whole] if whole[3] is not None else [])
     readings = []
     for z, share, (x, y), residual in places:
         z_marker, bits = _read_cells(residual, x, y)  # bits: the coded bits' soft values
-        readings.append((z_marker, bits, z, share, (x, y)))
-    z_marker, bits, z, share, (x, y) = max(readings, key=lambda reading: reading[0])
+        readings.append((z_marker, bits, z, share, (x, y), residual.shape))
+    z_marker, bits, z, share, (x, y), (grid_h, grid_w) = max(readings, key=lambda reading: reading[0])
     found = z_marker >= Z_THRESHOLD
     ident = None
     if found:
         word = int("".join(str(b) for b in viterbi(bits)), 2)
         candidate = word >> CRC_BITS
         ident = candidate if crc8(candidate) == word & 0xFF else None
-    scale = width / (READ_SIZE * share)  # video pixels per reading-grid pixel
-    offset = (int(round(x * scale)), int(round(y * scale)))
+    offset = (int(round(x * width / grid_w)), int(round(y * height / grid_h)))  # in video pixels
     return Reading(found, z_marker, false_positive_bound(z_marker), ident, z, float(share), offset, frames)
 
 
