@@ -5,7 +5,8 @@
         --clips ../shared/media/train [--seeds 1] [--render] [--json out.json]
 
 For every record of a validation speaker: the frame where its first kept segment starts is the
-portrait, the clip's whole audio the speech (`TalkingHead`, default controls, one run per seed).
+portrait (or the first kept frame after it where the portrait detector finds the face), the clip's
+whole audio the speech (`TalkingHead`, default controls, one run per seed).
 - motion space: the mouth opening of the generated facial dynamics against the record's tracked one,
   over the record's kept frames (no rendering: seconds per model), the spread of the generated mouth
   opening over the real one's (how far the lips move), and the head motion (deg/frame, VASA-1's
@@ -42,6 +43,7 @@ from vasa.data.prepare_video import audio_source
 from vasa.data.records import Record, read_record, record_files
 from vasa.data.splits import load_split
 from vasa.data.sync import shift_waveform
+from vasa.errors import VasaError
 from vasa.evaluation.measure import shifted_waveform
 from vasa.latents import FPS, SAMPLE_RATE
 from vasa.media import iter_video_frames
@@ -66,12 +68,24 @@ def r(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1]) if len(a) > 2 and np.std(a) > 0 and np.std(b) > 0 else float("nan")
 
 
+def set_portrait(head: TalkingHead, frames: list[np.ndarray], record: Record) -> int:
+    """The first kept frame whose face the portrait detector finds (tried every 5th kept frame; the tracker
+    that kept the frames follows a face the still-image detector can miss, e.g. a small one at the start)."""
+    for index in kept(record, len(frames))[::5]:
+        try:
+            head.set_source(frames[index])
+            return int(index)
+        except VasaError:
+            continue
+    raise VasaError(f"{record.source}: no kept frame has a face the portrait detector finds")
+
+
 def evaluate(head: TalkingHead, record: Record, video: Path, seeds: list[int], render: bool,
              cfg_audio: float | None = None, av_sync_correct: bool = False,
              cfg_audio_pose: float | None = None, steps: int = 10, mouth_readout: float | None = None,
              own_motion: bool = False) -> dict:
     frames = list(iter_video_frames(video, FPS))
-    head.set_source(frames[record.segments[0].start_frame])
+    set_portrait(head, frames, record)
     waveform = load_audio(audio_source(video))
     if av_sync_correct and record.sync is not None and record.sync["needs_correction"]:
         # the clip's own audio-visual offset taken out, as `vasa prepare --av-sync correct` does
