@@ -1,11 +1,14 @@
 """Which layers of Whisper base feed the mouth read-out best, on speakers the fit never saw.
 
     python scripts/readout_layers.py DATA --split data/corpus_split.json --clips ../shared/media/train \
-        [--sets 3 2 4 5 6 1 2+3 3+4 2+3+4] [--cache layers.npz]
+        [--sets 3 2 4 5 6 1 2+3 3+4 2+3+4] [--cache layers.npz] [--audio-schedule HOP LEFT LOOKAHEAD]
 
 DATA: records written by `vasa prepare ... --audio-encoder whisper-base --audio-layers 3 --av-sync correct`.
+`--audio-schedule` encodes the speech in other windows than the records' (`--pad-to-30s`: each window
+padded with silence to 30 s, as Whisper was trained); the records' frames and targets stay the same.
+
 Every record's speech is encoded once with all six blocks' outputs (offsets taken out where the record
-says so; the layer-3 part is checked against the record's own features), then for each set of layers
+says so; the layer-3 part is checked against the record's own features where the windows are the same), then for each set of layers
 the read-out (`vasa.motion.readout`: frames t-4..t+4, ridge) is scored by 5-fold cross-validation over
 the training speakers (strengths 1, 3, 10) and, fitted on all of them at the best strength, on the
 held-out speakers: r of the mouth opening, mean over speakers. Layer 3 alone is also scored at its
@@ -16,11 +19,14 @@ training speakers) so that the fits stay the same size.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
 
 from vasa.audio import SAMPLE_RATE, VoiceActivity, load_audio, load_encoder
+from vasa.audio.encoders import encoder_spec
+from vasa.audio.streaming import WindowSchedule
 from vasa.data.prepare_video import audio_source
 from vasa.data.records import read_record, record_files
 from vasa.data.splits import load_split
@@ -33,10 +39,16 @@ BLOCKS = 6  # Whisper base
 WIDTH = 512
 
 
-def encode_all(data: Path, clips: Path, cache: Path | None) -> dict[str, np.ndarray]:
+def encode_all(data: Path, clips: Path, cache: Path | None, schedule: WindowSchedule | None = None,
+               pad_to_30s: bool = False) -> dict[str, np.ndarray]:
     if cache is not None and cache.exists():
         return dict(np.load(cache))
-    encoder = load_encoder("whisper-base:layers=" + "+".join(str(k) for k in range(1, BLOCKS + 1)), fps=25.0)
+    layers = tuple(range(1, BLOCKS + 1))
+    encoder = load_encoder(encoder_spec("whisper-base", schedule, layers), fps=25.0)
+    encoder.pad_to_30s = pad_to_30s
+    settings = json.loads((data / "prepare.json").read_text())
+    records_schedule = WindowSchedule(*settings["audio_schedule"]) if settings.get("audio_schedule") else None
+    check = records_schedule == schedule and settings.get("audio_layers") == [3] and not pad_to_30s
     vad, out = VoiceActivity(), {}
     for path in record_files(data):
         record = read_record(path)
@@ -47,7 +59,7 @@ def encode_all(data: Path, clips: Path, cache: Path | None) -> dict[str, np.ndar
         for j, segment in enumerate(record.segments):
             part = features[segment.start_frame:segment.start_frame + len(segment)]
             layer3 = part[:, 2 * WIDTH:3 * WIDTH]
-            if len(segment) and not np.allclose(layer3, segment.audio, atol=1e-2):
+            if check and len(segment) and not np.allclose(layer3, segment.audio, atol=1e-2):
                 raise SystemExit(f"{record.source}: layer 3 differs from the record's features")
             out[f"{path.stem}__{j}"] = part.astype(np.float16)
         print(f"  encoded {record.source}", flush=True)
@@ -63,8 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clips", type=Path, required=True)
     parser.add_argument("--sets", nargs="+", default=["3", "2", "4", "5", "6", "1", "2+3", "3+4", "2+3+4"])
     parser.add_argument("--cache", type=Path, help="keep the encoded layers here (about 230 MB for the corpus)")
+    parser.add_argument("--audio-schedule", type=float, nargs=3, metavar=("HOP", "LEFT", "LOOKAHEAD"),
+                        help="encoder windows in seconds (default: the encoder's default schedule)")
+    parser.add_argument("--pad-to-30s", action="store_true", help="pad every window with silence to 30 s")
     args = parser.parse_args(argv)
-    layers = encode_all(args.data, args.clips, args.cache)
+    schedule = WindowSchedule(*args.audio_schedule) if args.audio_schedule else None
+    layers = encode_all(args.data, args.clips, args.cache, schedule, args.pad_to_30s)
     model = FaceModel.load()
     mouth = model.group_mask("mouth")
     opening = model.mouth_opening(model.mean_shape[None] + model.basis) - model.mouth_opening(model.mean_shape)
