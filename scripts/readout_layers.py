@@ -8,12 +8,12 @@ DATA: records written by `vasa prepare ... --audio-encoder whisper-base --audio-
 padded with silence to 30 s, as Whisper was trained); the records' frames and targets stay the same.
 
 Every record's speech is encoded once with all six blocks' outputs (offsets taken out where the record
-says so; the layer-3 part is checked against the record's own features where the windows are the same), then for each set of layers
-the read-out (`vasa.motion.readout`: frames t-4..t+4, ridge) is scored by 5-fold cross-validation over
-the training speakers (strengths 1, 3, 10) and, fitted on all of them at the best strength, on the
-held-out speakers: r of the mouth opening, mean over speakers. Layer 3 alone is also scored at its
-full 512 dimensions; every other set is first projected to 256 dimensions per layer (PCA on the
-training speakers) so that the fits stay the same size.
+says so; the layer-3 part is checked against the record's own features where the windows are the same),
+then for each set of layers the read-out (`vasa.motion.readout`: frames t-4..t+4, ridge) is scored by
+5-fold cross-validation over the training speakers (strengths 1, 3, 10) and, fitted on all of them at the
+best strength, on the held-out speakers: r of the mouth opening, mean over speakers. Layer 3 alone is
+also scored at its full 512 dimensions; every other set is first projected to 256 dimensions per layer
+(PCA on the training speakers) so that the fits stay the same size.
 """
 
 from __future__ import annotations
