@@ -37,13 +37,19 @@ from vasa.motion.readout import CONTEXT, stack_context
 
 BLOCKS = 6  # Whisper base
 WIDTH = 512
+SPEC_KEY = "__encoder__"  # the windows a --cache was encoded with
 
 
 def encode_all(data: Path, clips: Path, cache: Path | None, schedule: WindowSchedule | None = None,
                pad_to_30s: bool = False) -> dict[str, np.ndarray]:
-    if cache is not None and cache.exists():
-        return dict(np.load(cache))
     layers = tuple(range(1, BLOCKS + 1))
+    spec = encoder_spec("whisper-base", schedule, layers) + (" padded to 30 s" if pad_to_30s else "")
+    if cache is not None and cache.exists():
+        stored = dict(np.load(cache))
+        made_with = str(stored.pop(SPEC_KEY, encoder_spec("whisper-base", None, layers)))  # older caches
+        if made_with != spec:
+            raise SystemExit(f"{cache} holds features of {made_with}, not {spec}: give another --cache")
+        return stored
     encoder = load_encoder(encoder_spec("whisper-base", schedule, layers), fps=25.0)
     encoder.pad_to_30s = pad_to_30s
     settings = json.loads((data / "prepare.json").read_text())
@@ -64,7 +70,7 @@ def encode_all(data: Path, clips: Path, cache: Path | None, schedule: WindowSche
             out[f"{path.stem}__{j}"] = part.astype(np.float16)
         print(f"  encoded {record.source}", flush=True)
     if cache is not None:
-        np.savez(cache, **out)
+        np.savez(cache, **out, **{SPEC_KEY: np.array(spec)})
     return out
 
 
