@@ -197,7 +197,9 @@ def test_abrupt_disconnects_free_their_sessions(head):
 @pytest.mark.slow
 def test_a_slow_reader_loses_old_frames_and_memory_stays_bounded(head):
     async def scenario():
-        async with serving(head, max_sessions=2, send_queue_frames=4, send_buffer_bytes=4096) as (client, portrait, server):
+        # the queue holds a whole 0.4 s stream (10 frames come at once), so the second client below can only
+        # lose frames if the server lets the slow one hold it up; the slow one, 300 frames behind, loses many
+        async with serving(head, max_sessions=2, send_queue_frames=12, send_buffer_bytes=4096) as (client, portrait, server):
             ws = await client.ws_connect("/ws")
             transport = ws._response.connection.transport
             transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
