@@ -197,6 +197,8 @@ def test_train_bad_input(tmp_path, good_data, capsys, trainer, case):
         extra = ["--split", inputs / "split.json"]
     elif case == "junk split":
         extra = ["--split", junk(inputs / "split.json")]
+    elif case == "junk state" and trainer in ("capp", "lipsync"):
+        extra = ["--method", "contrastive"]  # a read-out judge is fitted anew: it keeps no state
     line = fails_cleanly(["train", trainer, "--data", data, "--out", out, "--preset", "tiny", "--steps", 2,
                           "--batch-size", 4, *(["--group", 2] if trainer in ("capp", "lipsync") else []), *extra],
                          capsys)

@@ -359,11 +359,13 @@ def _add_train(commands) -> None:
         description="Train the neural face latent space on the face crops stored by `vasa prepare --frames`. "
                     "Running it again with the same --out resumes. Multi-process: torchrun --nproc_per_node N "
                     "-m vasa.cli train face ... (docs/face_neural.md).")
-    for kind, what in (("capp", "CAPP, the contrastive audio-pose judge of VASA-1 (3 s windows)"),
+    for kind, what in (("capp", "CAPP, the audio-pose judge of VASA-1 (3 s windows)"),
                        ("lipsync", "the offline lip-sync judge (mouth measures vs audio, 0.6 s windows)")):
         models.add_parser(kind, trainer=_judge_trainer, help=f"train {what}",
-                          description=f"Train {what} on prepared records, contrastively (CLIP loss). "
-                                      "Running it again with the same --out resumes (docs/eval.md).",
+                          description=f"Fit {what} on prepared records: a ridge read-out of the speech "
+                                      "(--method readout, seconds) or two transformers trained with CLIP's "
+                                      "loss (--method contrastive; running it again with the same --out "
+                                      "resumes). docs/eval.md.",
                           ).set_defaults(kind=kind)
 
 

@@ -41,8 +41,8 @@ class Judges:
     """Models and settings shared by all videos of one evaluation."""
 
     size: int = 256  # side of the tracker's face crop
-    capp: ContrastiveJudge | None = None
-    lipsync: ContrastiveJudge | None = None
+    capp: contrastive.Judge | None = None
+    lipsync: contrastive.Judge | None = None
     syncnet: syncnet.SyncNet | None = None
     i3d: object | None = None  # vasa.metrics.fvd.I3D
     descriptor: identity.FaceDescriptor | None = None
@@ -237,8 +237,8 @@ def sanity_tables(judges: Judges, reals: list[VideoMeasures], shifts=(0, 1, 2, 3
                   scales=(0.0, 0.5, 1.0, 1.5, 2.0, 4.0)) -> dict:
     """VASA-1's CAPP sanity checks in miniature, on the real videos: the mean score with the audio shifted
     by k frames (either way), and with the pose variation scaled by s around each window's mean (the
-    window centring inside the judge makes scaling the centred pose the same as scaling the pose). The lip
-    judge gets the shift table too."""
+    window centring inside the judge makes scaling the centred pose the same as scaling the pose; a
+    read-out CAPP, a correlation, has no scale table). The lip judge gets the shift table too."""
     out = {}
     for kind, model in (("capp", judges.capp), ("lipsync", judges.lipsync)):
         if model is None:
@@ -253,7 +253,7 @@ def sanity_tables(judges: Judges, reals: list[VideoMeasures], shifts=(0, 1, 2, 3
                         values.append(contrastive.window_scores(model, motion, audio, shift=sign * k).mean())
             rows[k] = float(np.mean(values)) if values else float("nan")
         out[f"{kind}_shift"] = rows
-        if kind == "capp":
+        if kind == "capp" and isinstance(model, ContrastiveJudge):  # a read-out judge's r does not see scale
             rows = {}
             for s in scales:
                 scaled = [(m.mean(axis=0) + s * (m - m.mean(axis=0)), a) for m, a in pairs]

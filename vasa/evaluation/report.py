@@ -146,26 +146,27 @@ def plot_bars(path: Path, summary: dict) -> str:
 
 
 def plot_sanity(path: Path, sanity: dict, offsets: dict) -> str:
-    """Judge score vs audio shift (CAPP and lip judge, real clips), CAPP vs pose scale, lip judge per offset."""
+    """Judge score vs audio shift (CAPP and lip judge, real clips), CAPP vs pose scale (a contrastive CAPP
+    only), lip judge per offset."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3), squeeze=False)
+    scale = sanity.get("capp_pose_scale")  # contrastive CAPP only: a read-out judge's r does not see scale
+    fig, axes = plt.subplots(1, 3 if scale else 2, figsize=(13 if scale else 9, 3), squeeze=False)
     for kind in ("capp", "lipsync"):
         rows = sanity.get(f"{kind}_shift")
         if rows:
             axes[0, 0].plot(list(rows), list(rows.values()), "o-", label=kind)
-    axes[0, 0].set(title="real clips: score vs audio shift", xlabel="|shift| frames", ylabel="cosine score")
+    axes[0, 0].set(title="real clips: score vs audio shift", xlabel="|shift| frames", ylabel="score")
     if axes[0, 0].lines:  # no real clips: nothing to label
         axes[0, 0].legend(fontsize=8)
-    if sanity.get("capp_pose_scale"):
-        rows = sanity["capp_pose_scale"]
-        axes[0, 1].plot(list(rows), list(rows.values()), "o-")
-    axes[0, 1].set(title="real clips: CAPP vs pose scale", xlabel="pose variation x", ylabel="CAPP")
+    if scale:
+        axes[0, 1].plot(list(scale), list(scale.values()), "o-")
+        axes[0, 1].set(title="real clips: CAPP vs pose scale", xlabel="pose variation x", ylabel="CAPP")
     for name, curve in offsets.items():
         shifts = np.arange(len(curve)) - (len(curve) - 1) // 2
-        axes[0, 2].plot(shifts, curve, "--" if name.startswith("real") else "-", label=name)
-    axes[0, 2].set(title="lip judge score per audio offset", xlabel="offset (frames)", ylabel="score")
+        axes[0, -1].plot(shifts, curve, "--" if name.startswith("real") else "-", label=name)
+    axes[0, -1].set(title="lip judge score per audio offset", xlabel="offset (frames)", ylabel="score")
     if offsets:
-        axes[0, 2].legend(fontsize=7)
+        axes[0, -1].legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -249,9 +250,14 @@ def write_report(out: Path, results: dict, pairs: list[tuple[VideoMeasures, Vide
 DEFINITIONS = {
     "SC / SD": "SyncNet confidence and distance (Chung & Zisserman 2016), the released protocol: offsets ±15 "
                "frames, SD = min mean embedding distance, SC = median - min (`vasa.metrics.syncnet`); needs weights",
-    "lip judge": "our contrastive lip-sync judge (inner-lip gap, outer-lip height, mouth width vs Whisper features, "
-                 "0.6 s windows; vasa/assets/judges.md): mean cosine score at offset 0; conf. = best score over ±15 frame offsets - median; offset = where the best is",
-    "CAPP": "contrastive audio-pose score (VASA-1 Sec. 4.1): cosine of 3 s pose and audio embeddings, mean over windows",
+    "lip judge": "our offline lip-sync judge (vasa/assets/judges.md): the shipped read-out judge scores each 0.6 s "
+                 "window by the Pearson r of three lip measures (inner-lip gap, outer-lip height, mouth width) and "
+                 "their ridge read-out from the speech features, a contrastive judge by the cosine of the two "
+                 "embeddings; mean over windows at offset 0; conf. = best score over ±15 frame offsets - median; "
+                 "offset = where the best is",
+    "CAPP": "audio-pose score (VASA-1 Sec. 4.1) over 3 s windows, mean over windows: the shipped read-out judge's "
+            "Pearson r of the head speed and its read-out from the speech, a contrastive judge's cosine of the "
+            "pose and audio embeddings",
     "ΔP": "mean |frame-to-frame change| of yaw, pitch, roll (degrees) re-extracted from the frames",
     "FVD25": "Fréchet distance of I3D logits of 25-frame clips, real vs generated; needs weights",
     "FD-motion": "offline substitute: Fréchet distance of per-frame motion descriptors (head angles centred per "

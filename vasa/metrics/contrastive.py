@@ -30,6 +30,8 @@ from torch import Tensor, nn
 from vasa.checkpoints import load_weights, read_weights_metadata, save_weights
 from vasa.errors import VasaError
 from vasa.face.mesh.model import INNER_LIP_MIDDLE, MOUTH_CORNERS
+from vasa.metrics.readout_judge import CONFIG_KEY as READOUT_CONFIG_KEY
+from vasa.metrics.readout_judge import ReadoutJudge, ReadoutJudgeConfig
 
 OUTER_LIP_MIDDLE = (0, 17)  # MediaPipe mesh: outer upper and lower lip at the middle
 
@@ -142,6 +144,9 @@ class ContrastiveJudge(nn.Module):
         return (zm * za).sum(dim=-1)
 
 
+Judge = ContrastiveJudge | ReadoutJudge  # what the scoring functions below take
+
+
 # --- scoring sequences -----------------------------------------------------------------------------------
 def window_starts(frames: int, window: int, hop: int) -> np.ndarray:
     if frames < window:
@@ -150,12 +155,14 @@ def window_starts(frames: int, window: int, hop: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def window_scores(model: ContrastiveJudge, motion: np.ndarray, audio: np.ndarray, hop: int | None = None,
+def window_scores(model: Judge, motion: np.ndarray, audio: np.ndarray, hop: int | None = None,
                   shift: int = 0) -> np.ndarray:
     """Scores (N,) of the windows of a sequence, motion (T, M) against audio (T, D) moved `shift` frames
     later (motion frame t meets audio frame t - shift); only windows where both exist are scored."""
     W = model.config.window_frames
     hop = hop or max(W // 3, 1)
+    if isinstance(model, ReadoutJudge):  # its signals are made from whole sequences, then cut into windows
+        motion, audio = model.motion_signal(motion), model.audio_signal(audio)
     T = min(len(motion), len(audio))
     lo, hi = max(0, shift), min(T, T + shift)  # motion frames that have audio at t - shift
     starts = window_starts(hi - lo, W, hop) + lo
@@ -164,12 +171,12 @@ def window_scores(model: ContrastiveJudge, motion: np.ndarray, audio: np.ndarray
     return model.score(m, a).numpy()
 
 
-def sequence_score(model: ContrastiveJudge, motion: np.ndarray, audio: np.ndarray, hop: int | None = None) -> float:
+def sequence_score(model: Judge, motion: np.ndarray, audio: np.ndarray, hop: int | None = None) -> float:
     """The judge's score of a whole video: the mean over its windows (CAPP score)."""
     return float(window_scores(model, motion, audio, hop).mean())
 
 
-def offset_scores(model: ContrastiveJudge, motion: np.ndarray, audio: np.ndarray, max_shift: int,
+def offset_scores(model: Judge, motion: np.ndarray, audio: np.ndarray, max_shift: int,
                   hop: int | None = None) -> dict:
     """Mean window score at every audio shift in [-max_shift, max_shift] frames, the best shift and a
     confidence (score at the best shift - median over shifts), in the manner of SyncNet's offset search."""
@@ -180,7 +187,7 @@ def offset_scores(model: ContrastiveJudge, motion: np.ndarray, audio: np.ndarray
             "score": float(scores[max_shift]), "confidence": float(scores[best] - np.median(scores))}
 
 
-def shift_separation(model: ContrastiveJudge, pairs: list[tuple[np.ndarray, np.ndarray]], shifts: list[int],
+def shift_separation(model: Judge, pairs: list[tuple[np.ndarray, np.ndarray]], shifts: list[int],
                      hop: int | None = None) -> dict:
     """How well the judge tells true pairs from time-shifted ones, over sequences (motion, audio):
     AUC of true-window scores vs shifted-window scores (each |shift| in `shifts`), and the fraction of
@@ -223,19 +230,22 @@ def roc_auc(positive: np.ndarray, negative: np.ndarray) -> float:
 
 
 # --- checkpoints ---------------------------------------------------------------------------------------
-def save_judge(path: str | os.PathLike, model: ContrastiveJudge, metadata: dict | None = None) -> None:
+def save_judge(path: str | os.PathLike, model: Judge, metadata: dict | None = None) -> None:
     """Weights + config (+ string metadata, e.g. the audio encoder and held-out figures): complete or not at all."""
     extra = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
-    save_weights(path, model, {**extra, CONFIG_KEY: json.dumps(asdict(model.config))})
+    key = READOUT_CONFIG_KEY if isinstance(model, ReadoutJudge) else CONFIG_KEY
+    save_weights(path, model, {**extra, key: json.dumps(asdict(model.config))})
 
 
 def judge_metadata(path: str | os.PathLike) -> dict[str, str]:
     return read_weights_metadata(path, "judge weights")
 
 
-def load_judge(path: str | os.PathLike) -> ContrastiveJudge:
-    """The judge saved at `path` (eval mode); missing config or keys are a VasaError."""
+def load_judge(path: str | os.PathLike) -> Judge:
+    """The judge saved at `path` (eval mode), contrastive or read-out; missing config or keys are a VasaError."""
     metadata = judge_metadata(path)
+    if READOUT_CONFIG_KEY in metadata:
+        return load_weights(path, ReadoutJudge(ReadoutJudgeConfig(**json.loads(metadata[READOUT_CONFIG_KEY]))))
     if CONFIG_KEY not in metadata:
         raise VasaError(f"{path} has no {CONFIG_KEY} metadata: not a judge written by save_judge")
     return load_weights(path, ContrastiveJudge(JudgeConfig(**json.loads(metadata[CONFIG_KEY]))))

@@ -1,18 +1,23 @@
-"""Train a contrastive judge (`vasa.metrics.contrastive`) on records written by `vasa prepare`: CAPP
-(audio-pose, VASA-1 Sec. 4.1) or the offline lip-sync judge (audio-lip landmarks).
+"""Fit or train a judge on records written by `vasa prepare`: CAPP (audio-pose, VASA-1 Sec. 4.1) or the
+offline lip-sync judge (audio-lip landmarks).
 
-    vasa train capp --data prepared/ --out runs/capp --holdout retalking_2 sadtalker_WDA_AOC_000
+    vasa train capp --data prepared/ --out runs/capp --split data/corpus_split.json
     vasa train lipsync --data prepared/ --out runs/lipsync --holdout retalking_2 sadtalker_WDA_AOC_000
 
-One flat loop in one process, reusing the motion trainer's pieces (learning-rate schedule, EMA, atomic
-state, metrics.jsonl): AdamW, warmup then cosine decay, an EMA copy (what ships), CLIP's symmetric
-InfoNCE loss. A batch is `batch_size / group` segments with `group` windows each at random times: the
-other windows of the same clip are the hard negatives that make the judge look at timing rather than at
-who is speaking. Running the same command again resumes from state.pt. At the end the EMA weights are
-scored on the held-out records (true vs time-shifted pairs) and the figures go into the checkpoint.
+By default (`--method readout`) the judge is a ridge read-out of the speech (`vasa.metrics.readout_judge`),
+fitted in one pass over the training records in seconds; it tells true from time-shifted pairs of unseen
+speakers far better than the contrastive judges.
 
-Outputs in --out: judge.safetensors (EMA weights + config + held-out figures), state.pt, metrics.jsonl,
-train_config.json.
+`--method contrastive` trains those (`vasa.metrics.contrastive`) in one flat loop in one process, reusing
+the motion trainer's pieces (learning-rate schedule, EMA, atomic state, metrics.jsonl): AdamW, warmup then
+cosine decay, an EMA copy (what ships), CLIP's symmetric InfoNCE loss. A batch is `batch_size / group`
+segments with `group` windows each at random times: the other windows of the same clip are the hard
+negatives that make the judge look at timing rather than at who is speaking. Running the same command
+again resumes from state.pt.
+
+Either way the judge is scored at the end on the held-out records (true vs time-shifted pairs) and the
+figures go into its file. Outputs in --out: judge.safetensors (weights + config + held-out figures),
+train_config.json; contrastive runs also state.pt and metrics.jsonl.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from vasa.errors import VasaError
 from vasa.face.mesh.model import FaceModel
 from vasa.metrics.contrastive import (PRESETS, STD_FLOOR, ContrastiveJudge, lip_features, pose_features,
                                       save_judge, shift_separation)
+from vasa.metrics.readout_judge import READOUT_STRENGTH, fit_readout_judge
 from vasa.outputs import check_output_folder
 from vasa.train.common import (
     Metrics, Processes, RunConfig, ema_decay, learning_rate, load_state, save_atomic, split_records, update_ema,
@@ -42,6 +48,7 @@ from vasa.train.options import option
 
 SEPARATION_SHIFTS = {"capp": [5, 10, 25], "lipsync": [3, 6, 12]}  # frames, held-out true-vs-shifted check
 SEPARATION_HOP = 5  # frames between scored windows in that check
+METHODS = ("readout", "contrastive")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,10 +68,15 @@ class JudgeTrainConfig(
 
     kind: str = option("capp", cli=False)  # "capp" or "lipsync"
     group: int = option(8, "windows per clip in a batch, the hard negatives")
+    method: str = option("readout", "readout: a ridge read-out of the speech, fitted in one pass (the optimiser's "
+                         "options do not apply); contrastive: two transformers trained with CLIP's loss",
+                         choices=METHODS)
 
     def __post_init__(self):
         if self.kind not in ("capp", "lipsync"):
             raise VasaError(f"judge kind must be capp or lipsync, got {self.kind!r}")
+        if self.method not in METHODS:
+            raise VasaError(f"judge method must be {' or '.join(METHODS)}, got {self.method!r}")
         if self.preset and self.preset not in PRESETS:
             raise VasaError(f"unknown preset {self.preset!r}: choose from {', '.join(PRESETS)}")
         if self.batch_size % self.group:
@@ -110,19 +122,21 @@ def sample_batch(sequences, window: int, batch_size: int, group: int,
     return torch.from_numpy(np.stack(motion)), torch.from_numpy(np.stack(audio))
 
 
+def say(message: str) -> None:
+    tqdm.write(message, file=sys.stderr)
+
+
 def train_judge(config: JudgeTrainConfig) -> Path:
     """Train (or resume) the judge in config.out; returns the path of judge.safetensors."""
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     out = Path(config.out)
     model_path, state_path = out / "judge.safetensors", out / "state.pt"
-
-    def say(message: str) -> None:
-        tqdm.write(message, file=sys.stderr)
-
     check_output_folder(out, "run folder")
     face_model = FaceModel.load()
     training_files, held_out_files = split_records(config, Processes())
+    if config.method == "readout":
+        return fit_judge(config, training_files, held_out_files, face_model)
     records = [read_record(f) for f in training_files]
     model_config = PRESETS[config.preset or config.kind]
     train = [s for s in record_sequences(records, config.kind, face_model) if len(s[0]) >= model_config.window_frames]
@@ -196,4 +210,36 @@ def train_judge(config: JudgeTrainConfig) -> Path:
     metrics.close()
     say(f"wrote {model_path} (step {step})" if started_at < step else
         f"{out} is already at step {step}: nothing to do (a larger --steps trains on)")
+    return model_path
+
+
+def fit_judge(config: JudgeTrainConfig, training_files: list[Path], held_out_files: list[Path],
+              face_model: FaceModel) -> Path:
+    """The read-out judge (`vasa.metrics.readout_judge`) fitted on the training records, scored on the
+    held-out ones like a trained judge; written to config.out / judge.safetensors."""
+    out = Path(config.out)
+    records = [read_record(f) for f in training_files]
+    train = [s for s in record_sequences(records, config.kind, face_model) if len(s[0]) > 1]
+    if not train:
+        raise VasaError(f"no training segment in {config.data} has two frames")
+    started = time.perf_counter()
+    judge = fit_readout_judge(config.kind, train, READOUT_STRENGTH[config.kind])
+    frames = sum(len(m) for m, _ in train)
+    say(f"{config.kind} read-out judge: fitted on {len(train)} segments ({frames} frames) "
+        f"in {time.perf_counter() - started:.1f} s")
+    figures = {}
+    held_out = record_sequences([read_record(f) for f in held_out_files], config.kind, face_model)
+    shifts = SEPARATION_SHIFTS[config.kind]
+    if any(len(m) >= judge.config.window_frames + 2 * max(shifts) for m, _ in held_out):
+        figures = {"held_out": [f.stem for f in held_out_files],
+                   "separation": shift_separation(judge, held_out, shifts, SEPARATION_HOP)}
+        say(f"held-out {', '.join(figures['held_out'])}: {figures['separation']}")
+    elif held_out:
+        say(f"no held-out segment is {judge.config.window_frames + 2 * max(shifts)} frames long: not scored")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train_config.json").write_text(json.dumps(config.to_json(), indent=2) + "\n")
+    model_path = out / "judge.safetensors"
+    save_judge(model_path, judge, {"audio_encoder": records[0].audio_encoder, "fps": str(records[0].fps),
+                                   "method": "readout", "training_frames": str(frames), **figures})
+    say(f"wrote {model_path}")
     return model_path
