@@ -11,8 +11,8 @@ import pytest
 from vasa import media
 from vasa.data.prepare import PrepareConfig, prepare
 from vasa.data.records import read_record, record_files
-from vasa.data.sync import (CORRECT_FROM_FRAMES, SyncEstimate, SyncProbe, estimate_offset, fit_probe, shift_pairs,
-                            shift_waveform)
+from vasa.data.sync import (CORRECT_FROM_FRAMES, MIN_PEAK_R, SyncEstimate, SyncProbe, estimate_offset, fit_probe,
+                            shift_pairs, shift_waveform)
 from vasa.errors import VasaError
 from vasa.face.mesh import edits
 from vasa.metrics.landmarks import lagged_correlation
@@ -67,6 +67,18 @@ def test_a_mouth_that_ignores_the_speech_is_not_clear(probe):
     features, _ = talking(rng, 300)
     estimate = estimate_offset(probe, [(features, smooth_noise(rng, 300, 1)[:, 0])], FPS)
     assert not estimate.clear and not estimate.needs_correction
+
+
+def test_an_offset_beyond_the_search_is_not_clear(probe):
+    """A mouth 12 frames late, searched within 10: the best lag is the edge, where the curve still rises;
+    correcting by 10 frames would be wrong, so the estimate is not clear and nothing is corrected."""
+    rng = np.random.default_rng(6)
+    late = talking(rng, 300, 12.0)
+    estimate = estimate_offset(probe, [late], FPS, max_lag=10)
+    assert estimate.offset_frames == pytest.approx(10.0) and estimate.peak_r >= MIN_PEAK_R
+    assert not estimate.clear and not estimate.needs_correction
+    found = estimate_offset(probe, [late], FPS, max_lag=16)  # searched far enough: found
+    assert found.clear and found.offset_frames == pytest.approx(12.0, abs=0.35)
 
 
 def test_too_short_or_still_segments_give_no_estimate(probe):

@@ -14,11 +14,12 @@ clip's opening standardised), fit by ridge regression. A video's offset is the l
     offset < 0: the mouth comes before it (the sound is late)
 
 With `--av-sync correct` (`PrepareConfig.av_sync`), a video is corrected when the peak is clear (r >=
-`MIN_PEAK_R`) and the offset is at least `CORRECT_FROM_FRAMES`: its waveform is shifted by the offset
-and its speech features are computed again, so that frame t's features are the sound that goes with
-frame t's mouth. Smaller offsets are left alone: the development clips that needed no correction lie
-within 2 frames of each other (speakers differ in how far their lips lead their voice), and a probe fit
-on few speakers does not place its peak more precisely than that.
+`MIN_PEAK_R`, and inside the search rather than at its edge) and the offset is at least
+`CORRECT_FROM_FRAMES`: its waveform is shifted by the offset and its speech features are computed again,
+so that frame t's features are the sound that goes with frame t's mouth. Smaller offsets are left alone:
+the development clips that needed no correction lie within 2 frames of each other (speakers differ in
+how far their lips lead their voice), and a probe fit on few speakers does not place its peak more
+precisely than that.
 
 The shipped probe (`vasa/assets/sync_probe.safetensors`, `scripts/make_sync_probe.py`) reads Whisper
 tiny.en features; its file says which clips it was fit on.
@@ -204,7 +205,9 @@ def estimate_offset(probe: SyncProbe, parts: list[tuple[np.ndarray, np.ndarray]]
         refined += 0.5 * (left - right) / bend if bend < 0 else 0.0
     offset = float(refined - max_lag)
     peak, zero = float(curve[best]), float(curve[max_lag])
-    return SyncEstimate(offset, 1000.0 * offset / fps, peak, zero, int(sum(weights)), bool(peak >= MIN_PEAK_R))
+    inside = 0 < best < len(curve) - 1  # a maximum at the search's edge is no peak: the curve may rise beyond it
+    return SyncEstimate(offset, 1000.0 * offset / fps, peak, zero, int(sum(weights)),
+                        bool(peak >= MIN_PEAK_R and inside))
 
 
 def shift_waveform(waveform: np.ndarray, offset_frames: float, fps: float, sample_rate: int) -> np.ndarray:
