@@ -28,8 +28,7 @@ import numpy as np
 
 from vasa.data.records import read_record, record_files
 from vasa.data.splits import load_split
-from vasa.data.sync import (CORRECT_FROM_FRAMES, PROBE_COMPONENTS, PROBE_PATH, SyncProbe, estimate_offset, fit_probe,
-                            shift_pairs)
+from vasa.data.sync import PROBE_COMPONENTS, PROBE_PATH, SyncProbe, estimate_offset, fit_probe, shift_pairs
 from vasa.face.mesh.model import FaceModel
 
 MAX_ROUNDS = 5
