@@ -81,6 +81,26 @@ def test_an_offset_beyond_the_search_is_not_clear(probe):
     assert found.clear and found.offset_frames == pytest.approx(12.0, abs=0.35)
 
 
+def test_the_probe_script_check_counts_known_moves_found(probe):
+    """scripts/make_sync_probe.py's held-out check: every move of in-sync talkers' speech is found by a
+    probe that reads it, none by a probe fit on speech that does not drive the mouth."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "make_sync_probe.py"
+    spec = importlib.util.spec_from_file_location("make_sync_probe", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    rng = np.random.default_rng(7)
+    clips = {name: [talking(rng, 300, delay)] for name, delay in (("a", 0.0), ("b", 2.0), ("c", -3.0))}
+    found = script.check(probe, clips, ["a", "b", "c"])
+    assert found == {"clips": 3, "clear": 3, "moves": 3 * len(script.CHECK_SHIFTS),
+                     "found": 3 * len(script.CHECK_SHIFTS), "found_share": 1.0}
+    deaf = fit_probe([(smooth_noise(rng, 400, 6), smooth_noise(rng, 400, 1)[:, 0]) for _ in range(3)], "test",
+                     components=6)
+    assert script.check(deaf, clips, ["a", "b", "c"])["found"] == 0
+
+
 def test_too_short_or_still_segments_give_no_estimate(probe):
     rng = np.random.default_rng(4)
     features, mouth = talking(rng, 20)
