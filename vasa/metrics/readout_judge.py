@@ -11,9 +11,11 @@ scores high, the same window against speech moved a few frames scores near zero.
 
 Why not only the contrastive judges (`vasa.metrics.contrastive`): on speakers neither saw, those
 separate true from time-shifted pairs at AUC 0.60 (lip) and 0.50 (CAPP); a read-out, with a few thousand
-weights per channel and nothing to learn about who is speaking, at 0.87 and 0.75 (vasa/assets/judges.md).
+weights per channel and nothing to learn about who is speaking, at 0.87 and 0.77 (vasa/assets/judges.md).
 A correlation does not see scale: a head that moves twice as much in the same rhythm scores the same, and
-a still head (no variance) scores 0.
+a still head (no variance) scores 0. And a judge of this kind scores highest the motion that speech
+predicts on average: a generator whose motion is itself such a read-out scores above real video, so the
+judges tell in-sync from shifted motion, they do not rank realism.
 
 The judge has the contrastive judges' interface (`config.window_frames`, `score` of windows), plus
 `motion_signal` and `audio_signal`, which `contrastive.window_scores` applies to whole sequences before
