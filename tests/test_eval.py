@@ -14,6 +14,7 @@ from vasa.evaluation.measure import Judges
 from vasa.evaluation.run import benchmark_cases, evaluate_folder
 from vasa.media import write_wav
 from vasa.metrics import contrastive, identity
+from vasa.metrics.readout_judge import ReadoutJudge
 
 HELD_OUT_CLIPS = [SHARED_MEDIA / "clips" / f"{name}.mp4" for name in ("retalking_2", "sadtalker_WDA_AOC_000")]
 
@@ -63,6 +64,16 @@ def test_shifting_the_audio_of_a_real_clip_lowers_the_judges_scores(judges, held
         shifted = np.mean([contrastive.window_scores(model, motion, audio, hop=5, shift=s).mean()
                            for s in (shift, -shift)])
         assert true > shifted, kind
+
+
+@pytest.mark.slow
+@pytest.mark.media
+def test_sanity_tables_fall_with_the_shift_and_a_readout_capp_has_no_scale_table(judges, held_out):
+    tables = measure.sanity_tables(judges, held_out)
+    for kind in ("capp", "lipsync"):
+        rows = tables[f"{kind}_shift"]
+        assert rows[0] > rows[5] and rows[0] > rows[10] and rows[0] > rows[25], (kind, rows)
+    assert isinstance(judges.capp, ReadoutJudge) and "capp_pose_scale" not in tables
 
 
 @pytest.mark.slow
