@@ -18,15 +18,16 @@ from vasa.train.judge import JudgeTrainConfig, train_judge
 AUDIO_DIM = 16
 
 
-def tiny_records(folder, names=("speaker_a", "speaker_b", "held"), frames: int = 60) -> None:
+def tiny_records(folder, names=("speaker_a", "speaker_b", "held"), frames: int = 60, audio_dims=None) -> None:
     rng = np.random.default_rng(0)
     dim = FaceModel.load().dim
+    dims = audio_dims or {}  # speaker -> audio feature width, where it is not AUDIO_DIM
     (folder / "records").mkdir(parents=True)
     for name in names:
         pose = np.column_stack([rng.normal(0, 3, (frames, 3)), np.full((frames, 2), 0.5), np.full(frames, 0.3)])
         segment = Segment(pose=pose, dynamics=rng.normal(0, 0.1, (frames, dim)), gaze=np.zeros((frames, 2)),
                           distance=np.ones(frames), emotion=np.zeros((frames, 7)),
-                          audio=rng.normal(size=(frames, AUDIO_DIM)), voice=np.ones(frames))
+                          audio=rng.normal(size=(frames, dims.get(name, AUDIO_DIM))), voice=np.ones(frames))
         write_record(folder / "records" / f"{name}-0000abcd.npz", Record(f"{name}.mp4", 25.0, "test", "mesh", [segment]))
 
 
@@ -81,3 +82,11 @@ def test_the_default_method_fits_a_readout_judge_scored_on_the_held_out_records(
     with pytest.raises(SystemExit):
         main(["train", kind, "--data", str(tmp_path / "prep"), "--out", str(tmp_path / "bad"), "--method", "ridge"])
     assert "invalid choice: 'ridge'" in capsys.readouterr().err
+
+
+def test_a_readout_fit_on_records_of_different_speech_features_is_one_clear_error(tmp_path, capsys):
+    tiny_records(tmp_path / "prep", frames=150, audio_dims={"speaker_b": AUDIO_DIM + 4})
+    assert main(["train", "lipsync", "--data", str(tmp_path / "prep"), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "different speech features" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()

@@ -219,6 +219,11 @@ def fit_judge(config: JudgeTrainConfig, training_files: list[Path], held_out_fil
     held-out ones like a trained judge; written to config.out / judge.safetensors."""
     out = Path(config.out)
     records = [read_record(f) for f in training_files]
+    held_records = [read_record(f) for f in held_out_files]
+    kinds = {(r.audio_encoder, s.audio.shape[1]) for r in records + held_records for s in r.segments}
+    if len(kinds) > 1:
+        raise VasaError(f"the records in {config.data} hold different speech features "
+                        f"({', '.join(f'{e}: {d}-d' for e, d in sorted(kinds))}): prepare them with one encoder")
     train = [s for s in record_sequences(records, config.kind, face_model) if len(s[0]) > 1]
     if not train:
         raise VasaError(f"no training segment in {config.data} has two frames")
@@ -228,7 +233,7 @@ def fit_judge(config: JudgeTrainConfig, training_files: list[Path], held_out_fil
     say(f"{config.kind} read-out judge: fitted on {len(train)} segments ({frames} frames) "
         f"in {time.perf_counter() - started:.1f} s")
     figures = {}
-    held_out = record_sequences([read_record(f) for f in held_out_files], config.kind, face_model)
+    held_out = record_sequences(held_records, config.kind, face_model)
     shifts = SEPARATION_SHIFTS[config.kind]
     if any(len(m) >= judge.config.window_frames + 2 * max(shifts) for m, _ in held_out):
         figures = {"held_out": [f.stem for f in held_out_files],
